@@ -1,0 +1,249 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "engine/ops.h"
+
+namespace famq {
+namespace {
+
+std::vector<float> ToF32(const TensorView& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  ConvertToF32(t.dtype, t.data, v.size(), v.data());
+  return v;
+}
+
+// HF's inverse frequencies, computed in float32 as PyTorch does, with the
+// Llama-3 frequency-dependent scaling when configured.
+std::vector<float> InverseFrequencies(const ModelConfig& c) {
+  const int half = c.head_dim / 2;
+  std::vector<float> inv(static_cast<size_t>(half));
+  for (int i = 0; i < half; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    inv[static_cast<size_t>(i)] = 1.0f / std::pow(c.rope_theta, exponent);
+  }
+  if (c.rope_scaling.llama3) {
+    const RopeScaling& s = c.rope_scaling;
+    const float old_ctx = static_cast<float>(s.original_max_position_embeddings);
+    const float low_wavelen = old_ctx / s.low_freq_factor;
+    const float high_wavelen = old_ctx / s.high_freq_factor;
+    for (float& f : inv) {
+      const float wavelen = 2.0f * static_cast<float>(M_PI) / f;
+      if (wavelen > low_wavelen) {
+        f = f / s.factor;
+      } else if (wavelen >= high_wavelen) {
+        const float smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = (1.0f - smooth) * f / s.factor + smooth * f;
+      }
+    }
+  }
+  return inv;
+}
+
+}  // namespace
+
+Engine::~Engine() {
+  if (pool_ != nullptr) pthreadpool_destroy(pool_);
+}
+
+int Engine::num_threads() const { return static_cast<int>(pthreadpool_get_threads_count(pool_)); }
+
+Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const EngineOptions& options) {
+  std::unique_ptr<Engine> e(new Engine());
+  const ModelConfig& c = ck.config();
+  e->config_ = c;
+  e->embed_ = ck.embed_tokens();
+  int threads = options.num_threads;
+  if (threads <= 0) threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
+  if (threads > 256) return InvalidArgument("num_threads " + std::to_string(threads) + " is absurd");
+  e->pool_ = pthreadpool_create(static_cast<size_t>(threads));
+  if (e->pool_ == nullptr) return Internal("pthreadpool_create failed");
+
+  e->max_seq_ = options.max_seq_len > 0 ? options.max_seq_len : std::min(c.max_position_embeddings, 2048);
+  if (e->max_seq_ > c.max_position_embeddings) {
+    return InvalidArgument("context " + std::to_string(e->max_seq_) + " exceeds max_position_embeddings " +
+                           std::to_string(c.max_position_embeddings));
+  }
+  if (options.max_batch <= 0 || options.max_batch > 8192) {
+    return InvalidArgument("max_batch " + std::to_string(options.max_batch) + " is out of range [1, 8192]");
+  }
+  e->max_batch_ = std::min(options.max_batch, e->max_seq_);
+
+  for (size_t i = 0; i < ck.layers().size(); ++i) {
+    const LayerTensors& t = ck.layers()[i];
+    const std::string p = "layer " + std::to_string(i) + " ";
+    Layer l;
+    l.input_norm = ToF32(t.input_norm);
+    l.post_norm = ToF32(t.post_attention_norm);
+    if (t.q_norm) l.q_norm = ToF32(*t.q_norm);
+    if (t.k_norm) l.k_norm = ToF32(*t.k_norm);
+    FAMQ_ASSIGN_OR_RETURN(l.qkv, Linear::Create({&t.q_proj, &t.k_proj, &t.v_proj},
+                                                {&t.q_bias, &t.k_bias, &t.v_bias}, p + "qkv"));
+    FAMQ_ASSIGN_OR_RETURN(l.o_proj, Linear::Create({&t.o_proj}, {}, p + "o_proj"));
+    FAMQ_ASSIGN_OR_RETURN(l.gate_up, Linear::Create({&t.gate_proj, &t.up_proj}, {}, p + "gate_up"));
+    FAMQ_ASSIGN_OR_RETURN(l.down, Linear::Create({&t.down_proj}, {}, p + "down_proj"));
+    e->layers_.push_back(std::move(l));
+  }
+  e->final_norm_ = ToF32(ck.final_norm());
+  FAMQ_ASSIGN_OR_RETURN(e->lm_head_, Linear::Create({&ck.lm_head()}, {}, "lm_head"));
+
+  const size_t half = static_cast<size_t>(c.head_dim / 2);
+  const std::vector<float> inv = InverseFrequencies(c);
+  e->rope_cos_.resize(static_cast<size_t>(e->max_seq_) * half);
+  e->rope_sin_.resize(e->rope_cos_.size());
+  for (int pos = 0; pos < e->max_seq_; ++pos) {
+    for (size_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(pos) * inv[i];  // float32 product, as torch
+      e->rope_cos_[static_cast<size_t>(pos) * half + i] = std::cos(angle);
+      e->rope_sin_[static_cast<size_t>(pos) * half + i] = std::sin(angle);
+    }
+  }
+
+  const size_t B = static_cast<size_t>(e->max_batch_);
+  const size_t cache = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e->max_seq_) * c.kv_dim();
+  e->k_cache_.assign(cache, 0.0f);
+  e->v_cache_.assign(cache, 0.0f);
+  e->x_.resize(B * c.hidden_size);
+  e->xn_.resize(B * c.hidden_size);
+  e->qkv_.resize(B * (c.q_dim() + 2 * c.kv_dim()));
+  e->attn_.resize(B * c.q_dim());
+  e->tmp_.resize(B * c.hidden_size);
+  e->gu_.resize(B * 2 * static_cast<size_t>(c.intermediate_size));
+  e->act_.resize(B * c.intermediate_size);
+  e->scores_.resize(static_cast<size_t>(c.num_heads) * e->max_seq_);
+  return e;
+}
+
+Status Engine::Forward(std::span<const int32_t> tokens, int pos, float* logits, bool all_logits) {
+  const int n = static_cast<int>(tokens.size());
+  if (n == 0) return InvalidArgument("Forward: no tokens");
+  if (pos < 0 || n > max_seq_ - pos) {
+    return InvalidArgument("Forward: positions [" + std::to_string(pos) + ", " + std::to_string(pos + n) +
+                           ") exceed the context of " + std::to_string(max_seq_) + " tokens");
+  }
+  if (all_logits && n > max_batch_) {
+    return InvalidArgument("Forward: all-logits output takes at most " + std::to_string(max_batch_) + " tokens");
+  }
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= config_.vocab_size) {
+      return InvalidArgument("Forward: token id " + std::to_string(t) + " outside the vocabulary of " +
+                             std::to_string(config_.vocab_size));
+    }
+  }
+  for (int start = 0; start < n; start += max_batch_) {
+    const int len = std::min(max_batch_, n - start);
+    const bool last = start + len == n;
+    FAMQ_RETURN_IF_ERROR(ForwardChunk(tokens.data() + start, len, pos + start, last ? logits : nullptr, all_logits));
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+struct AttentionTask {
+  const ModelConfig* c;
+  const float* qkv;
+  const float* k_cache;  // this layer's [pos][kv_head][head_dim]
+  const float* v_cache;
+  float* out;
+  float* scores;  // [num_heads][max_seq]
+  int max_seq, n, pos;
+};
+
+// One head over every query of the chunk; causal, fp32 softmax like HF eager attention.
+void AttendHead(void* context, size_t head) {
+  const auto& a = *static_cast<const AttentionTask*>(context);
+  const ModelConfig& c = *a.c;
+  const size_t hd = static_cast<size_t>(c.head_dim);
+  const size_t kv_dim = static_cast<size_t>(c.kv_dim());
+  const size_t qkv_stride = static_cast<size_t>(c.q_dim()) + 2 * kv_dim;
+  const size_t kv_head = head / static_cast<size_t>(c.num_heads / c.num_kv_heads);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  float* scores = a.scores + head * static_cast<size_t>(a.max_seq);
+  for (int t = 0; t < a.n; ++t) {
+    const float* q = a.qkv + static_cast<size_t>(t) * qkv_stride + head * hd;
+    const int len = a.pos + t + 1;
+    for (int j = 0; j < len; ++j) {
+      scores[j] = ops::Dot(q, a.k_cache + static_cast<size_t>(j) * kv_dim + kv_head * hd, hd) * scale;
+    }
+    ops::Softmax(scores, static_cast<size_t>(len));
+    float* o = a.out + static_cast<size_t>(t) * static_cast<size_t>(c.q_dim()) + head * hd;
+    std::fill(o, o + hd, 0.0f);
+    for (int j = 0; j < len; ++j) {
+      const float p = scores[j];
+      const float* v = a.v_cache + static_cast<size_t>(j) * kv_dim + kv_head * hd;
+      for (size_t d = 0; d < hd; ++d) o[d] += p * v[d];
+    }
+  }
+}
+
+}  // namespace
+
+void Engine::Attention(int layer, int n, int pos) {
+  const size_t layer_off = static_cast<size_t>(layer) * max_seq_ * config_.kv_dim();
+  AttentionTask task{&config_, qkv_.data(), k_cache_.data() + layer_off, v_cache_.data() + layer_off,
+                     attn_.data(), scores_.data(), max_seq_, n, pos};
+  pthreadpool_parallelize_1d(pool_, AttendHead, &task, static_cast<size_t>(config_.num_heads), 0);
+}
+
+Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits) {
+  const ModelConfig& c = config_;
+  const size_t H = static_cast<size_t>(c.hidden_size);
+  const size_t hd = static_cast<size_t>(c.head_dim);
+  const size_t half = hd / 2;
+  const size_t q_dim = static_cast<size_t>(c.q_dim()), kv_dim = static_cast<size_t>(c.kv_dim());
+  const size_t qkv_stride = q_dim + 2 * kv_dim;
+  const size_t ff = static_cast<size_t>(c.intermediate_size);
+  const size_t row_bytes = H * DTypeSize(embed_.dtype);
+
+  for (int t = 0; t < n; ++t) {
+    ConvertToF32(embed_.dtype, embed_.data + static_cast<size_t>(tokens[t]) * row_bytes, H, x_.data() + t * H);
+  }
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    Layer& l = layers_[li];
+    for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], l.input_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
+    FAMQ_RETURN_IF_ERROR(l.qkv.Run(xn_.data(), qkv_.data(), static_cast<size_t>(n), pool_));
+
+    const size_t layer_off = li * static_cast<size_t>(max_seq_) * kv_dim;
+    for (int t = 0; t < n; ++t) {
+      float* q = &qkv_[t * qkv_stride];
+      float* k = q + q_dim;
+      const float* v = k + kv_dim;
+      const size_t p = static_cast<size_t>(pos + t);
+      const float* cs = &rope_cos_[p * half];
+      const float* sn = &rope_sin_[p * half];
+      for (int h = 0; h < c.num_heads; ++h) {
+        float* qh = q + h * hd;
+        if (!l.q_norm.empty()) ops::RmsNorm(qh, l.q_norm.data(), c.rms_norm_eps, hd, qh);
+        ops::ApplyRope(qh, cs, sn, half);
+      }
+      for (int h = 0; h < c.num_kv_heads; ++h) {
+        float* kh = k + h * hd;
+        if (!l.k_norm.empty()) ops::RmsNorm(kh, l.k_norm.data(), c.rms_norm_eps, hd, kh);
+        ops::ApplyRope(kh, cs, sn, half);
+      }
+      std::copy(k, k + kv_dim, &k_cache_[layer_off + p * kv_dim]);
+      std::copy(v, v + kv_dim, &v_cache_[layer_off + p * kv_dim]);
+    }
+    Attention(static_cast<int>(li), n, pos);
+    FAMQ_RETURN_IF_ERROR(l.o_proj.Run(attn_.data(), tmp_.data(), static_cast<size_t>(n), pool_));
+    ops::AddInPlace(x_.data(), tmp_.data(), static_cast<size_t>(n) * H);
+
+    for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], l.post_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
+    FAMQ_RETURN_IF_ERROR(l.gate_up.Run(xn_.data(), gu_.data(), static_cast<size_t>(n), pool_));
+    for (int t = 0; t < n; ++t) ops::SiluMul(&gu_[t * 2 * ff], &gu_[t * 2 * ff + ff], ff, &act_[t * ff]);
+    FAMQ_RETURN_IF_ERROR(l.down.Run(act_.data(), tmp_.data(), static_cast<size_t>(n), pool_));
+    ops::AddInPlace(x_.data(), tmp_.data(), static_cast<size_t>(n) * H);
+  }
+  if (logits == nullptr) return Status::Ok();
+  if (all_logits) {
+    for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], final_norm_.data(), c.rms_norm_eps, H, &xn_[t * H]);
+    return lm_head_.Run(xn_.data(), logits, static_cast<size_t>(n), pool_);
+  }
+  ops::RmsNorm(&x_[(n - 1) * H], final_norm_.data(), c.rms_norm_eps, H, xn_.data());
+  return lm_head_.Run(xn_.data(), logits, 1, pool_);
+}
+
+}  // namespace famq

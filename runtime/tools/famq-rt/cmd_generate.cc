@@ -1,0 +1,135 @@
+// famq-rt generate --model DIR --prompt TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]
+// Streams the continuation to stdout; timing goes to stderr (or into --json).
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "engine/generate.h"
+#include "tokenizer/chat_template.h"
+#include "tools/famq-rt/cli_util.h"
+#include "tools/famq-rt/commands.h"
+#include "tools/famq-rt/engine_flags.h"
+
+namespace famq::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string model, prompt, prompt_file, prompt_ids;
+  int n = 64;
+  bool ignore_eos = false;
+  SamplingParams sampling;
+  EngineOptions engine;
+  bool chat = false, no_think = false, json = false, quiet = false;
+};
+
+Result<std::vector<int32_t>> BuildPrompt(const GenerateArgs& a, const ModelDir& m, std::string* text_out) {
+  if (!a.prompt_ids.empty()) {
+    if (a.chat) return InvalidArgument("--chat cannot wrap --prompt-ids");
+    *text_out = "";
+    return ParsePromptIds(a.prompt_ids, m.checkpoint.config().vocab_size);
+  }
+  std::string text = a.prompt;
+  if (!a.prompt_file.empty()) {
+    FAMQ_ASSIGN_OR_RETURN(text, ReadTextArg(a.prompt_file));
+  }
+  if (a.chat) {
+    if (!m.tokenizer_config || m.tokenizer_config->chat_template.empty()) {
+      return InvalidArgument(a.model + ": --chat needs a chat_template in tokenizer_config.json");
+    }
+    FAMQ_ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::Parse(m.tokenizer_config->chat_template));
+    ChatTemplateOptions opt;
+    opt.add_generation_prompt = true;
+    opt.enable_thinking = !a.no_think;
+    opt.bos_token = m.tokenizer_config->bos_token;
+    opt.eos_token = m.tokenizer_config->eos_token;
+    FAMQ_ASSIGN_OR_RETURN(text, tmpl.Render({ChatMessage{"user", text}}, opt));
+  }
+  std::vector<int32_t> ids;
+  if (m.add_bos && m.bos_token && !a.chat) ids.push_back(*m.bos_token);
+  std::vector<int32_t> body;
+  FAMQ_RETURN_IF_ERROR(m.tokenizer.Encode(text, &body));
+  ids.insert(ids.end(), body.begin(), body.end());
+  *text_out = text;
+  return ids;
+}
+
+int RunGenerate(const GenerateArgs& a) {
+  if (int(!a.prompt.empty()) + int(!a.prompt_file.empty()) + int(!a.prompt_ids.empty()) != 1) {
+    return Fail(InvalidArgument("give exactly one of --prompt, --prompt-file and --prompt-ids"));
+  }
+  auto m = OpenModelDir(a.model);
+  if (!m.ok()) return Fail(m.status());
+  std::string prompt_text;
+  auto prompt = BuildPrompt(a, *m, &prompt_text);
+  if (!prompt.ok()) return Fail(prompt.status());
+  auto engine = Engine::Create(m->checkpoint, a.engine);
+  if (!engine.ok()) return Fail(engine.status());
+
+  GenerateParams gp;
+  gp.sampling = a.sampling;
+  gp.max_new_tokens = a.n;
+  if (!a.ignore_eos) gp.stop_tokens = m->stop_tokens;
+  Generator gen(engine->get(), gp);
+  std::vector<int32_t> out;
+  out.reserve(static_cast<size_t>(a.n));
+  GenerateStats stats;
+  auto on_token = [&](int32_t tok) {
+    if (!a.json) {
+      const std::string bytes = m->tokenizer.TokenBytes(tok);
+      std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+      std::fflush(stdout);
+    }
+    return true;
+  };
+  Status st = gen.Run(*prompt, &out, on_token, &stats);
+  if (!st.ok()) return Fail(st);
+  const double prefill_tps = stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0;
+  const double decode_tps =
+      stats.decode_seconds > 0 && stats.generated_tokens > 1 ? (stats.generated_tokens - 1) / stats.decode_seconds : 0.0;
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["prompt"] = prompt_text;
+    j["prompt_ids"] = *prompt;
+    j["ids"] = out;
+    j["text"] = m->tokenizer.Decode(out);
+    j["prompt_tokens"] = stats.prompt_tokens;
+    j["generated_tokens"] = stats.generated_tokens;
+    j["stopped_by_token"] = stats.stopped_by_token;
+    j["prefill_tokens_per_s"] = prefill_tps;
+    j["decode_tokens_per_s"] = decode_tps;
+    j["threads"] = (*engine)->num_threads();
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("\n");
+    if (!a.quiet) {
+      std::fprintf(stderr, "[famq-rt] prompt %d tokens, prefill %.1f tok/s; generated %d tokens, decode %.1f tok/s%s\n",
+                   stats.prompt_tokens, prefill_tps, stats.generated_tokens, decode_tps,
+                   stats.stopped_by_token ? " (stop token)" : "");
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void RegisterGenerate(CLI::App& app, ExitCode* exit_code) {
+  auto a = std::make_shared<GenerateArgs>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt");
+  cmd->add_option("--model", a->model, "Model directory")->required();
+  cmd->add_option("--prompt", a->prompt, "Prompt text");
+  cmd->add_option("--prompt-file", a->prompt_file, "Read the prompt from a file");
+  cmd->add_option("--prompt-ids", a->prompt_ids, "Prompt as a JSON array of token ids (no tokenization)");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-sequence tokens");
+  cmd->add_option("-n,--max-tokens", a->n, "Maximum new tokens")->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--temp", a->sampling.temperature, "Temperature (0: greedy)")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-k", a->sampling.top_k, "Top-k (0: off)")->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("--top-p", a->sampling.top_p, "Top-p nucleus mass (1: off)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", a->sampling.seed, "Sampling seed");
+  cmd->add_flag("--chat", a->chat, "Wrap the prompt as one user turn with the model's chat template");
+  cmd->add_flag("--no-think", a->no_think, "With --chat: render with enable_thinking=false");
+  cmd->add_flag("--json", a->json, "Print one JSON object (ids, text, timings) instead of streaming");
+  cmd->add_flag("-q,--quiet", a->quiet, "No timing line on stderr");
+  AddEngineFlags(cmd, &a->engine);
+  cmd->callback([a, exit_code] { exit_code->value = RunGenerate(*a); });
+}
+
+}  // namespace famq::cli

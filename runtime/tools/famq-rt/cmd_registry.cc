@@ -1,0 +1,13 @@
+#include "tools/famq-rt/commands.h"
+
+namespace famq::cli {
+
+void RegisterCommands(CLI::App& app, ExitCode* exit_code) {
+  RegisterInfo(app, exit_code);
+  RegisterTokenize(app, exit_code);
+  RegisterGenerate(app, exit_code);
+  RegisterPpl(app, exit_code);
+  RegisterLogits(app, exit_code);
+}
+
+}  // namespace famq::cli

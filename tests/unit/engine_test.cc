@@ -1,0 +1,168 @@
+// Unit tests of the engine's building blocks (ops against double-precision
+// loops, the sampler's distributions and determinism) and the .npy codec.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/npy.h"
+#include "engine/ops.h"
+#include "engine/sampler.h"
+
+namespace famq {
+namespace {
+
+std::vector<float> RandomVector(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+TEST(Ops, RmsNormMatchesDoubleReference) {
+  for (size_t n : {1u, 7u, 64u, 1000u}) {
+    auto x = RandomVector(n, 1 + static_cast<uint32_t>(n), 3.0f);
+    auto w = RandomVector(n, 2);
+    std::vector<float> out(n);
+    ops::RmsNorm(x.data(), w.data(), 1e-6f, n, out.data());
+    double ss = 0;
+    for (float v : x) ss += double(v) * v;
+    const double inv = 1.0 / std::sqrt(ss / double(n) + 1e-6);
+    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(out[i], x[i] * inv * w[i], 1e-5 * (1 + std::fabs(x[i] * inv * w[i])));
+  }
+}
+
+TEST(Ops, RopeRotatesPairsHalfApart) {
+  const size_t half = 4;
+  std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8}, cos(half), sin(half);
+  for (size_t i = 0; i < half; ++i) {
+    cos[i] = std::cos(0.3f * float(i + 1));
+    sin[i] = std::sin(0.3f * float(i + 1));
+  }
+  auto y = x;
+  ops::ApplyRope(y.data(), cos.data(), sin.data(), half);
+  for (size_t i = 0; i < half; ++i) {
+    EXPECT_NEAR(y[i], x[i] * cos[i] - x[i + half] * sin[i], 1e-6);
+    EXPECT_NEAR(y[i + half], x[i + half] * cos[i] + x[i] * sin[i], 1e-6);
+  }
+}
+
+TEST(Ops, SiluMulSoftmaxDotLogSumExp) {
+  auto g = RandomVector(37, 3, 4.0f), u = RandomVector(37, 4);
+  std::vector<float> out(37);
+  ops::SiluMul(g.data(), u.data(), 37, out.data());
+  for (size_t i = 0; i < 37; ++i) EXPECT_NEAR(out[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-5);
+  double dot = 0;
+  for (size_t i = 0; i < 37; ++i) dot += double(g[i]) * u[i];
+  EXPECT_NEAR(ops::Dot(g.data(), u.data(), 37), dot, 1e-4);
+  auto s = RandomVector(33, 5, 20.0f);
+  const double lse = ops::LogSumExp(s.data(), s.size());
+  double m = s[0];
+  for (float v : s) m = std::max(m, double(v));
+  double z = 0;
+  for (float v : s) z += std::exp(double(v) - m);
+  EXPECT_NEAR(lse, m + std::log(z), 1e-9 * std::fabs(lse) + 1e-9);
+  auto p = s;
+  ops::Softmax(p.data(), p.size());
+  double sum = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    EXPECT_NEAR(p[i], std::exp(double(s[i]) - (m + std::log(z))), 1e-6);
+    sum += p[i];
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-5);
+}
+
+TEST(Sampler, GreedyIsArgmaxWithLowestIdOnTies) {
+  std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f};
+  Sampler s(4, SamplingParams{});
+  EXPECT_EQ(s.Sample(logits.data()), 1);
+  EXPECT_EQ(Argmax(logits.data(), 4), 1);
+}
+
+TEST(Sampler, TopKOneAndTinyTopPAreGreedy) {
+  auto logits = RandomVector(500, 7, 2.0f);
+  const int32_t best = Argmax(logits.data(), 500);
+  SamplingParams k1{1.5f, 1, 1.0f, 42};
+  SamplingParams p0{1.5f, 0, 1e-6f, 43};
+  Sampler a(500, k1), b(500, p0);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(a.Sample(logits.data()), best);
+    EXPECT_EQ(b.Sample(logits.data()), best);
+  }
+}
+
+TEST(Sampler, FrequenciesFollowTemperatureSoftmax) {
+  const std::vector<float> logits = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  const int n = 40000;
+  for (float t : {1.0f, 0.5f}) {
+    Sampler s(3, SamplingParams{t, 0, 1.0f, 7});
+    std::vector<int> count(3);
+    for (int i = 0; i < n; ++i) ++count[static_cast<size_t>(s.Sample(logits.data()))];
+    std::vector<double> want = {std::pow(0.5, 1 / t), std::pow(0.3, 1 / t), std::pow(0.2, 1 / t)};
+    const double z = want[0] + want[1] + want[2];
+    for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(count[i] / double(n), want[i] / z, 0.015) << "t=" << t << " id " << i;
+  }
+}
+
+TEST(Sampler, TopKAndTopPCutTheTail) {
+  const std::vector<float> logits = {std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
+  Sampler k2(4, SamplingParams{1.0f, 2, 1.0f, 9});
+  Sampler p7(4, SamplingParams{1.0f, 0, 0.7f, 9});  // 0.5 + 0.3 >= 0.7: ids 0 and 1 survive
+  std::vector<int> ck(4), cp(4);
+  for (int i = 0; i < 20000; ++i) {
+    ++ck[static_cast<size_t>(k2.Sample(logits.data()))];
+    ++cp[static_cast<size_t>(p7.Sample(logits.data()))];
+  }
+  EXPECT_EQ(ck[2] + ck[3], 0);
+  EXPECT_EQ(cp[2] + cp[3], 0);
+  EXPECT_NEAR(ck[0] / 20000.0, 0.5 / 0.8, 0.02);
+  EXPECT_NEAR(cp[1] / 20000.0, 0.3 / 0.8, 0.02);
+}
+
+TEST(Sampler, SameSeedSameTokens) {
+  auto logits = RandomVector(1000, 11);
+  SamplingParams p{0.8f, 40, 0.9f, 1234};
+  Sampler a(1000, p), b(1000, p);
+  std::vector<int32_t> ta, tb;
+  for (int i = 0; i < 100; ++i) {
+    ta.push_back(a.Sample(logits.data()));
+    tb.push_back(b.Sample(logits.data()));
+  }
+  EXPECT_EQ(ta, tb);
+  p.seed = 1235;
+  Sampler c(1000, p);
+  std::vector<int32_t> tc;
+  for (int i = 0; i < 100; ++i) tc.push_back(c.Sample(logits.data()));
+  EXPECT_NE(ta, tc);
+}
+
+TEST(Sampler, ValidatesParameters) {
+  EXPECT_TRUE(ValidateSamplingParams({0.7f, 20, 0.9f, 0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({NAN, 0, 1.0f, 0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({1000.0f, 0, 1.0f, 0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({1.0f, -1, 1.0f, 0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({1.0f, 0, 0.0f, 0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({1.0f, 0, 1.5f, 0}).ok());
+}
+
+TEST(Npy, RoundTripsAndRejectsDamage) {
+  std::vector<float> v = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, 8.0f};
+  const std::string bytes = EncodeNpyF32(v.data(), {2, 3});
+  auto back = ParseNpyF32(bytes, "a.npy");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(back->data, v);
+  for (size_t cut : {size_t{0}, size_t{5}, size_t{20}, bytes.size() - 1}) {
+    auto r = ParseNpyF32(bytes.substr(0, cut), "a.npy");
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("a.npy"), std::string::npos);
+  }
+  std::string f8 = bytes;
+  f8.replace(f8.find("<f4"), 3, "<f8");
+  EXPECT_FALSE(ParseNpyF32(f8, "a.npy").ok());
+}
+
+}  // namespace
+}  // namespace famq
