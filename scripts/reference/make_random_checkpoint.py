@@ -121,6 +121,9 @@ def main():
     ap.add_argument("--head-dim", type=int, default=16)
     ap.add_argument("--intermediate", type=int, default=160)
     ap.add_argument("--vocab", type=int, default=384)
+    ap.add_argument("--tokenizer-size", type=int, default=0,
+                    help="size of the trained tokenizer (default: --vocab); a smaller one leaves padded "
+                         "rows as real Qwen3 checkpoints do (e.g. --vocab 151936 --tokenizer-size 512)")
     ap.add_argument("--max-positions", type=int, default=512)
     ap.add_argument("--untied", action="store_true")
     ap.add_argument("--tokenizer-json", help="use this tokenizer.json instead of training a tiny one")
@@ -135,21 +138,23 @@ def main():
         ids.update({t["content"]: t["id"] for t in tok.get("added_tokens", [])})
         a.vocab = max(a.vocab, max(ids.values()) + 1)
     else:
-        tok, ids = make_tokenizer(a.vocab)
+        if a.tokenizer_size > a.vocab:
+            raise SystemExit("--tokenizer-size exceeds --vocab")
+        tok, ids = make_tokenizer(a.tokenizer_size or a.vocab)
     eos = ids.get("<|im_end|>", ids.get("<|endoftext|>"))
     rng = np.random.default_rng(a.seed)
     H, hd, q, kv, ff = a.hidden, a.head_dim, a.heads * a.head_dim, a.kv_heads * a.head_dim, a.intermediate
 
     def lin(out_f, in_f):
-        return rng.normal(0.0, a.weight_scale / np.sqrt(in_f), size=(out_f, in_f))
+        return rng.normal(0.0, a.weight_scale / np.sqrt(in_f), size=(out_f, in_f)).astype(np.float32)
 
     def norm(n):
         return 1.0 + 0.1 * rng.standard_normal(n)
 
-    t = {"model.embed_tokens.weight": rng.normal(0.0, a.weight_scale, size=(a.vocab, H)),
+    t = {"model.embed_tokens.weight": rng.normal(0.0, a.weight_scale, size=(a.vocab, H)).astype(np.float32),
          "model.norm.weight": norm(H)}
     if a.untied:
-        t["lm_head.weight"] = rng.normal(0.0, a.weight_scale, size=(a.vocab, H))
+        t["lm_head.weight"] = rng.normal(0.0, a.weight_scale, size=(a.vocab, H)).astype(np.float32)
     for i in range(a.layers):
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = norm(H)

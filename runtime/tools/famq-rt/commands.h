@@ -17,5 +17,6 @@ void RegisterTokenize(CLI::App& app, ExitCode* exit_code);
 void RegisterGenerate(CLI::App& app, ExitCode* exit_code);
 void RegisterPpl(CLI::App& app, ExitCode* exit_code);
 void RegisterLogits(CLI::App& app, ExitCode* exit_code);
+void RegisterBench(CLI::App& app, ExitCode* exit_code);
 
 }  // namespace famq::cli

@@ -1,0 +1,168 @@
+// famq-rt bench --model DIR [--model DIR2 ...] [--prompt-tokens P] [--gen-tokens N] [--reps R] [--json]
+// Speed of each model in one run: prefill tokens/s (P seeded random tokens),
+// decode tokens/s (N greedy one-token steps through the KV cache), time to
+// first token, and peak RSS; each figure is the median of R repetitions, and
+// every model after the first gets its ratios to the first. Only the weights
+// are needed (no tokenizer), so shape-only random checkpoints work too.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/sampler.h"
+#include "model/checkpoint.h"
+#include "tools/famq-rt/cli_util.h"
+#include "tools/famq-rt/commands.h"
+#include "tools/famq-rt/engine_flags.h"
+
+namespace famq::cli {
+namespace {
+
+struct BenchArgs {
+  std::vector<std::string> models;
+  int prompt_tokens = 128;
+  int gen_tokens = 64;
+  int reps = 3;
+  uint64_t seed = 1;
+  bool json = false;
+  EngineOptions engine;
+};
+
+struct BenchResult {
+  std::string model;
+  int threads = 0;
+  int64_t parameters = 0;
+  double prefill_tps = 0, decode_tps = 0, ttft_ms = 0;
+  double peak_rss_mib = 0;
+};
+
+// Linux: VmHWM of this process, reset per model through /proc/self/clear_refs
+// (writing "5" resets the peak). 0 where unavailable.
+double PeakRssMiB() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0.0;
+}
+void ResetPeakRss() {
+  std::ofstream f("/proc/self/clear_refs");
+  if (f) f << "5";
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+Result<BenchResult> BenchOne(const std::string& dir, const BenchArgs& a) {
+  ResetPeakRss();
+  FAMQ_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(dir));
+  EngineOptions eo = a.engine;
+  if (eo.max_seq_len == 0) eo.max_seq_len = a.prompt_tokens + a.gen_tokens;
+  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(ckpt, eo));
+  if (a.prompt_tokens + a.gen_tokens > engine->max_seq_len()) {
+    return InvalidArgument("--prompt-tokens + --gen-tokens exceed the context " +
+                           std::to_string(engine->max_seq_len()));
+  }
+  const int vocab = engine->vocab_size();
+  Rng rng(a.seed);
+  std::vector<int32_t> prompt(static_cast<size_t>(a.prompt_tokens));
+  for (auto& t : prompt) t = static_cast<int32_t>(rng.Next() % static_cast<uint64_t>(vocab));
+  std::vector<float> logits(static_cast<size_t>(vocab));
+
+  std::vector<double> prefill, decode, ttft;
+  for (int rep = 0; rep < a.reps + 1; ++rep) {  // rep 0 warms caches and XNNPACK
+    const auto t0 = Clock::now();
+    FAMQ_RETURN_IF_ERROR(engine->Forward(prompt, 0, logits.data(), false));
+    int32_t tok = Argmax(logits.data(), vocab);
+    const auto t1 = Clock::now();
+    for (int i = 0; i < a.gen_tokens; ++i) {
+      FAMQ_RETURN_IF_ERROR(engine->Forward(std::span<const int32_t>(&tok, 1), a.prompt_tokens + i, logits.data(), false));
+      tok = Argmax(logits.data(), vocab);
+    }
+    const auto t2 = Clock::now();
+    if (rep == 0) continue;
+    prefill.push_back(a.prompt_tokens / Seconds(t0, t1));
+    decode.push_back(a.gen_tokens / Seconds(t1, t2));
+    ttft.push_back(Seconds(t0, t1) * 1e3);
+  }
+  BenchResult r;
+  r.model = dir;
+  r.threads = engine->num_threads();
+  r.parameters = ckpt.config().NumParameters();
+  r.prefill_tps = Median(prefill);
+  r.decode_tps = Median(decode);
+  r.ttft_ms = Median(ttft);
+  r.peak_rss_mib = PeakRssMiB();
+  return r;
+}
+
+int RunBench(const BenchArgs& a) {
+  std::vector<BenchResult> results;
+  for (const auto& dir : a.models) {
+    if (!a.json) std::fprintf(stderr, "[famq-rt] bench %s ...\n", dir.c_str());
+    auto r = BenchOne(dir, a);
+    if (!r.ok()) return Fail(r.status());
+    results.push_back(*r);
+  }
+  const BenchResult& base = results.front();
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["prompt_tokens"] = a.prompt_tokens;
+    j["gen_tokens"] = a.gen_tokens;
+    j["reps"] = a.reps;
+    j["results"] = nlohmann::json::array();
+    for (const auto& r : results) {
+      nlohmann::ordered_json o;
+      o["model"] = r.model;
+      o["format"] = "fp32";
+      o["parameters"] = r.parameters;
+      o["threads"] = r.threads;
+      o["prefill_tokens_per_s"] = r.prefill_tps;
+      o["decode_tokens_per_s"] = r.decode_tps;
+      o["ttft_ms"] = r.ttft_ms;
+      o["peak_rss_mib"] = r.peak_rss_mib;
+      o["prefill_ratio"] = r.prefill_tps / base.prefill_tps;
+      o["decode_ratio"] = r.decode_tps / base.decode_tps;
+      j["results"].push_back(o);
+    }
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%-40s %7s %12s %12s %10s %10s %8s %8s\n", "model", "threads", "prefill t/s", "decode t/s", "ttft ms",
+              "peak MiB", "prefill", "decode");
+  for (const auto& r : results) {
+    std::printf("%-40s %7d %12.1f %12.1f %10.2f %10.1f %7.2fx %7.2fx\n", r.model.c_str(), r.threads, r.prefill_tps,
+                r.decode_tps, r.ttft_ms, r.peak_rss_mib, r.prefill_tps / base.prefill_tps,
+                r.decode_tps / base.decode_tps);
+  }
+  std::printf("(prompt %d tokens, %d decode steps, median of %d runs; ratios relative to the first model)\n",
+              a.prompt_tokens, a.gen_tokens, a.reps);
+  return 0;
+}
+
+}  // namespace
+
+void RegisterBench(CLI::App& app, ExitCode* exit_code) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench", "Prefill/decode speed and peak memory of one or more models");
+  cmd->add_option("--model", a->models, "Model directory (repeat to compare; ratios are to the first)")->required();
+  cmd->add_option("--prompt-tokens", a->prompt_tokens, "Prefill length")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--gen-tokens", a->gen_tokens, "Decode steps")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--reps", a->reps, "Measured repetitions (after one warm-up)")->check(CLI::Range(1, 1000));
+  cmd->add_option("--seed", a->seed, "Seed of the random prompt tokens");
+  cmd->add_flag("--json", a->json, "Print one JSON object");
+  AddEngineFlags(cmd, &a->engine);
+  cmd->callback([a, exit_code] { exit_code->value = RunBench(*a); });
+}
+
+}  // namespace famq::cli
