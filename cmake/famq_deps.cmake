@@ -14,6 +14,7 @@ endfunction()
 famq_find_lib(pthreadpool pthreadpool.h pthreadpool)
 famq_find_lib(cpuinfo cpuinfo.h cpuinfo)
 famq_find_lib(xnnpack xnnpack.h XNNPACK)
+famq_find_lib(mbedcrypto mbedtls/sha256.h mbedcrypto)
 set_property(TARGET famq::xnnpack APPEND PROPERTY INTERFACE_LINK_LIBRARIES
   famq::pthreadpool famq::cpuinfo Threads::Threads)
 

@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "engine/ops.h"
+#include "engine/sampler.h"
 #include "tools/famq-rt/cli_util.h"
 #include "tools/famq-rt/commands.h"
 #include "tools/famq-rt/engine_flags.h"
