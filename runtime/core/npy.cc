@@ -1,6 +1,7 @@
 #include "core/npy.h"
 
 #include <cstring>
+#include <limits>
 
 #include "core/file.h"
 
@@ -75,7 +76,9 @@ Result<NpyF32> ParseNpyF32(std::string_view bytes, const std::string& origin) {
     }
     if (digits == 0 || digits == 12 || out.shape.size() == 8) return bad("malformed shape");
     count *= dim;
-    if (count > (uint64_t{1} << 34)) return bad("absurd shape");
+    if (count > (uint64_t{1} << 34) || count > std::numeric_limits<size_t>::max() / sizeof(float)) {
+      return bad("absurd shape");
+    }
     out.shape.push_back(static_cast<int64_t>(dim));
   }
   if (pos >= dict.size()) return bad("unterminated shape");
@@ -90,7 +93,7 @@ Result<NpyF32> ParseNpyF32(std::string_view bytes, const std::string& origin) {
 }
 
 Result<NpyF32> ReadNpyF32(const std::string& path) {
-  FAMQ_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, size_t{1} << 36));
+  FAMQ_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, std::numeric_limits<size_t>::max() / 2));
   return ParseNpyF32(bytes, path);
 }
 
