@@ -5,12 +5,44 @@
 
 #include "engine/generate.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/unicode.h"
 #include "tools/famq-rt/cli_util.h"
 #include "tools/famq-rt/commands.h"
 #include "tools/famq-rt/engine_flags.h"
 
 namespace famq::cli {
 namespace {
+
+// Streams token bytes as valid UTF-8: a character split across tokens is held
+// back until it is complete; ill-formed bytes become U+FFFD.
+class Utf8Stream {
+ public:
+  void Write(std::string_view bytes) {
+    pending_.append(bytes);
+    size_t cut = pending_.size();
+    // An incomplete sequence can only be the last 1-3 bytes: find its lead byte.
+    for (size_t back = 1; back <= 3 && back <= pending_.size(); ++back) {
+      const auto c = static_cast<unsigned char>(pending_[pending_.size() - back]);
+      if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
+      const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+      if (need > back) cut = pending_.size() - back;
+      break;
+    }
+    Emit(cut);
+  }
+  void Flush() { Emit(pending_.size()); }
+
+ private:
+  void Emit(size_t n) {
+    if (n == 0) return;
+    out_.clear();
+    unicode::AppendUtf8Lossy(std::string_view(pending_).substr(0, n), &out_);
+    pending_.erase(0, n);
+    std::fwrite(out_.data(), 1, out_.size(), stdout);
+    std::fflush(stdout);
+  }
+  std::string pending_, out_;
+};
 
 struct GenerateArgs {
   std::string model, prompt, prompt_file, prompt_ids;
@@ -72,15 +104,13 @@ int RunGenerate(const GenerateArgs& a) {
   std::vector<int32_t> out;
   out.reserve(static_cast<size_t>(a.n));
   GenerateStats stats;
+  Utf8Stream stream;
   auto on_token = [&](int32_t tok) {
-    if (!a.json) {
-      const std::string bytes = m->tokenizer.TokenBytes(tok);
-      std::fwrite(bytes.data(), 1, bytes.size(), stdout);
-      std::fflush(stdout);
-    }
+    if (!a.json) stream.Write(m->tokenizer.TokenBytes(tok));
     return true;
   };
   Status st = gen.Run(*prompt, &out, on_token, &stats);
+  stream.Flush();
   if (!st.ok()) return Fail(st);
   const double prefill_tps = stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0;
   const double decode_tps =
@@ -100,6 +130,7 @@ int RunGenerate(const GenerateArgs& a) {
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);
     if (!a.quiet) {
       std::fprintf(stderr, "[famq-rt] prompt %d tokens, prefill %.1f tok/s; generated %d tokens, decode %.1f tok/s%s\n",
                    stats.prompt_tokens, prefill_tps, stats.generated_tokens, decode_tps,

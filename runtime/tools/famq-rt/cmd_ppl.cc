@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
@@ -47,6 +48,10 @@ int RunPpl(PplArgs a) {
   double nll = 0.0;
   int64_t predicted = 0, correct = 0;
   int windows = 0;
+  // Progress with ETA on a terminal only; logs get the final line.
+  const bool progress = !a.json && isatty(fileno(stderr));
+  size_t total_windows = (ids.size() - 1 + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx);
+  if (a.max_windows > 0) total_windows = std::min(total_windows, static_cast<size_t>(a.max_windows));
   for (size_t w = 0; w + 1 < ids.size(); w += static_cast<size_t>(ctx)) {
     if (a.max_windows > 0 && windows == a.max_windows) break;
     const int len = static_cast<int>(std::min<size_t>(static_cast<size_t>(ctx), ids.size() - w));
@@ -67,9 +72,14 @@ int RunPpl(PplArgs a) {
       }
     }
     ++windows;
-    if (!a.json) std::fprintf(stderr, "\r[famq-rt] window %d, %lld tokens", windows, static_cast<long long>(predicted));
+    if (progress) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double eta = el / windows * (static_cast<double>(total_windows) - windows);
+      std::fprintf(stderr, "\r[famq-rt] window %d/%zu, %lld tokens, %.0f s left   ", windows, total_windows,
+                   static_cast<long long>(predicted), eta > 0 ? eta : 0.0);
+    }
   }
-  if (!a.json) std::fprintf(stderr, "\n");
+  if (progress) std::fprintf(stderr, "\n");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double mean_nll = nll / static_cast<double>(predicted);
   const double ppl = std::exp(mean_nll);
