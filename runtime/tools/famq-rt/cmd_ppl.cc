@@ -9,8 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
-#include "engine/ops.h"
-#include "engine/sampler.h"
+#include "engine/perplexity.h"
 #include "tools/famq-rt/cli_util.h"
 #include "tools/famq-rt/commands.h"
 #include "tools/famq-rt/engine_flags.h"
@@ -32,58 +31,34 @@ int RunPpl(PplArgs a) {
   auto text = ReadTextArg(a.text);
   if (!text.ok()) return Fail(text.status());
   std::vector<int32_t> ids;
-  Status st = m->tokenizer.Encode(*text, &ids);
-  if (!st.ok()) return Fail(st);
+  if (Status st = m->tokenizer.Encode(*text, &ids); !st.ok()) return Fail(st);
   const int ctx = std::min(a.ctx, m->checkpoint.config().max_position_embeddings);
   if (ids.size() < 2) return Fail(InvalidArgument(a.text + ": fewer than 2 tokens, nothing to predict"));
 
   a.engine.max_seq_len = ctx;
   auto engine = Engine::Create(m->checkpoint, a.engine);
   if (!engine.ok()) return Fail(engine.status());
-  Engine& e = **engine;
-  const size_t vocab = static_cast<size_t>(e.vocab_size());
-  std::vector<float> logits(static_cast<size_t>(e.max_batch()) * vocab);
 
-  auto t0 = std::chrono::steady_clock::now();
-  double nll = 0.0;
-  int64_t predicted = 0, correct = 0;
-  int windows = 0;
   // Progress with ETA on a terminal only; logs get the final line.
   const bool progress = !a.json && isatty(fileno(stderr));
-  size_t total_windows = (ids.size() - 1 + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx);
-  if (a.max_windows > 0) total_windows = std::min(total_windows, static_cast<size_t>(a.max_windows));
-  for (size_t w = 0; w + 1 < ids.size(); w += static_cast<size_t>(ctx)) {
-    if (a.max_windows > 0 && windows == a.max_windows) break;
-    const int len = static_cast<int>(std::min<size_t>(static_cast<size_t>(ctx), ids.size() - w));
-    if (len < 2) break;
-    const int32_t* win = ids.data() + w;
-    for (int start = 0; start < len; start += e.max_batch()) {
-      const int n = std::min(e.max_batch(), len - start);
-      st = e.Forward(std::span<const int32_t>(win + start, static_cast<size_t>(n)), start, logits.data(), true);
-      if (!st.ok()) return Fail(st);
-      for (int r = 0; r < n; ++r) {
-        const int p = start + r;
-        if (p + 1 >= len) break;
-        const float* row = logits.data() + static_cast<size_t>(r) * vocab;
-        const int32_t target = win[p + 1];
-        nll += ops::LogSumExp(row, vocab) - row[target];
-        correct += Argmax(row, static_cast<int>(vocab)) == target;
-        ++predicted;
-      }
-    }
-    ++windows;
+  const auto t0 = std::chrono::steady_clock::now();
+  PerplexityOptions po;
+  po.ctx = ctx;
+  po.max_windows = a.max_windows;
+  po.on_window = [&](int done, int planned) {
     if (progress) {
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double eta = el / windows * (static_cast<double>(total_windows) - windows);
-      std::fprintf(stderr, "\r[famq-rt] window %d/%zu, %lld tokens, %.0f s left   ", windows, total_windows,
-                   static_cast<long long>(predicted), eta > 0 ? eta : 0.0);
+      std::fprintf(stderr, "\r[famq-rt] window %d/%d, %.0f s left   ", done, planned, el / done * (planned - done));
+      if (done == planned) std::fprintf(stderr, "\n");
     }
-  }
-  if (progress) std::fprintf(stderr, "\n");
+    return true;
+  };
+  auto r = ComputePerplexity(**engine, ids, po);
+  if (!r.ok()) return Fail(r.status());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double mean_nll = nll / static_cast<double>(predicted);
-  const double ppl = std::exp(mean_nll);
-  const double acc = static_cast<double>(correct) / static_cast<double>(predicted);
+  const double ppl = r->ppl, mean_nll = r->mean_nll, acc = r->top1_accuracy();
+  const int64_t predicted = r->tokens;
+  const int windows = r->windows;
   if (a.json) {
     nlohmann::ordered_json j;
     j["ppl"] = ppl;

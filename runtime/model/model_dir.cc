@@ -1,0 +1,68 @@
+#include "model/model_dir.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "core/file.h"
+
+namespace famq {
+
+Result<Tokenizer> OpenTokenizer(const std::string& dir) {
+  return Tokenizer::LoadFile(JoinPath(dir, "tokenizer.json"));
+}
+
+namespace {
+
+void AddUnique(std::vector<int32_t>* v, int32_t id) {
+  if (std::find(v->begin(), v->end(), id) == v->end()) v->push_back(id);
+}
+
+// generation_config.json's eos_token_id (an id or a list); absent file is fine.
+Status ReadGenerationEos(const std::string& dir, int vocab, std::vector<int32_t>* out) {
+  const std::string path = JoinPath(dir, "generation_config.json");
+  if (!FileExists(path)) return Status::Ok();
+  FAMQ_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1u << 20));
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return InvalidFormat(path + ": not a JSON object");
+  auto it = j.find("eos_token_id");
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  std::vector<nlohmann::json> ids = it->is_array() ? std::vector<nlohmann::json>(it->begin(), it->end())
+                                                   : std::vector<nlohmann::json>{*it};
+  for (const auto& id : ids) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab) {
+      return InvalidFormat(path + ": eos_token_id " + id.dump() + " is not a token id of this model");
+    }
+    AddUnique(out, static_cast<int32_t>(id.get<int64_t>()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ModelDir> OpenModelDir(const std::string& dir) {
+  ModelDir m{};
+  FAMQ_ASSIGN_OR_RETURN(m.checkpoint, Checkpoint::Open(dir));
+  FAMQ_ASSIGN_OR_RETURN(m.tokenizer, OpenTokenizer(dir));
+  const ModelConfig& c = m.checkpoint.config();
+  if (m.tokenizer.vocab_size() > c.vocab_size) {
+    return InvalidFormat(JoinPath(dir, "tokenizer.json") + ": tokenizer has ids up to " +
+                         std::to_string(m.tokenizer.vocab_size() - 1) + " but config.json's vocab_size is " +
+                         std::to_string(c.vocab_size));
+  }
+  const std::string tc_path = JoinPath(dir, "tokenizer_config.json");
+  if (FileExists(tc_path)) {
+    FAMQ_ASSIGN_OR_RETURN(TokenizerConfig tc, LoadTokenizerConfig(tc_path));
+    m.add_bos = tc.add_bos_token;
+    if (!tc.eos_token.empty()) {
+      if (auto id = m.tokenizer.TokenId(tc.eos_token)) AddUnique(&m.stop_tokens, *id);
+    }
+    if (!tc.bos_token.empty()) m.bos_token = m.tokenizer.TokenId(tc.bos_token);
+    m.tokenizer_config = std::move(tc);
+  }
+  for (int32_t id : c.eos_token_ids) AddUnique(&m.stop_tokens, id);
+  FAMQ_RETURN_IF_ERROR(ReadGenerationEos(dir, c.vocab_size, &m.stop_tokens));
+  if (!m.bos_token && !c.bos_token_ids.empty()) m.bos_token = c.bos_token_ids[0];
+  return m;
+}
+
+}  // namespace famq
