@@ -1,0 +1,21 @@
+// Registration of famq (host CLI) subcommands; each callback stores its
+// process exit code in *exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "core/status.h"
+
+namespace famq::host_cli {
+
+struct ExitCode {
+  int value = 0;
+};
+
+// Prints "famq: <message>" on stderr and returns exit code 1.
+int Fail(const Status& status);
+
+void RegisterEval(CLI::App& app, ExitCode* exit_code);
+
+}  // namespace famq::host_cli
