@@ -29,6 +29,7 @@ HOST_PKGS=(
   clang clang-14 libclang-rt-14-dev llvm
   python3 python3-torch python3-numpy python3-matplotlib libopenblas0-pthread
   unicode-data
+  bible-kjv-text dict-gcide wordnet-base dict-jargon dict-foldoc fortunes fortunes-min
 )
 CROSS_PKGS=(
   g++-aarch64-linux-gnu binutils-aarch64-linux-gnu
