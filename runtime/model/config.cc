@@ -182,6 +182,11 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, const std::stri
     return InvalidFormat(origin + ": num_attention_heads " + std::to_string(c.num_heads) +
                          " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
   }
+  if (c.head_dim < 2) {
+    return InvalidFormat(origin + ": head_dim " + std::to_string(c.head_dim) + " (hidden_size " +
+                         std::to_string(c.hidden_size) + " / num_attention_heads " + std::to_string(c.num_heads) +
+                         " when config.json gives none) is too small");
+  }
   if (c.head_dim % 2 != 0) return InvalidFormat(origin + ": head_dim " + std::to_string(c.head_dim) + " is odd (RoPE needs pairs)");
   if (int64_t{c.num_heads} * c.head_dim > kMaxDim) return InvalidFormat(origin + ": num_attention_heads * head_dim is absurd");
   for (int32_t id : c.bos_token_ids) {

@@ -189,6 +189,11 @@ TEST(Config, RejectsBadValues) {
   c.erase("intermediate_size");
   expect_bad(c, "intermediate_size");
   c = Qwen3Config();
+  c.erase("head_dim");
+  c["num_attention_heads"] = 128;  // hidden 64 / 128 heads: no usable head_dim (found by fuzz_config_json)
+  c["num_key_value_heads"] = 128;
+  expect_bad(c, "head_dim");
+  c = Qwen3Config();
   c["hidden_act"] = "gelu";
   expect_bad(c, "hidden_act");
   EXPECT_FALSE(ParseModelConfig("{not json", "config.json").ok());
