@@ -6,7 +6,8 @@ verifies it against famq's PyTorch reference and (if built) famq-rt.
       [--famq-rt build/host/runtime/tools/famq-rt/famq-rt] [--name famq-tiny-l]
 
 Writes config.json, model.safetensors (BF16, round to nearest even),
-generation_config.json, tokenizer.json and tokenizer_config.json. The check
+generation_config.json, tokenizer.json, tokenizer_config.json and training.json
+(the run's arguments, steps, tokens, time and final validation losses). The check
 runs the training model with BF16-rounded weights on a sample and requires
 famq_ref.py's and famq-rt's logits to match it (max |diff| / max |logit| <= 1e-4
 for the reference; famq-rt is reported, and must be within --rt-tol).
@@ -85,6 +86,17 @@ def main():
     with open(os.path.join(a.out, "generation_config.json"), "w") as f:
         json.dump({"bos_token_id": eot, "eos_token_id": [im_end, eot], "pad_token_id": eot,
                    "do_sample": False}, f, indent=2)
+    # Provenance for the model card: the training command's arguments and what it did.
+    done_path = os.path.join(a.run, "done.json")
+    done = json.load(open(done_path)) if os.path.exists(done_path) else {}
+    args = dict(ck.get("args", {}))
+    with open(os.path.join(a.out, "training.json"), "w") as f:
+        json.dump({"size": ck.get("size"), "parameters": int(sum(v.size for v in tensors.values())),
+                   "steps": ck["step"], "tokens": ck["tokens"], "train_seconds": round(ck["elapsed"], 1),
+                   "session_seconds": done.get("session_s"), "final_val_loss": done.get("eval"),
+                   "teacher": os.path.basename(os.path.normpath(args["teacher"])) if args.get("teacher") else None,
+                   "args": args}, f, indent=2)
+        f.write("\n")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         src = os.path.join(a.tokenizer, name)
         if os.path.exists(src):

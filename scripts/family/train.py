@@ -39,7 +39,7 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qwen3_model import Qwen3ForCausalLM, preset_config  # noqa: E402
 
-DEFAULT_MIX = "reasoning=0.45,bible=0.12,dictionary=0.13,computing=0.15,fortunes=0.15"
+DEFAULT_MIX = "reasoning=0.6,bible=0.09,dictionary=0.1,computing=0.1,fortunes=0.11"
 DEFAULT_LR = {"s": 3e-3, "m": 2e-3, "l": 1.5e-3}
 
 
