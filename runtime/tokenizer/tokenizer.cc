@@ -1,8 +1,5 @@
 #include "tokenizer/tokenizer.h"
 
-#include <mbedtls/sha256.h>
-#include <mbedtls/version.h>
-
 #include <algorithm>
 #include <array>
 #include <functional>
@@ -10,6 +7,7 @@
 #include <queue>
 #include <unordered_map>
 
+#include "core/digest.h"
 #include "core/file.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pretokenizer.h"
@@ -108,27 +106,6 @@ struct MergeTarget {
   uint32_t rank;
   int32_t id;
 };
-
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    s.push_back(kDigits[p[i] >> 4]);
-    s.push_back(kDigits[p[i] & 15]);
-  }
-  return s;
-}
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[32];
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-  mbedtls_sha256(p, data.size(), digest, 0);
-#else
-  mbedtls_sha256_ret(p, data.size(), digest, 0);
-#endif
-  return Hex(digest, sizeof(digest));
-}
 
 // The deepest nesting of arrays and objects in JSON text (strings skipped).
 // nlohmann's dump and destruction recurse per level: a hostile file of a
@@ -725,7 +702,7 @@ Status Tokenizer::Impl::Bpe(std::string_view bytes, std::vector<int32_t>* ids) c
     int32_t id = symbols[i].id;
     if (id < 0) {
       if (!unk_id) {
-        return InvalidArgument(origin + ": byte 0x" + Hex(reinterpret_cast<const unsigned char*>(&bytes[i]), 1) +
+        return InvalidArgument(origin + ": byte 0x" + HexEncode(reinterpret_cast<const uint8_t*>(&bytes[i]), 1) +
                                " has no token and the model has no unk_token");
       }
       id = *unk_id;

@@ -17,5 +17,6 @@ struct ExitCode {
 int Fail(const Status& status);
 
 void RegisterEval(CLI::App& app, ExitCode* exit_code);
+void RegisterBundleTools(CLI::App& app, ExitCode* exit_code);  // keygen, verify, inspect
 
 }  // namespace famq::host_cli
