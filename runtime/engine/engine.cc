@@ -140,6 +140,25 @@ Status Engine::Forward(std::span<const int32_t> tokens, int pos, float* logits, 
   return Status::Ok();
 }
 
+Status Engine::ForwardHidden(std::span<const int32_t> tokens, int pos, float* logits, float* hidden) {
+  const int n = static_cast<int>(tokens.size());
+  if (n == 0 || n > max_batch_) {
+    return InvalidArgument("ForwardHidden: takes 1 to " + std::to_string(max_batch_) + " tokens, not " +
+                           std::to_string(n));
+  }
+  if (pos < 0 || n > max_seq_ - pos) {
+    return InvalidArgument("ForwardHidden: positions [" + std::to_string(pos) + ", " + std::to_string(pos + n) +
+                           ") exceed the context of " + std::to_string(max_seq_) + " tokens");
+  }
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= config_.vocab_size) {
+      return InvalidArgument("ForwardHidden: token id " + std::to_string(t) + " outside the vocabulary of " +
+                             std::to_string(config_.vocab_size));
+    }
+  }
+  return ForwardChunk(tokens.data(), n, pos, logits, true, hidden);
+}
+
 namespace {
 
 struct AttentionTask {
@@ -188,7 +207,7 @@ void Engine::Attention(int layer, int n, int pos) {
   pthreadpool_parallelize_1d(pool_, AttendHead, &task, static_cast<size_t>(config_.num_heads), 0);
 }
 
-Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits) {
+Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits, float* hidden) {
   const ModelConfig& c = config_;
   const size_t H = static_cast<size_t>(c.hidden_size);
   const size_t hd = static_cast<size_t>(c.head_dim);
@@ -236,6 +255,11 @@ Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits
     for (int t = 0; t < n; ++t) ops::SiluMul(&gu_[t * 2 * ff], &gu_[t * 2 * ff + ff], ff, &act_[t * ff]);
     FAMQ_RETURN_IF_ERROR(l.down.Run(act_.data(), tmp_.data(), static_cast<size_t>(n), pool_));
     ops::AddInPlace(x_.data(), tmp_.data(), static_cast<size_t>(n) * H);
+  }
+  if (hidden != nullptr) {
+    for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], final_norm_.data(), c.rms_norm_eps, H, &xn_[t * H]);
+    std::copy(xn_.begin(), xn_.begin() + static_cast<std::ptrdiff_t>(n * H), hidden);
+    return logits == nullptr ? Status::Ok() : lm_head_.Run(xn_.data(), logits, static_cast<size_t>(n), pool_);
   }
   if (logits == nullptr) return Status::Ok();
   if (all_logits) {

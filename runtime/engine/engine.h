@@ -38,6 +38,12 @@ class Engine {
   // all_logits == true: logits[n][vocab] receives every token's; n <= max_batch().
   Status Forward(std::span<const int32_t> tokens, int pos, float* logits, bool all_logits);
 
+  // Like Forward with all_logits, and also the final-normalized hidden state
+  // of every token (the model's last hidden state, as Hugging Face returns it
+  // in hidden_states[-1]): logits[n][vocab] (nullptr: no head) and
+  // hidden[n][hidden_size] (nullptr: none). n <= max_batch().
+  Status ForwardHidden(std::span<const int32_t> tokens, int pos, float* logits, float* hidden);
+
   const ModelConfig& config() const { return config_; }
   int vocab_size() const { return config_.vocab_size; }
   int max_seq_len() const { return max_seq_; }
@@ -46,7 +52,7 @@ class Engine {
 
  private:
   Engine() = default;
-  Status ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits);
+  Status ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits, float* hidden = nullptr);
   void Attention(int layer, int n, int pos);
 
   struct Layer {

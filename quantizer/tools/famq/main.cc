@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("famq ") + FAMQ_VERSION_STRING);
   famq::host_cli::ExitCode exit_code;
   famq::host_cli::RegisterEval(app, &exit_code);
+  famq::host_cli::RegisterPipeline(app, &exit_code);
   famq::host_cli::RegisterBundleTools(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code.value;

@@ -1,0 +1,121 @@
+#include "pipeline/regenerate.h"
+
+#include <algorithm>
+
+#include "engine/sampler.h"
+#include "tokenizer/chat_template.h"
+
+namespace famq {
+namespace {
+
+constexpr char kPlaceholder[] = "\x01" "famq-original" "\x01";
+
+Status Append(const Tokenizer& tok, const std::string& text, uint8_t mask, RegenPrompt* p) {
+  if (text.empty()) return Status::Ok();
+  std::vector<int32_t> ids;
+  FAMQ_RETURN_IF_ERROR(tok.Encode(text, &ids));
+  p->ids.insert(p->ids.end(), ids.begin(), ids.end());
+  p->template_mask.insert(p->template_mask.end(), ids.size(), mask);
+  return Status::Ok();
+}
+
+uint64_t Mix(uint64_t a, uint64_t b) {
+  Rng r(a ^ (b * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull));
+  r.Next();
+  return r.Next();
+}
+
+}  // namespace
+
+std::string DefaultReasoningCue(PromptStyle style) {
+  return style == PromptStyle::kChat ? "<think>\n" : "\n\nLet's think step by step.\n";
+}
+
+Result<RegenPrompt> BuildRegenerationPrompt(const ModelDir& model, const std::string& original,
+                                            const PromptOptions& o) {
+  if (o.max_original_tokens <= 0) return InvalidArgument("regenerate: max original tokens must be positive");
+  RegenPrompt p;
+  std::vector<int32_t> orig;
+  FAMQ_RETURN_IF_ERROR(model.tokenizer.Encode(original, &orig));
+  if (orig.empty()) return InvalidArgument("regenerate: the original sample encodes to no tokens");
+  if (static_cast<int>(orig.size()) > o.max_original_tokens) orig.resize(static_cast<size_t>(o.max_original_tokens));
+  const std::string cue = o.no_cot ? "" : (o.reasoning_cue.empty() ? DefaultReasoningCue(o.style) : o.reasoning_cue);
+  if (o.style == PromptStyle::kBase) {
+    if (model.add_bos && model.bos_token) {
+      p.ids.push_back(*model.bos_token);
+      p.template_mask.push_back(1);
+    }
+    p.ids.insert(p.ids.end(), orig.begin(), orig.end());
+    p.template_mask.insert(p.template_mask.end(), orig.size(), 0);
+    FAMQ_RETURN_IF_ERROR(Append(model.tokenizer, cue, 1, &p));
+    p.original_ids = std::move(orig);
+    return p;
+  }
+  if (!model.tokenizer_config || model.tokenizer_config->chat_template.empty()) {
+    return InvalidArgument("regenerate: the model has no chat_template in tokenizer_config.json (use --template base)");
+  }
+  FAMQ_ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::Parse(model.tokenizer_config->chat_template));
+  ChatTemplateOptions opt;
+  opt.enable_thinking = !o.no_cot;
+  opt.bos_token = model.tokenizer_config->bos_token;
+  opt.eos_token = model.tokenizer_config->eos_token;
+  FAMQ_ASSIGN_OR_RETURN(std::string rendered, tmpl.Render({ChatMessage{"user", kPlaceholder}}, opt));
+  const size_t at = rendered.find(kPlaceholder);
+  if (at == std::string::npos || rendered.find(kPlaceholder, at + 1) != std::string::npos) {
+    return Unsupported("regenerate: the chat template does not place the user message exactly once");
+  }
+  FAMQ_RETURN_IF_ERROR(Append(model.tokenizer, rendered.substr(0, at), 1, &p));
+  p.ids.insert(p.ids.end(), orig.begin(), orig.end());
+  p.template_mask.insert(p.template_mask.end(), orig.size(), 0);
+  FAMQ_RETURN_IF_ERROR(Append(model.tokenizer, rendered.substr(at + sizeof(kPlaceholder) - 1), 1, &p));
+  FAMQ_RETURN_IF_ERROR(Append(model.tokenizer, cue, 1, &p));
+  p.original_ids = std::move(orig);
+  return p;
+}
+
+uint64_t GroupSeed(uint64_t run_seed, uint64_t group) { return Mix(run_seed, group); }
+uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate) { return Mix(group_seed, candidate + 1); }
+
+Result<std::vector<GeneratedCandidate>> GenerateGroup(Engine& engine, std::span<const int32_t> prompt,
+                                                      const GroupParams& g) {
+  if (g.n < 1 || g.n > 1024) return InvalidArgument("regenerate: group size must be in [1, 1024]");
+  if (g.max_new_tokens < 1) return InvalidArgument("regenerate: max new tokens must be positive");
+  if (prompt.empty()) return InvalidArgument("regenerate: empty prompt");
+  if (static_cast<int64_t>(prompt.size()) + g.max_new_tokens > engine.max_seq_len()) {
+    return InvalidArgument("regenerate: prompt (" + std::to_string(prompt.size()) + " tokens) + max new tokens (" +
+                           std::to_string(g.max_new_tokens) + ") exceed the context of " +
+                           std::to_string(engine.max_seq_len()));
+  }
+  SamplingParams sp;
+  sp.temperature = g.temperature;
+  sp.top_p = g.top_p;
+  sp.top_k = g.top_k;
+  FAMQ_RETURN_IF_ERROR(ValidateSamplingParams(sp));
+  const size_t vocab = static_cast<size_t>(engine.vocab_size());
+  std::vector<float> prompt_logits(vocab), logits(vocab);
+  FAMQ_RETURN_IF_ERROR(engine.Forward(prompt, 0, prompt_logits.data(), false));
+  Sampler sampler(engine.vocab_size(), sp);
+  std::vector<GeneratedCandidate> out(static_cast<size_t>(g.n));
+  const int start = static_cast<int>(prompt.size());
+  for (int j = 0; j < g.n; ++j) {
+    sampler.Reseed(CandidateSeed(g.seed, static_cast<uint64_t>(j)));
+    GeneratedCandidate& c = out[static_cast<size_t>(j)];
+    c.ids.reserve(static_cast<size_t>(g.max_new_tokens));
+    const float* cur = prompt_logits.data();
+    for (int i = 0; i < g.max_new_tokens; ++i) {
+      const int32_t tok = sampler.Sample(cur);
+      c.ids.push_back(tok);
+      if (std::find(g.stop_tokens.begin(), g.stop_tokens.end(), tok) != g.stop_tokens.end()) {
+        c.finished = true;
+        break;
+      }
+      if (i + 1 == g.max_new_tokens) break;
+      // Positions >= start belong to this candidate; the prompt's cache stays.
+      FAMQ_RETURN_IF_ERROR(engine.Forward(std::span<const int32_t>(&tok, 1), start + i, logits.data(), false));
+      cur = logits.data();
+    }
+  }
+  return out;
+}
+
+}  // namespace famq

@@ -1,0 +1,72 @@
+// Regenerate (DESIGN.md §1.1): prompts built from original calibration
+// samples, and groups of G candidates sampled from the regenerator. The same
+// GenerateGroup serves the in-process backend and `famq serve`, so both give
+// the same candidates for the same prompt, parameters and seed.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/engine.h"
+#include "model/model_dir.h"
+
+namespace famq {
+
+enum class PromptStyle {
+  kBase,  // the original's first tokens, then the reasoning cue
+  kChat,  // the family's chat template with thinking on, the original as the user turn
+};
+
+struct PromptOptions {
+  PromptStyle style = PromptStyle::kChat;
+  // Appended after the original (base) or after the assistant header (chat).
+  // Default: "<think>\n" for chat (opens the reasoning), and
+  // "\n\nLet's think step by step.\n" for base. Ignored with no_cot.
+  std::string reasoning_cue;
+  bool no_cot = false;          // no cue; chat renders with enable_thinking=false
+  int max_original_tokens = 192; // P: the original is cut to its first P tokens
+};
+
+std::string DefaultReasoningCue(PromptStyle style);
+
+struct RegenPrompt {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> template_mask;  // per id: 1 = template or cue token, 0 = the original's text
+  std::vector<int32_t> original_ids;   // the original's tokens (cut to P) as they appear in ids
+};
+
+// Builds the prompt for one original. Chat: the template is rendered around a
+// placeholder and the pieces are tokenized separately (template text,
+// original, template text, cue), so template tokens are known exactly.
+Result<RegenPrompt> BuildRegenerationPrompt(const ModelDir& model, const std::string& original,
+                                            const PromptOptions& options);
+
+struct GroupParams {
+  int n = 4;                 // candidates
+  float temperature = 0.8f;
+  float top_p = 0.95f;
+  int top_k = 0;
+  int max_new_tokens = 192;
+  uint64_t seed = 0;         // the group's seed; candidate j samples with CandidateSeed(seed, j)
+  std::vector<int32_t> stop_tokens;
+};
+
+struct GeneratedCandidate {
+  std::vector<int32_t> ids;  // generated tokens (a final stop token included)
+  bool finished = false;     // ended with a stop token
+};
+
+uint64_t GroupSeed(uint64_t run_seed, uint64_t group);
+uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate);
+
+// Samples params.n continuations of `prompt`: the prompt is prefilled once
+// and every candidate decodes from the end of it through the KV cache.
+// Errors: InvalidArgument (bad parameters, prompt + max_new_tokens beyond
+// the engine's context), or the engine's.
+Result<std::vector<GeneratedCandidate>> GenerateGroup(Engine& engine, std::span<const int32_t> prompt,
+                                                      const GroupParams& params);
+
+}  // namespace famq

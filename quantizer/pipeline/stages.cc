@@ -1,0 +1,347 @@
+#include "pipeline/stages.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "bundle/bundle.h"
+#include "bundle/signing.h"
+#include "core/file.h"
+#include "pipeline/family.h"
+#include "engine/sampler.h"
+#include "pipeline/records.h"
+
+namespace famq {
+namespace {
+
+using OJson = nlohmann::ordered_json;
+
+const char* kTool = "famq " FAMQ_VERSION_STRING;
+
+OJson MemberJson(const FamilyMember& m) {
+  return {{"name", m.name}, {"dir", m.dir}, {"config_sha256", m.config_sha256}, {"parameters", m.parameters}};
+}
+
+ModelIdentity IdentityFrom(const OJson& j) {
+  ModelIdentity m;
+  if (j.is_object()) {
+    m.name = j.value("name", std::string());
+    m.config_sha256 = j.value("config_sha256", std::string());
+    m.parameters = j.value("parameters", uint64_t{0});
+  }
+  return m;
+}
+
+// Headers must agree on everything but the tool string and the backend (the
+// backend does not change the results).
+OJson Comparable(OJson h) {
+  h.erase("tool");
+  h.erase("backend");
+  if (h.contains("regenerate")) h["regenerate"] = Comparable(h["regenerate"]);
+  return h;
+}
+
+// Opens `out` for a stage: a new file with `header`, or the continuation of
+// an existing one made with the same settings. *done: groups already there.
+Result<std::unique_ptr<StageWriter>> OpenStage(const std::string& out, const std::string& stage, const OJson& header,
+                                               std::vector<GroupRecord>* done) {
+  done->clear();
+  if (!FileExists(out)) return StageWriter::Create(out, header);
+  FAMQ_ASSIGN_OR_RETURN(StageFile f, ReadStageFile(out, stage));
+  if (Comparable(f.header) != Comparable(header)) {
+    return InvalidArgument(out + " holds a `famq " + stage +
+                           "` run with other inputs or settings; remove it or choose another output to start afresh");
+  }
+  *done = std::move(f.groups);
+  return StageWriter::Continue(out, f.valid_bytes);
+}
+
+int32_t SeparatorToken(const ModelDir& m) {
+  if (auto id = m.tokenizer.TokenId("<|endoftext|>")) return *id;
+  return m.stop_tokens.empty() ? -1 : m.stop_tokens.front();
+}
+
+std::vector<int32_t> Cut(std::vector<int32_t> ids, int cap) {
+  if (static_cast<int>(ids.size()) > cap) ids.resize(static_cast<size_t>(cap));
+  return ids;
+}
+
+}  // namespace
+
+Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
+  if (c.calib.samples.empty()) return InvalidArgument("regenerate: no calibration samples");
+  FAMQ_ASSIGN_OR_RETURN(ModelDir target, OpenModelDir(c.target));
+  FAMQ_ASSIGN_OR_RETURN(FamilyMember tm, DescribeMember(target, c.target));
+  std::optional<ModelDir> regen_dir;
+  FamilyMember rm = tm;
+  if (c.regenerator != c.target) {
+    FAMQ_ASSIGN_OR_RETURN(ModelDir r, OpenModelDir(c.regenerator));
+    regen_dir.emplace(std::move(r));
+    FAMQ_ASSIGN_OR_RETURN(rm, DescribeMember(*regen_dir, c.regenerator));
+    FAMQ_RETURN_IF_ERROR(CheckSameFamily(tm, rm, "regenerator", c.allow_foreign_family));
+  }
+  const ModelDir& regen = regen_dir ? *regen_dir : target;
+  const std::string cue = c.prompt.no_cot ? "" : (c.prompt.reasoning_cue.empty() ? DefaultReasoningCue(c.prompt.style)
+                                                                              : c.prompt.reasoning_cue);
+  OJson header{{"famq_stage", "regenerate"},
+               {"version", 1},
+               {"tool", kTool},
+               {"family", {{"tokenizer_sha256", tm.tokenizer_sha256},
+                           {"target", MemberJson(tm)},
+                           {"regenerator", MemberJson(rm)},
+                           {"foreign_allowed", c.allow_foreign_family}}},
+               {"calib", {{"source", c.calib.source}, {"sha256", c.calib.sha256}, {"samples", c.calib.samples.size()}}},
+               {"options", {{"template", c.prompt.style == PromptStyle::kChat ? "chat" : "base"},
+                            {"reasoning_cue", cue},
+                            {"no_cot", c.prompt.no_cot},
+                            {"self", c.self_calibration},
+                            {"max_original_tokens", c.prompt.max_original_tokens},
+                            {"group_size", c.group.n},
+                            {"temperature", c.group.temperature},
+                            {"top_p", c.group.top_p},
+                            {"top_k", c.group.top_k},
+                            {"max_new_tokens", c.group.max_new_tokens},
+                            {"seed", c.seed},
+                            {"original_cap", c.original_cap},
+                            {"separator", SeparatorToken(target)}}},
+               {"backend", c.backend}};
+  std::vector<GroupRecord> done;
+  FAMQ_ASSIGN_OR_RETURN(auto writer, OpenStage(out, "regenerate", header, &done));
+  const size_t n = c.calib.samples.size();
+  if (done.size() >= n) {
+    if (c.progress != ProgressMode::kQuiet) std::fprintf(stderr, "[famq regenerate] %s is complete\n", out.c_str());
+    return Status::Ok();
+  }
+  if (!done.empty() && c.progress != ProgressMode::kQuiet) {
+    std::fprintf(stderr, "[famq regenerate] resuming %s after group %zu of %zu\n", out.c_str(), done.size(), n);
+  }
+
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<GroupBackend> backend;
+  if (c.backend == "engine") {
+    FAMQ_ASSIGN_OR_RETURN(engine, Engine::Create(regen.checkpoint, c.engine));
+    backend = std::make_unique<EngineGroupBackend>(engine.get());
+  } else {
+    return Unsupported("regenerate: backend '" + c.backend + "' (this build has the in-process engine only)");
+  }
+  GroupParams gp = c.group;
+  gp.stop_tokens = regen.stop_tokens;
+  Progress progress("regenerate", static_cast<int>(n), c.progress);
+  long long tokens = 0;
+  for (size_t i = done.size(); i < n; ++i) {
+    const CalibSample& s = c.calib.samples[i];
+    auto prompt = BuildRegenerationPrompt(regen, s.text, c.prompt);
+    if (!prompt.ok()) {
+      return Status(prompt.status().code(), c.calib.source + ":" + std::to_string(s.line) + ": " +
+                                                prompt.status().message());
+    }
+    GroupRecord g;
+    g.group = static_cast<uint32_t>(i);
+    g.line = s.line;
+    g.original_text = s.text;
+    std::vector<int32_t> orig;
+    FAMQ_RETURN_IF_ERROR(target.tokenizer.Encode(s.text, &orig));
+    g.original_ids = Cut(std::move(orig), c.original_cap);
+    g.prompt_ids = prompt->ids;
+    g.template_mask = prompt->template_mask;
+    gp.seed = GroupSeed(c.seed, i);
+    FAMQ_ASSIGN_OR_RETURN(auto cands, backend->Generate(g.prompt_ids, gp));
+    for (auto& cand : cands) {
+      CandidateRecord r;
+      r.text = regen.tokenizer.Decode(cand.ids);
+      tokens += static_cast<long long>(cand.ids.size());
+      r.ids = std::move(cand.ids);
+      r.finished = cand.finished;
+      g.candidates.push_back(std::move(r));
+    }
+    FAMQ_RETURN_IF_ERROR(writer->Append(GroupToJson(g)));
+    progress.Update(static_cast<int>(i + 1), tokens);
+  }
+  progress.Finish(tokens);
+  return Status::Ok();
+}
+
+Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, const std::string& out) {
+  if (c.keep < 1) return InvalidArgument("select: --keep must be at least 1");
+  FAMQ_ASSIGN_OR_RETURN(StageFile regen, ReadStageFile(regenerate_jsonl, "regenerate"));
+  const size_t n = regen.header["calib"].value("samples", size_t{0});
+  if (regen.groups.size() < n) {
+    return InvalidArgument(regenerate_jsonl + " is incomplete (" + std::to_string(regen.groups.size()) + " of " +
+                           std::to_string(n) + " groups): rerun famq regenerate to finish it");
+  }
+  const std::string expert_dir =
+      c.expert.empty() ? regen.header["family"]["regenerator"].value("dir", std::string()) : c.expert;
+  FAMQ_ASSIGN_OR_RETURN(ModelDir expert_model, OpenModelDir(expert_dir));
+  FAMQ_ASSIGN_OR_RETURN(FamilyMember em, DescribeMember(expert_model, expert_dir));
+  FamilyMember tm;
+  tm.dir = regen.header["family"]["target"].value("dir", std::string());
+  tm.tokenizer_sha256 = regen.header["family"].value("tokenizer_sha256", std::string());
+  FAMQ_RETURN_IF_ERROR(CheckSameFamily(tm, em, "expert", c.allow_foreign_family));
+  const uint64_t seed = regen.header["options"].value("seed", uint64_t{0});
+  OJson header{{"famq_stage", "select"},
+               {"version", 1},
+               {"tool", kTool},
+               {"regenerate", regen.header},
+               {"expert", MemberJson(em)},
+               {"options", {{"weights", {{"fidelity", c.weights.fidelity},
+                                         {"consistency", c.weights.consistency},
+                                         {"diversity", c.weights.diversity}}},
+                            {"min_new_tokens", c.penalties.min_new_tokens},
+                            {"min_distinct2", c.penalties.min_distinct2},
+                            {"unfinished_penalty", c.penalties.unfinished},
+                            {"keep", c.keep},
+                            {"no_compete", c.no_compete}}}};
+  std::vector<GroupRecord> done;
+  FAMQ_ASSIGN_OR_RETURN(auto writer, OpenStage(out, "select", header, &done));
+  if (done.size() >= n) {
+    if (c.progress != ProgressMode::kQuiet) std::fprintf(stderr, "[famq select] %s is complete\n", out.c_str());
+    return Status::Ok();
+  }
+  std::vector<std::vector<float>> kept_embeddings;
+  for (const auto& g : done) {
+    for (uint32_t k : g.kept) kept_embeddings.push_back(g.candidates[k].embedding);
+  }
+  FAMQ_ASSIGN_OR_RETURN(auto expert, Expert::Create(expert_model, c.engine));
+  Progress progress("select", static_cast<int>(n), c.progress);
+  long long tokens = 0;
+  std::vector<float> orig_emb;
+  for (size_t i = done.size(); i < n; ++i) {
+    GroupRecord g = regen.groups[i];
+    const int max_seq = expert->engine().max_seq_len();
+    std::vector<int32_t> orig = Cut(g.original_ids, max_seq);
+    if (orig.empty()) return InvalidFormat(regenerate_jsonl + ": group " + std::to_string(i) + " has no original tokens");
+    FAMQ_RETURN_IF_ERROR(expert->Run(orig, static_cast<int>(orig.size()), orig.size() > 1 ? 1 : 0, nullptr, &orig_emb));
+    std::vector<ScoreTerms> scores;
+    std::vector<std::vector<float>> embs;
+    for (auto& cand : g.candidates) {
+      std::vector<int32_t> ids = g.prompt_ids;
+      ids.insert(ids.end(), cand.ids.begin(), cand.ids.end());
+      ids = Cut(std::move(ids), max_seq);
+      const int p = static_cast<int>(std::min(g.prompt_ids.size(), ids.size() - 1));
+      double fidelity = 0.0;
+      std::vector<float> emb;
+      FAMQ_RETURN_IF_ERROR(expert->Run(ids, p, p, &fidelity, &emb));
+      tokens += static_cast<long long>(ids.size());
+      float max_cos = 0.0f;
+      for (const auto& k : kept_embeddings) max_cos = std::max(max_cos, Cosine(emb, k));
+      const float diversity = kept_embeddings.empty() ? 1.0f : 1.0f - max_cos;
+      cand.scores = CombineScore(fidelity, Cosine(emb, orig_emb), diversity, cand.ids, cand.finished, c.weights,
+                                 c.penalties);
+      scores.push_back(*cand.scores);
+      embs.push_back(std::move(emb));
+    }
+    if (c.no_compete) {
+      std::vector<uint32_t> all(g.candidates.size());
+      for (uint32_t j = 0; j < all.size(); ++j) all[j] = j;
+      Rng rng(GroupSeed(seed ^ 0x5e1ec7ull, i));
+      for (size_t j = all.size(); j > 1; --j) std::swap(all[j - 1], all[rng.Next() % j]);
+      all.resize(std::min<size_t>(all.size(), static_cast<size_t>(c.keep)));
+      g.kept = all;
+    } else {
+      g.kept = TopK(scores, c.keep);
+    }
+    for (uint32_t k : g.kept) {
+      g.candidates[k].embedding = embs[k];
+      kept_embeddings.push_back(embs[k]);
+    }
+    g.selected = true;
+    FAMQ_RETURN_IF_ERROR(writer->Append(GroupToJson(g)));
+    progress.Update(static_cast<int>(i + 1), tokens);
+  }
+  progress.Finish(tokens);
+  return Status::Ok();
+}
+
+Status RunPack(const PackConfig& c, const std::string& select_jsonl, const std::string& out) {
+  BundleContents b;
+  std::vector<GroupRecord> groups;
+  RenormOptions ro = c.renorm;
+  OJson regen_header, sel_header;
+  if (select_jsonl.empty()) {
+    if (!ro.originals_only) return InvalidArgument("pack: give the select output (or --originals-only)");
+    if (c.calib.samples.empty()) return InvalidArgument("pack: no calibration samples");
+    FAMQ_ASSIGN_OR_RETURN(ModelDir target, OpenModelDir(c.target));
+    FAMQ_ASSIGN_OR_RETURN(FamilyMember tm, DescribeMember(target, c.target));
+    for (size_t i = 0; i < c.calib.samples.size(); ++i) {
+      GroupRecord g;
+      g.group = static_cast<uint32_t>(i);
+      g.line = c.calib.samples[i].line;
+      g.original_text = c.calib.samples[i].text;
+      FAMQ_RETURN_IF_ERROR(target.tokenizer.Encode(g.original_text, &g.original_ids));
+      if (g.original_ids.empty()) {
+        return InvalidArgument(c.calib.source + ":" + std::to_string(g.line) + ": sample encodes to no tokens");
+      }
+      g.original_ids = Cut(std::move(g.original_ids), c.original_cap);
+      groups.push_back(std::move(g));
+    }
+    if (ro.separator < 0) ro.separator = SeparatorToken(target);
+    b.family.tokenizer_sha256 = tm.tokenizer_sha256;
+    b.family.target = {tm.name, tm.config_sha256, tm.parameters};
+    b.provenance = {kTool, c.seed, "none", "none", c.calib.sha256, c.calib.source};
+  } else {
+    FAMQ_ASSIGN_OR_RETURN(StageFile sel, ReadStageFile(select_jsonl, "select"));
+    sel_header = sel.header;
+    regen_header = sel.header["regenerate"];
+    const size_t n = regen_header["calib"].value("samples", size_t{0});
+    if (sel.groups.size() < n) {
+      return InvalidArgument(select_jsonl + " is incomplete (" + std::to_string(sel.groups.size()) + " of " +
+                             std::to_string(n) + " groups): rerun famq select to finish it");
+    }
+    groups = std::move(sel.groups);
+    const OJson& fam = regen_header["family"];
+    b.family.tokenizer_sha256 = fam.value("tokenizer_sha256", std::string());
+    b.family.target = IdentityFrom(fam["target"]);
+    b.family.regenerator = IdentityFrom(fam["regenerator"]);
+    b.family.expert = IdentityFrom(sel_header["expert"]);
+    b.family.foreign_allowed = fam.value("foreign_allowed", false);
+    const OJson& o = regen_header["options"];
+    if (ro.separator < 0) ro.separator = o.value("separator", -1);
+    b.recipe.group_size = o.value("group_size", 0u);
+    b.recipe.temperature = o.value("temperature", 0.0f);
+    b.recipe.top_p = o.value("top_p", 1.0f);
+    b.recipe.max_new_tokens = o.value("max_new_tokens", 0u);
+    b.recipe.chat_template = o.value("template", std::string()) == "chat";
+    b.recipe.reasoning_cue = o.value("reasoning_cue", std::string());
+    b.recipe.no_cot = o.value("no_cot", false);
+    b.recipe.self_calibration = o.value("self", false);
+    const OJson& so = sel_header["options"];
+    b.recipe.keep = so.value("keep", 1u);
+    b.recipe.weight_fidelity = so["weights"].value("fidelity", 0.0f);
+    b.recipe.weight_consistency = so["weights"].value("consistency", 0.0f);
+    b.recipe.weight_diversity = so["weights"].value("diversity", 0.0f);
+    b.recipe.no_compete = so.value("no_compete", false);
+    b.recipe.min_new_tokens = so.value("min_new_tokens", 0u);
+    b.recipe.min_distinct2 = so.value("min_distinct2", 0.0f);
+    ro.uniform_in_group = ro.uniform_in_group || b.recipe.no_compete;
+    b.provenance = {regen_header.value("tool", std::string(kTool)), o.value("seed", uint64_t{0}),
+                    regen_header.value("backend", std::string("engine")), "engine",
+                    regen_header["calib"].value("sha256", std::string()),
+                    regen_header["calib"].value("source", std::string())};
+  }
+  int fallbacks = 0;
+  FAMQ_ASSIGN_OR_RETURN(b.samples, Renormalize(groups, ro, &fallbacks));
+  b.recipe.seq_len = static_cast<uint32_t>(ro.seq_len);
+  b.recipe.tau = ro.tau;
+  b.recipe.original_mix = ro.original_mix;
+  b.recipe.no_renorm = ro.no_renorm;
+  b.recipe.originals_only = ro.originals_only;
+  b.num_originals = static_cast<uint32_t>(groups.size());
+  for (const auto& g : groups) b.num_candidates += static_cast<uint32_t>(g.candidates.size());
+  FAMQ_ASSIGN_OR_RETURN(std::vector<uint8_t> payload, SerializeBundlePayload(b));
+  std::vector<uint8_t> bytes;
+  if (!c.sign_key.empty()) {
+    FAMQ_ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::Load(c.sign_key));
+    FAMQ_ASSIGN_OR_RETURN(std::vector<uint8_t> sig, key.Sign(Sha256(payload.data(), payload.size())));
+    bytes = BuildBundleContainer(payload, key.key_id(), sig);
+  } else if (c.allow_unsigned) {
+    bytes = BuildBundleContainer(payload, "", {});
+  } else {
+    return InvalidArgument("pack: give --sign KEY.pem (or --allow-unsigned to write an unsigned bundle)");
+  }
+  if (fallbacks > 0) {
+    std::fprintf(stderr, "[famq pack] %d of %zu groups had every candidate filtered; their originals stand in\n",
+                 fallbacks, groups.size());
+  }
+  return WriteFileAtomic(out, bytes.data(), bytes.size());
+}
+
+}  // namespace famq
