@@ -2,11 +2,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
+#include <future>
 
 #include "bundle/bundle.h"
 #include "bundle/signing.h"
 #include "core/file.h"
 #include "pipeline/family.h"
+#ifdef FAMQ_HAVE_HTTP
+#include "pipeline/openai_backend.h"
+#endif
 #include "engine/sampler.h"
 #include "pipeline/records.h"
 
@@ -117,16 +122,50 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
 
   std::unique_ptr<Engine> engine;
   std::unique_ptr<GroupBackend> backend;
+  int inflight = 1;
   if (c.backend == "engine") {
     FAMQ_ASSIGN_OR_RETURN(engine, Engine::Create(regen.checkpoint, c.engine));
     backend = std::make_unique<EngineGroupBackend>(engine.get());
+  } else if (c.backend.rfind("openai:", 0) == 0) {
+#ifndef FAMQ_HAVE_HTTP
+    return Unsupported("regenerate: this famq was built without HTTP support (cpp-httplib)");
+#else
+    OpenAIBackendOptions bo;
+    bo.url = c.backend.substr(7);
+    bo.timeout_s = c.timeout_s;
+    bo.retries = c.retries;
+    FAMQ_ASSIGN_OR_RETURN(backend, MakeOpenAIBackend(bo, &regen.tokenizer));
+    inflight = std::max(1, c.max_inflight);
+#endif
   } else {
-    return Unsupported("regenerate: backend '" + c.backend + "' (this build has the in-process engine only)");
+    return InvalidArgument("regenerate: unknown backend '" + c.backend + "' (engine or openai:URL)");
   }
   GroupParams gp = c.group;
   gp.stop_tokens = regen.stop_tokens;
   Progress progress("regenerate", static_cast<int>(n), c.progress);
   long long tokens = 0;
+  // Groups run `inflight` at a time (HTTP); records are written in group order.
+  struct Pending {
+    GroupRecord g;
+    std::future<Result<std::vector<GeneratedCandidate>>> result;
+  };
+  std::deque<Pending> window;
+  auto finish_front = [&]() -> Status {
+    Pending p = std::move(window.front());
+    window.pop_front();
+    FAMQ_ASSIGN_OR_RETURN(auto cands, p.result.get());
+    for (auto& cand : cands) {
+      CandidateRecord r;
+      r.text = regen.tokenizer.Decode(cand.ids);
+      tokens += static_cast<long long>(cand.ids.size());
+      r.ids = std::move(cand.ids);
+      r.finished = cand.finished;
+      p.g.candidates.push_back(std::move(r));
+    }
+    FAMQ_RETURN_IF_ERROR(writer->Append(GroupToJson(p.g)));
+    progress.Update(static_cast<int>(p.g.group + 1), tokens);
+    return Status::Ok();
+  };
   for (size_t i = done.size(); i < n; ++i) {
     const CalibSample& s = c.calib.samples[i];
     auto prompt = BuildRegenerationPrompt(regen, s.text, c.prompt);
@@ -144,18 +183,12 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
     g.prompt_ids = prompt->ids;
     g.template_mask = prompt->template_mask;
     gp.seed = GroupSeed(c.seed, i);
-    FAMQ_ASSIGN_OR_RETURN(auto cands, backend->Generate(g.prompt_ids, gp));
-    for (auto& cand : cands) {
-      CandidateRecord r;
-      r.text = regen.tokenizer.Decode(cand.ids);
-      tokens += static_cast<long long>(cand.ids.size());
-      r.ids = std::move(cand.ids);
-      r.finished = cand.finished;
-      g.candidates.push_back(std::move(r));
-    }
-    FAMQ_RETURN_IF_ERROR(writer->Append(GroupToJson(g)));
-    progress.Update(static_cast<int>(i + 1), tokens);
+    GroupBackend* be = backend.get();
+    auto job = [be, ids = g.prompt_ids, gp] { return be->Generate(ids, gp); };
+    window.push_back({std::move(g), std::async(inflight > 1 ? std::launch::async : std::launch::deferred, job)});
+    if (static_cast<int>(window.size()) >= inflight) FAMQ_RETURN_IF_ERROR(finish_front());
   }
+  while (!window.empty()) FAMQ_RETURN_IF_ERROR(finish_front());
   progress.Finish(tokens);
   return Status::Ok();
 }

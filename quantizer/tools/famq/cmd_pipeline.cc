@@ -23,6 +23,8 @@ struct PipelineArgs {
   uint64_t seed = 0;
   std::string backend = "engine";
   int max_inflight = 4;
+  double timeout_s = 120.0;
+  int retries = 3;
   // select
   int keep = 1;
   ScoreWeights weights;
@@ -72,6 +74,8 @@ Result<RegenerateConfig> MakeRegenerateConfig(const PipelineArgs& a) {
   c.engine.num_threads = a.threads;
   c.backend = a.backend;
   c.max_inflight = a.max_inflight;
+  c.timeout_s = a.timeout_s;
+  c.retries = a.retries;
   c.progress = Mode(a);
   return c;
 }
@@ -132,7 +136,13 @@ void AddRegenerateOptions(CLI::App* cmd, PipelineArgs* a) {
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Run seed (group i samples with a seed derived from it)")->capture_default_str();
   cmd->add_option("--backend", a->backend, "engine (in-process) or openai:URL")->capture_default_str();
-  cmd->add_option("--max-inflight", a->max_inflight, "Requests in flight with an HTTP backend")->check(CLI::Range(1, 256));
+  cmd->add_option("--max-inflight", a->max_inflight, "Requests in flight with an HTTP backend")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--timeout", a->timeout_s, "Seconds per HTTP request")->check(CLI::Range(0.1, 86400.0))->capture_default_str();
+  cmd->add_option("--retries", a->retries, "Retries per HTTP request (backoff doubles from 0.5 s)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
 }
 
 void AddSelectOptions(CLI::App* cmd, PipelineArgs* a) {

@@ -19,5 +19,6 @@ int Fail(const Status& status);
 void RegisterEval(CLI::App& app, ExitCode* exit_code);
 void RegisterBundleTools(CLI::App& app, ExitCode* exit_code);  // keygen, verify, inspect
 void RegisterPipeline(CLI::App& app, ExitCode* exit_code);     // regenerate, select, pack, bundle
+void RegisterServe(CLI::App& app, ExitCode* exit_code);
 
 }  // namespace famq::host_cli
