@@ -1,0 +1,417 @@
+// The host stage's parts on the tiny random checkpoint: calibration input,
+// regeneration prompts and groups, scoring, re-normalization, the
+// completions service, and the OpenAI backend against misbehaving servers.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <thread>
+
+#include "pipeline/calib_input.h"
+#include "pipeline/family.h"
+#include "pipeline/regenerate.h"
+#include "pipeline/renormalize.h"
+#include "pipeline/scoring.h"
+#include "serve/completions.h"
+#ifdef FAMQ_HAVE_HTTP
+#include <httplib.h>
+
+#include "pipeline/openai_backend.h"
+#endif
+
+namespace famq {
+namespace {
+
+const std::string kModel = std::string(FAMQ_SOURCE_DIR) + "/tests/data/tiny-random-qwen3";
+
+std::string TempFile(const std::string& name, const std::string& content) {
+  const auto dir = std::filesystem::temp_directory_path() / ("famq_pipeline_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / name).string();
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+TEST(CalibInput, ReadsJsonlAndPlainText) {
+  auto j = LoadCalibration(TempFile("a.jsonl", "{\"text\": \"one\"}\n\n{\"text\": \"two\", \"domain\": \"x\"}\n"));
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  ASSERT_EQ(j->samples.size(), 2u);
+  EXPECT_EQ(j->samples[1].text, "two");
+  EXPECT_EQ(j->samples[1].line, 3);
+  EXPECT_EQ(j->sha256.size(), 64u);
+  auto t = LoadCalibration(TempFile("a.txt", "para one\nline two\n\n\npara two\n"));
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(t->samples.size(), 2u);
+  EXPECT_EQ(t->samples[0].text, "para one\nline two");
+  EXPECT_EQ(t->samples[1].line, 5);
+  auto limited = LoadCalibration(TempFile("b.txt", "a\n\nb\n\nc\n"), 2);
+  ASSERT_TRUE(limited.ok());
+  EXPECT_EQ(limited->samples.size(), 2u);
+}
+
+TEST(CalibInput, BadInputNamesTheLine) {
+  auto bad = LoadCalibration(TempFile("bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": 3}\n"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad.jsonl:2"), std::string::npos) << bad.status().ToString();
+  auto broken = LoadCalibration(TempFile("broken.jsonl", "{\"text\": \"ok\"}\n\n{\"text\n"));
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.status().message().find("broken.jsonl:3"), std::string::npos);
+  EXPECT_FALSE(LoadCalibration(TempFile("empty.jsonl", "")).ok());
+  EXPECT_FALSE(LoadCalibration(TempFile("blank.txt", "\n\n  \n")).ok());
+  EXPECT_FALSE(LoadCalibration("/nonexistent/calib.jsonl").ok());
+  auto preset = LoadCalibrationPreset("no-such-preset", std::string(FAMQ_SOURCE_DIR) + "/models");
+  ASSERT_FALSE(preset.ok());
+  EXPECT_NE(preset.status().message().find("mixture"), std::string::npos) << preset.status().ToString();
+}
+
+TEST(Regenerate, ChatPromptMasksExactlyTheTemplate) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  PromptOptions o;
+  o.style = PromptStyle::kChat;
+  auto p = BuildRegenerationPrompt(*m, "hello world", o);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ASSERT_EQ(p->ids.size(), p->template_mask.size());
+  std::vector<int32_t> original;
+  ASSERT_TRUE(m->tokenizer.Encode("hello world", &original).ok());
+  EXPECT_EQ(p->original_ids, original);
+  std::vector<int32_t> unmasked;
+  for (size_t i = 0; i < p->ids.size(); ++i) {
+    if (p->template_mask[i] == 0) unmasked.push_back(p->ids[i]);
+  }
+  EXPECT_EQ(unmasked, original);
+  EXPECT_EQ(p->ids.front(), *m->tokenizer.TokenId("<|im_start|>"));
+  // The default cue opens the reasoning: the prompt ends with "<think>\n".
+  std::vector<int32_t> cue;
+  ASSERT_TRUE(m->tokenizer.Encode("<think>\n", &cue).ok());
+  EXPECT_TRUE(std::equal(cue.rbegin(), cue.rend(), p->ids.rbegin()));
+  // --no-cot: no cue, thinking off.
+  o.no_cot = true;
+  auto q = BuildRegenerationPrompt(*m, "hello world", o);
+  ASSERT_TRUE(q.ok());
+  EXPECT_NE(q->ids, p->ids);
+  // Base: the original's first P tokens, then the cue.
+  PromptOptions b;
+  b.style = PromptStyle::kBase;
+  b.max_original_tokens = 2;
+  auto r = BuildRegenerationPrompt(*m, "hello world and more", b);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->original_ids.size(), 2u);
+  EXPECT_EQ(std::count(r->template_mask.begin(), r->template_mask.end(), 0), 2);
+}
+
+TEST(Regenerate, GroupsAreDeterministicPerCandidateSeed) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  EngineOptions eo;
+  eo.num_threads = 1;
+  auto e = Engine::Create(m->checkpoint, eo);
+  ASSERT_TRUE(e.ok());
+  std::vector<int32_t> prompt{10, 20, 30, 40};
+  GroupParams g;
+  g.n = 3;
+  g.max_new_tokens = 12;
+  g.temperature = 5.0f;  // the random checkpoint is sharply peaked
+  g.top_p = 1.0f;
+  g.seed = GroupSeed(5, 0);
+  auto a = GenerateGroup(**e, prompt, g);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto b = GenerateGroup(**e, prompt, g);
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(a->size(), 3u);
+  for (size_t j = 0; j < 3; ++j) {
+    EXPECT_EQ((*a)[j].ids, (*b)[j].ids);
+    EXPECT_EQ((*a)[j].ids.size(), 12u);
+  }
+  EXPECT_NE((*a)[0].ids, (*a)[1].ids);  // different candidate seeds
+  // Candidate j alone (n = j + 1) is the same sequence: no cross-talk through the cache.
+  g.n = 1;
+  auto single = GenerateGroup(**e, prompt, g);
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ((*single)[0].ids, (*a)[0].ids);
+  g.max_new_tokens = 1000;  // prompt + max_new beyond the 512 context
+  EXPECT_FALSE(GenerateGroup(**e, prompt, g).ok());
+}
+
+TEST(Scoring, FiltersAndRanks) {
+  EXPECT_FLOAT_EQ(Distinct2(std::vector<int32_t>{1, 2, 1, 2, 1, 2}), 2.0f / 5.0f);
+  EXPECT_FLOAT_EQ(Distinct2(std::vector<int32_t>{1, 2, 3, 4}), 1.0f);
+  EXPECT_FLOAT_EQ(Cosine(std::vector<float>{1, 0}, std::vector<float>{0, 1}), 0.0f);
+  EXPECT_NEAR(Cosine(std::vector<float>{1, 2}, std::vector<float>{2, 4}), 1.0f, 1e-6);
+  ScoreWeights w;
+  PenaltyOptions p;
+  p.min_new_tokens = 4;
+  std::vector<int32_t> good{1, 2, 3, 4, 5, 6}, loop{7, 7, 7, 7, 7, 7}, shortc{1, 2};
+  std::vector<ScoreTerms> s = {CombineScore(-2.0, 0.5f, 1.0f, good, true, w, p),
+                               CombineScore(-0.1, 0.9f, 1.0f, loop, true, w, p),
+                               CombineScore(-0.5, 0.9f, 1.0f, shortc, true, w, p),
+                               CombineScore(-1.0, 0.6f, 1.0f, good, false, w, p)};
+  EXPECT_NEAR(s[0].total, -2.0f + 0.5f + 0.5f, 1e-6);
+  EXPECT_GE(s[1].penalty, kHardFilterPenalty);
+  EXPECT_GE(s[2].penalty, kHardFilterPenalty);
+  EXPECT_EQ(TopK(s, 1), (std::vector<uint32_t>{3}));
+  EXPECT_EQ(TopK(s, 4), (std::vector<uint32_t>{3, 0}));  // the filtered ones never come back
+}
+
+TEST(Scoring, ExpertFidelityMatchesTheServedPromptLogprobs) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  EngineOptions eo;
+  eo.num_threads = 1;
+  eo.max_batch = 5;  // several chunks
+  auto ex = Expert::Create(*m, eo);
+  ASSERT_TRUE(ex.ok()) << ex.status().ToString();
+  std::vector<int32_t> ids{3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+  double mean = 0.0;
+  std::vector<float> pooled;
+  ASSERT_TRUE((*ex)->Run(ids, 4, 4, &mean, &pooled).ok());
+  EXPECT_EQ(pooled.size(), 64u);
+  auto svc = CompletionService::Create(kModel, "", eo, ServeLimits{});
+  ASSERT_TRUE(svc.ok());
+  auto r = (*svc)->Complete({{"prompt", ids}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const auto& lp = (*r)["choices"][0]["logprobs"]["token_logprobs"];
+  ASSERT_EQ(lp.size(), ids.size());
+  EXPECT_TRUE(lp[0].is_null());
+  double sum = 0.0;
+  for (size_t t = 4; t < ids.size(); ++t) sum += lp[t].get<double>();
+  EXPECT_NEAR(mean, sum / static_cast<double>(ids.size() - 4), 1e-9);
+}
+
+GroupRecord MakeGroup(uint32_t group, std::vector<float> scores, std::vector<uint32_t> kept) {
+  GroupRecord g;
+  g.group = group;
+  g.original_ids = {100, 101, 102};
+  g.original_text = "orig";
+  g.prompt_ids = {1, 2, 50, 51, 3};
+  g.template_mask = {1, 1, 0, 0, 1};
+  for (size_t j = 0; j < scores.size(); ++j) {
+    CandidateRecord c;
+    c.ids = {static_cast<int32_t>(200 + j), 201, 202, 203};
+    ScoreTerms t;
+    t.total = scores[j];
+    c.scores = t;
+    g.candidates.push_back(c);
+  }
+  g.kept = std::move(kept);
+  g.selected = true;
+  return g;
+}
+
+TEST(Renormalize, GroupMassSoftmaxPackingAndMasks) {
+  std::vector<GroupRecord> groups = {MakeGroup(0, {1.0f, 0.0f, -1.0f}, {0, 1}), MakeGroup(1, {0.5f, 0.2f}, {0}),
+                                     MakeGroup(2, {0.1f}, {})};  // group 2: all filtered
+  RenormOptions o;
+  o.seq_len = 12;
+  o.separator = 9;
+  int fallbacks = -1;
+  auto s = Renormalize(groups, o, &fallbacks);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(fallbacks, 1);
+  ASSERT_EQ(s->size(), 4u);
+  double total = 0.0, g0 = 0.0;
+  for (const auto& x : *s) {
+    total += x.weight;
+    if (x.group == 0) g0 += x.weight;
+    // Packed to L; the stand-in original runs out of other originals at 11.
+    EXPECT_EQ(x.tokens.size(), x.regenerated ? 12u : 11u);
+    EXPECT_EQ(x.token_mask[0], 0);  // the attention sink
+  }
+  EXPECT_NEAR(total, 1.0, 1e-6);
+  EXPECT_NEAR(g0, 1.0 / 3.0, 1e-6);
+  EXPECT_NEAR((*s)[0].weight / (*s)[1].weight, std::exp(1.0), 1e-4);  // softmax(score / tau)
+  EXPECT_NEAR((*s)[2].weight, 1.0 / 3.0, 1e-6);
+  // Kept sample: prompt (template masked) + generation, then the separator and the next candidate.
+  EXPECT_EQ((*s)[0].tokens, (std::vector<int32_t>{1, 2, 50, 51, 3, 200, 201, 202, 203, 9, 1, 2}));
+  EXPECT_EQ((*s)[0].token_mask, (std::vector<uint8_t>{0, 0, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0}));
+  EXPECT_TRUE((*s)[0].regenerated);
+  EXPECT_FALSE((*s)[3].regenerated);  // the stand-in original of group 2
+  EXPECT_EQ((*s)[3].tokens[0], 100);
+
+  RenormOptions orig = o;
+  orig.originals_only = true;
+  auto base = Renormalize(groups, orig, nullptr);
+  ASSERT_TRUE(base.ok());
+  ASSERT_EQ(base->size(), 3u);
+  EXPECT_EQ((*base)[0].tokens, (std::vector<int32_t>{100, 101, 102, 9, 100, 101, 102, 9, 100, 101, 102}));
+  for (const auto& x : *base) EXPECT_NEAR(x.weight, 1.0 / 3.0, 1e-6);
+
+  RenormOptions plain = o;
+  plain.no_renorm = true;
+  auto nr = Renormalize(groups, plain, nullptr);
+  ASSERT_TRUE(nr.ok());
+  for (const auto& x : *nr) {
+    EXPECT_NEAR(x.weight, 0.25, 1e-6);
+    EXPECT_EQ(std::accumulate(x.token_mask.begin(), x.token_mask.end(), 0), static_cast<int>(x.tokens.size()));
+  }
+  EXPECT_EQ((*nr)[0].tokens.size(), 9u);  // not packed
+
+  RenormOptions mix = o;
+  mix.original_mix = 0.25f;
+  auto mx = Renormalize(groups, mix, nullptr);
+  ASSERT_TRUE(mx.ok());
+  double originals = 0.0;
+  for (size_t i = 4; i < mx->size(); ++i) originals += (*mx)[i].weight;
+  EXPECT_NEAR(originals, 0.25, 1e-6);
+  EXPECT_FALSE(Renormalize({MakeGroup(0, {1.0f}, {0})}, RenormOptions{1, 1.0f}, nullptr).ok());  // L < 2
+}
+
+TEST(Family, SameTokenizerIsOneFamily) {
+  const std::string llama = std::string(FAMQ_SOURCE_DIR) + "/tests/data/tiny-random-llama";
+  auto a = OpenModelDir(kModel);
+  auto b = OpenModelDir(llama);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto ma = DescribeMember(*a, kModel);
+  auto mb = DescribeMember(*b, llama);
+  ASSERT_TRUE(ma.ok()) << ma.status().ToString();
+  ASSERT_TRUE(mb.ok()) << mb.status().ToString();
+  EXPECT_GT(ma->parameters, 0u);
+  EXPECT_TRUE(CheckSameFamily(*ma, *ma, "regenerator", false).ok());
+  // The two fixtures share one tokenizer file: one family, whatever the architecture.
+  EXPECT_EQ(ma->tokenizer_sha256, mb->tokenizer_sha256);
+  EXPECT_NE(ma->config_sha256, mb->config_sha256);
+  EXPECT_TRUE(CheckSameFamily(*ma, *mb, "regenerator", false).ok());
+  FamilyMember foreign = *mb;
+  foreign.tokenizer_sha256 = std::string(64, '0');
+  Status s = CheckSameFamily(*ma, foreign, "regenerator", false);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("--allow-foreign-family"), std::string::npos);
+  EXPECT_TRUE(CheckSameFamily(*ma, foreign, "regenerator", true).ok());
+}
+
+TEST(CompletionService, ValidatesRequests) {
+  EngineOptions eo;
+  eo.num_threads = 1;
+  auto svc = CompletionService::Create(kModel, "tiny", eo, ServeLimits{});
+  ASSERT_TRUE(svc.ok());
+  auto& s = **svc;
+  EXPECT_EQ(s.Models()["data"][0]["id"], "tiny");
+  EXPECT_EQ(s.Complete({{"prompt", "hi"}, {"model", "other"}}).status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(s.Complete({{"prompt", "hi"}, {"n", 0}}).ok());
+  EXPECT_FALSE(s.Complete({{"prompt", std::vector<int>{1, 100000}}}).ok());
+  EXPECT_FALSE(s.Complete({{"prompt", "hi"}, {"max_tokens", 100000}}).ok());
+  EXPECT_FALSE(s.Complete({{"prompt", 5}}).ok());
+  EXPECT_FALSE(s.Complete(nlohmann::json::array()).ok());
+  EXPECT_FALSE(s.Complete({{"prompt", "hi"}, {"temperature", "hot"}}).ok());
+  // Same request, same choices; and the choices are GenerateGroup's.
+  nlohmann::json req{{"prompt", std::vector<int>{5, 6, 7}}, {"n", 2}, {"max_tokens", 8}, {"seed", 11},
+                     {"temperature", 0.9}, {"top_p", 0.9}};
+  auto r1 = s.Complete(req), r2 = s.Complete(req);
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_EQ((*r1)["choices"], (*r2)["choices"]);
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  auto e = Engine::Create(m->checkpoint, eo);
+  ASSERT_TRUE(e.ok());
+  GroupParams g;
+  g.n = 2;
+  g.max_new_tokens = 8;
+  g.seed = 11;
+  g.temperature = 0.9f;
+  g.top_p = 0.9f;
+  g.stop_tokens = m->stop_tokens;
+  auto direct = GenerateGroup(**e, std::vector<int32_t>{5, 6, 7}, g);
+  ASSERT_TRUE(direct.ok());
+  for (int j = 0; j < 2; ++j) {
+    EXPECT_EQ((*r1)["choices"][j]["token_ids"].get<std::vector<int32_t>>(), (*direct)[static_cast<size_t>(j)].ids);
+  }
+}
+
+#ifdef FAMQ_HAVE_HTTP
+// A server that misbehaves in a chosen way, on a free loopback port.
+class FakeServer {
+ public:
+  explicit FakeServer(std::function<void(const httplib::Request&, httplib::Response&)> completions) {
+    svr_.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"data":[{"id":"m"}]})", "application/json");
+    });
+    svr_.Post("/v1/completions", completions);
+    port_ = svr_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { svr_.listen_after_bind(); });
+  }
+  ~FakeServer() {
+    svr_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  httplib::Server svr_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST(OpenAIBackend, ClearErrorsWhenTheServerMisbehaves) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  GroupParams g;
+  g.n = 2;
+  g.max_new_tokens = 4;
+  OpenAIBackendOptions o;
+  o.retries = 1;
+  o.backoff_s = 0.01;
+  o.timeout_s = 5;
+  {
+    FakeServer garbage([](const httplib::Request&, httplib::Response& res) { res.set_content("<html>oops", "text/html"); });
+    o.url = garbage.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    auto r = (*b)->Generate(std::vector<int32_t>{1, 2}, g);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("garbage"), std::string::npos) << r.status().ToString();
+  }
+  {
+    int calls = 0;
+    FakeServer failing([&](const httplib::Request&, httplib::Response& res) {
+      ++calls;
+      res.status = 503;
+      res.set_content("overloaded", "text/plain");
+    });
+    o.url = failing.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok());
+    auto r = (*b)->Generate(std::vector<int32_t>{1, 2}, g);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(calls, 2);  // first attempt + 1 retry
+    EXPECT_NE(r.status().message().find("503"), std::string::npos) << r.status().ToString();
+  }
+  {
+    FakeServer few([](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"choices":[{"index":0,"text":"a","token_ids":[5],"finish_reason":"length"}]})",
+                      "application/json");
+    });
+    o.url = few.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok());
+    auto r = (*b)->Generate(std::vector<int32_t>{1, 2}, g);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("expected 2 choices"), std::string::npos) << r.status().ToString();
+  }
+  {
+    FakeServer bad_request([](const httplib::Request&, httplib::Response& res) {
+      res.status = 400;
+      res.set_content(R"({"error":{"message":"n too large"}})", "application/json");
+    });
+    o.url = bad_request.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok());
+    auto r = (*b)->Generate(std::vector<int32_t>{1, 2}, g);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("n too large"), std::string::npos) << r.status().ToString();
+  }
+  // Nobody listening.
+  o.url = "http://127.0.0.1:1";
+  o.retries = 0;
+  auto down = MakeOpenAIBackend(o, &m->tokenizer);
+  ASSERT_FALSE(down.ok());
+  EXPECT_NE(down.status().message().find("cannot reach"), std::string::npos) << down.status().ToString();
+  o.url = "ftp://x";
+  EXPECT_FALSE(MakeOpenAIBackend(o, &m->tokenizer).ok());
+}
+#endif
+
+}  // namespace
+}  // namespace famq
