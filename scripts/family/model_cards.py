@@ -217,8 +217,19 @@ def main():
     # family overview
     lines = ["# famq-tiny: famq's test family", "",
              "Three Qwen3-architecture models sharing one tokenizer and one corpus; M and S are distilled from L. "
-             "Each directory is a Hugging Face model directory with its model card. `eval/` holds the evaluation "
-             "data (test and validation splits) and the `famq eval` suites.", "",
+             "Each `famq-tiny-*/` directory is a Hugging Face model directory with its model card (data, sizes, "
+             "training time and command, metrics, samples). Rebuilt by `bash scripts/family/rebuild.sh`; see "
+             "[scripts/family/README.md](../scripts/family/README.md) and [docs/FAMILY_DATA.md](../docs/FAMILY_DATA.md).",
+             "",
+             "- `eval/test/<domain>.jsonl`, `eval/valid/<domain>.jsonl`: held-out bible, dictionary, computing, "
+             "fortunes (`{\"text\": ...}` per line) and reasoning problems (`prompt_plain`, `prompt_chat`, `answer`, "
+             "`kind`, `difficulty`), copied from the reproducible corpus by `scripts/family/export_eval_data.sh`;",
+             "- suites for `famq eval --suite NAME`: `default` (test splits), `smoke` (a slice of them, for CI), "
+             "`valid` (validation splits: the only ones to tune on). Reasoning decodes greedily for at most 768 new "
+             "tokens in `default` and `valid` (the longest reference solution in the test split is 696 tokens), 320 in "
+             "`smoke` (difficulty 1 only);",
+             "- `calib/NAME.jsonl`: calibration presets for `famq bundle --calib-preset NAME`, drawn from the "
+             "*training* splits by `scripts/family/make_calib_presets.py`.", "",
              "| member | parameters | training tokens | training time | "
              + " | ".join(f"{d} ppl" for d in DOMAINS) + " | reasoning |",
              "|---|---|---|---|" + "---|" * (len(DOMAINS) + 1)]
