@@ -166,7 +166,9 @@ def card(name, cfg, t, e, smp, gate_rows, suite):
               f"## Evaluation (`famq eval --suite {suite}`, test splits)", "",
               f"```sh\nbuild/host/quantizer/famq eval --model models/{name} --suite {suite}\n```", "",
               md_metrics(e), "",
-              f"({e['wall_seconds']:.0f} s wall for the whole suite on 2 cores.)", "",
+              f"({e['wall_seconds']:.0f} s wall for the whole suite, "
+              + ("`--threads 1` while two trainings shared the machine.)" if e.get("threads") == 1 else "2 threads.)"),
+              "",
               "## Family gates", "", md_gates(gate_rows), "",
               "## Samples", "",
               f"Written by famq-rt: greedy, and sampled with temperature {SAMPLING['temp']}, top-p "
@@ -188,9 +190,12 @@ def main():
     ap.add_argument("--famq", default=os.path.join(REPO, "build/host/quantizer/famq"))
     ap.add_argument("--famq-rt", default=os.path.join(REPO, "build/host/runtime/tools/famq-rt/famq-rt"))
     ap.add_argument("--suite", default="default")
+    ap.add_argument("--eval-dir", default=os.path.join(REPO, "models", "eval"), help="where suites are looked up")
     ap.add_argument("--skip-eval", action="store_true", help="reuse DIR/eval_results.json and DIR/samples.json")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse a member's eval_results.json / samples.json when present (same suite)")
     a = ap.parse_args()
-    eval_dir = os.path.join(a.models, "eval")
+    eval_dir = a.eval_dir
     dirs = {k: os.path.join(a.models, f"famq-tiny-{k}") for k in MEMBERS}
     evals, smps = {}, {}
     for k, d in dirs.items():
@@ -198,9 +203,12 @@ def main():
         if a.skip_eval:
             evals[k], smps[k] = json.load(open(ep)), json.load(open(sp))
             continue
-        print(f"evaluating {d} ...", file=sys.stderr, flush=True)
-        evals[k] = evaluate(a.famq, d, a.suite, eval_dir)
-        smps[k] = samples(a.famq_rt, d)
+        if a.reuse and os.path.exists(ep) and json.load(open(ep)).get("suite") == a.suite:
+            evals[k] = json.load(open(ep))
+        else:
+            print(f"evaluating {d} ...", file=sys.stderr, flush=True)
+            evals[k] = evaluate(a.famq, d, a.suite, eval_dir)
+        smps[k] = json.load(open(sp)) if a.reuse and os.path.exists(sp) else samples(a.famq_rt, d)
         for path, obj in ((ep, evals[k]), (sp, smps[k])):
             with open(path + ".tmp", "w") as f:
                 json.dump(obj, f, indent=1, ensure_ascii=False)

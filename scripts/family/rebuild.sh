@@ -4,8 +4,9 @@
 # (in parallel, one core each), the exports in models/, the model cards with
 # their gates, and famq-tiny-s's golden test expectations.
 #
-#   bash scripts/family/rebuild.sh [--l-minutes 90] [--ms-minutes 35] [--work build/family]
-#                                  [--models models] [--golden tests/data/famq-tiny-s.golden] [--skip-deps]
+#   bash scripts/family/rebuild.sh [--l-minutes 90] [--ms-minutes 30] [--work build/family]
+#                                  [--models models] [--golden tests/data/famq-tiny-s.golden]
+#                                  [--suite default] [--skip-deps]
 #
 # Wall time on the 2-core CI-class machine: about L + M/S minutes plus ~6 min
 # (corpus 16 s, tokenizer 41 s, encoding 23 s, exports, evaluation and cards);
@@ -15,7 +16,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
-l_min=90 ms_min=35 work=build/family models=models golden=tests/data/famq-tiny-s.golden skip_deps=0
+l_min=90 ms_min=30 work=build/family models=models golden=tests/data/famq-tiny-s.golden suite=default skip_deps=0
 while [ $# -gt 0 ]; do
   case $1 in
     --l-minutes) l_min=$2; shift 2 ;;
@@ -23,8 +24,9 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
     --golden) golden=$2; shift 2 ;;
+    --suite) suite=$2; shift 2 ;;
     --skip-deps) skip_deps=1; shift ;;
-    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) echo "rebuild.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -91,7 +93,8 @@ export_member s
 
 stage "evaluation, gates and model cards"
 gates=0
-$py scripts/family/model_cards.py --models "$models" --famq "$famq" --famq-rt "$rt" || gates=$?
+$py scripts/family/model_cards.py --models "$models" --famq "$famq" --famq-rt "$rt" --suite "$suite" \
+  --eval-dir "$repo/models/eval" || gates=$?
 stage "golden expectations of famq-tiny-s"
 $py tests/golden/make_family_golden.py --model "$models/famq-tiny-s" \
   --out "$golden" --famq-rt "$rt"

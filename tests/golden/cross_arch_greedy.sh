@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # x86 and aarch64 must produce identical greedy tokens: runs famq-rt generate
-# (fp32, greedy, eos ignored) on every committed fixture with a text prompt,
+# (fp32, greedy, eos ignored) on every committed fixture and on the family's
+# famq-tiny-s with a text prompt,
 # natively from the host build and under qemu-aarch64 from the aarch64 build,
 # and compares the prompt ids and the 32 generated ids.
 #
@@ -13,7 +14,7 @@ sysroot=$(sed -n 's/^FAMQ_SYSROOT:PATH=//p' "$arm_build/CMakeCache.txt")
 qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu -E "LD_LIBRARY_PATH=$sysroot/usr/lib/aarch64-linux-gnu")
 prompt="The quick brown fox, 1234 times: naïve café — Ελληνικά 中文 🙂"
 fail=0
-for dir in "$repo"/tests/data/tiny-random-*; do
+for dir in "$repo"/tests/data/tiny-random-* "$repo"/models/famq-tiny-s; do
   name=$(basename "$dir")
   args=(generate --model "$dir" --prompt "$prompt" -n 32 --ignore-eos --json --threads 2)
   x86=$("$host_build/runtime/tools/famq-rt/famq-rt" "${args[@]}" | /usr/bin/python3 -c \

@@ -8,10 +8,14 @@
 #   - famq-rt generate --prompt-ids (greedy, 32 tokens, eos ignored) vs
 #     famq_ref.py generate --no-stop: identical ids
 #
-#   tests/golden/live_reference.sh FAMQ_RT [SEED]
+# With MODEL_DIR, the same checks run on that model (the family: famq-tiny-s)
+# instead of a fresh random one.
+#
+#   tests/golden/live_reference.sh FAMQ_RT [SEED] [MODEL_DIR]
 set -euo pipefail
-famq_rt=${1:?usage: $0 FAMQ_RT [SEED]}
+famq_rt=${1:?usage: $0 FAMQ_RT [SEED] [MODEL_DIR]}
 seed=${2:-4242}
+model_dir=${3:-}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 py=/usr/bin/python3
 if ! $py -c 'import torch, numpy' 2>/dev/null; then
@@ -20,9 +24,13 @@ if ! $py -c 'import torch, numpy' 2>/dev/null; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-model=$work/model
-$py "$repo/scripts/reference/make_random_checkpoint.py" --out "$model" --seed "$seed" --arch qwen3 \
-  --dtype F32 --hidden 96 --layers 3 --heads 6 --kv-heads 2 --head-dim 16 --intermediate 256 --vocab 512 >/dev/null
+if [ -n "$model_dir" ]; then
+  model=$model_dir
+else
+  model=$work/model
+  $py "$repo/scripts/reference/make_random_checkpoint.py" --out "$model" --seed "$seed" --arch qwen3 \
+    --dtype F32 --hidden 96 --layers 3 --heads 6 --kv-heads 2 --head-dim 16 --intermediate 256 --vocab 512 >/dev/null
+fi
 
 prompt="Once upon a time, in 1987, a café owner counted 12,345 beans — and then some more; the end."
 "$famq_rt" tokenize --model "$model" --text "$prompt" >"$work/ids.json"
