@@ -137,7 +137,7 @@ ok "refused: flipped bytes, truncation, wrong key, unsigned, foreign family, emp
 
 # Ablations (8 originals each).
 for abl in --self --no-cot --no-compete --no-renorm --originals-only; do
-  "$famq" bundle "${args[@]}" --max-samples 8 --max-new-tokens 64 --out "$work/abl$abl.famqb" -q $abl
+  "$famq" bundle "${args[@]}" --max-samples 8 --out "$work/abl$abl.famqb" -q $abl
   "$famq" inspect "$work/abl$abl.famqb" --trust "$work/pub.pem" --json --no-tokens >"$work/abl.json"
   $py - "$work/abl.json" "$abl" <<'PY'
 import json, sys
