@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "model/model_dir.h"
+#include "rel_error.h"
 
 namespace famq {
 namespace {
@@ -30,14 +31,7 @@ struct FamilyPrompt {
   std::vector<int32_t> ids, greedy;
 };
 
-double RelError(const float* got, const float* want, size_t n) {
-  double max_diff = 0.0, max_ref = 0.0;
-  for (size_t i = 0; i < n; ++i) {
-    max_diff = std::max(max_diff, std::fabs(double(got[i]) - double(want[i])));
-    max_ref = std::max(max_ref, std::fabs(double(want[i])));
-  }
-  return max_ref > 0 ? max_diff / max_ref : max_diff;
-}
+using testing::RelError;
 
 class FamilyGoldenTest : public ::testing::Test {
  protected:

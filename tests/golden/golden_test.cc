@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "alloc_counter.h"
+#include "rel_error.h"
 #include "core/file.h"
 #include "core/npy.h"
 #include "engine/engine.h"
@@ -46,14 +47,7 @@ Golden LoadGolden(const std::string& dir) {
   return g;
 }
 
-double RelError(const float* got, const float* want, size_t n) {
-  double max_diff = 0.0, max_ref = 0.0;
-  for (size_t i = 0; i < n; ++i) {
-    max_diff = std::max(max_diff, std::fabs(double(got[i]) - double(want[i])));
-    max_ref = std::max(max_ref, std::fabs(double(want[i])));
-  }
-  return max_ref > 0 ? max_diff / max_ref : max_diff;
-}
+using testing::RelError;
 
 class GoldenTest : public ::testing::TestWithParam<const char*> {
  protected:

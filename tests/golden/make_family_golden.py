@@ -32,6 +32,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "scripts", "reference"))
 from famq_ref import Reference  # noqa: E402
 
+sys.path.insert(0, HERE)
+from make_fixtures import MIN_RELATIVE_MARGIN, greedy_with_margins  # noqa: E402
+
 # Per domain, candidate prompts in order of preference: the first whose 32
 # greedy steps have no near tie is used (a near tie could flip between float
 # implementations and make the test flaky rather than meaningful).
@@ -47,20 +50,6 @@ PROMPTS = [
                    "Question: What is 12 * 7?\nAnswer:"]),
 ]
 GREEDY_TOKENS = 32
-MIN_RELATIVE_MARGIN = 1e-3
-
-
-def greedy_with_margins(ref, ids, n):
-    ids, out, margins = list(ids), [], []
-    for _ in range(n):
-        logits = ref.logits(ids)[-1]
-        top2 = torch.topk(logits, 2).values
-        span = float(logits.max() - logits.min())
-        margins.append(float(top2[0] - top2[1]) / max(span, 1e-30))
-        nxt = int(torch.argmax(logits))
-        out.append(nxt)
-        ids.append(nxt)
-    return out, min(margins)
 
 
 def main():
