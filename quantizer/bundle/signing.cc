@@ -1,12 +1,9 @@
 #include "bundle/signing.h"
 
-#include <fcntl.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/pk.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstring>
 
@@ -90,23 +87,7 @@ Result<KeyPairPem> GenerateKeyPair() {
 Status WriteKeyPair(const KeyPairPem& keys, const std::string& private_path, const std::string& public_path) {
   if (private_path == public_path) return InvalidArgument("keygen: --out and --pub name the same file");
   // The private key: created 0600 from the start, never world-readable.
-  const std::string tmp = private_path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return IoError(private_path + ": cannot create (" + std::strerror(errno) + ")");
-  size_t off = 0;
-  while (off < keys.private_pem.size()) {
-    const ssize_t n = ::write(fd, keys.private_pem.data() + off, keys.private_pem.size() - off);
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return IoError(private_path + ": write failed");
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), private_path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return IoError(private_path + ": cannot write (" + std::strerror(errno) + ")");
-  }
+  FAMQ_RETURN_IF_ERROR(WriteFileAtomic(private_path, keys.private_pem.data(), keys.private_pem.size(), 0600));
   return WriteFileAtomic(public_path, keys.public_pem.data(), keys.public_pem.size());
 }
 

@@ -7,30 +7,6 @@
 #include "core/file.h"
 
 namespace famq {
-namespace {
-
-uint64_t Elements(const TensorView& t) {
-  uint64_t n = 1;
-  for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-  return n;
-}
-
-uint64_t CountParameters(const Checkpoint& c) {
-  uint64_t n = Elements(c.embed_tokens()) + Elements(c.final_norm());
-  if (!c.tied()) n += Elements(c.lm_head());
-  for (const LayerTensors& l : c.layers()) {
-    for (const TensorView* t : {&l.input_norm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.post_attention_norm,
-                                &l.gate_proj, &l.up_proj, &l.down_proj}) {
-      n += Elements(*t);
-    }
-    for (const auto* t : {&l.q_bias, &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm}) {
-      if (t->has_value()) n += Elements(**t);
-    }
-  }
-  return n;
-}
-
-}  // namespace
 
 Result<FamilyMember> DescribeMember(const ModelDir& model, const std::string& dir) {
   FamilyMember m;
@@ -43,7 +19,7 @@ Result<FamilyMember> DescribeMember(const ModelDir& model, const std::string& di
   auto j = nlohmann::json::parse(*cfg, nullptr, false);
   if (j.is_discarded()) return InvalidFormat(JoinPath(dir, "config.json") + ": not valid JSON");
   m.config_sha256 = Sha256Hex(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  m.parameters = CountParameters(model.checkpoint);
+  m.parameters = static_cast<uint64_t>(model.checkpoint.config().NumParameters());  // shapes checked on open
   return m;
 }
 

@@ -163,13 +163,7 @@ Result<std::unique_ptr<StageWriter>> StageWriter::Continue(const std::string& pa
 
 Status StageWriter::Append(const nlohmann::ordered_json& line) {
   const std::string s = line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
-  size_t off = 0;
-  while (off < s.size()) {
-    const ssize_t n = ::write(fd_, s.data() + off, s.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return IoError(path_ + ": write failed (" + std::strerror(errno) + ")");
-    off += static_cast<size_t>(n);
-  }
+  FAMQ_RETURN_IF_ERROR(WriteAll(fd_, s.data(), s.size(), path_));
   if (::fsync(fd_) != 0) return IoError(path_ + ": fsync failed (" + std::strerror(errno) + ")");
   return Status::Ok();
 }

@@ -31,6 +31,11 @@ std::string DefaultReasoningCue(PromptStyle style) {
   return style == PromptStyle::kChat ? "<think>\n" : "\n\nLet's think step by step.\n";
 }
 
+std::string EffectiveReasoningCue(const PromptOptions& o) {
+  if (o.no_cot) return "";
+  return o.reasoning_cue.empty() ? DefaultReasoningCue(o.style) : o.reasoning_cue;
+}
+
 Result<RegenPrompt> BuildRegenerationPrompt(const ModelDir& model, const std::string& original,
                                             const PromptOptions& o) {
   if (o.max_original_tokens <= 0) return InvalidArgument("regenerate: max original tokens must be positive");
@@ -39,7 +44,7 @@ Result<RegenPrompt> BuildRegenerationPrompt(const ModelDir& model, const std::st
   FAMQ_RETURN_IF_ERROR(model.tokenizer.Encode(original, &orig));
   if (orig.empty()) return InvalidArgument("regenerate: the original sample encodes to no tokens");
   if (static_cast<int>(orig.size()) > o.max_original_tokens) orig.resize(static_cast<size_t>(o.max_original_tokens));
-  const std::string cue = o.no_cot ? "" : (o.reasoning_cue.empty() ? DefaultReasoningCue(o.style) : o.reasoning_cue);
+  const std::string cue = EffectiveReasoningCue(o);
   if (o.style == PromptStyle::kBase) {
     if (model.add_bos && model.bos_token) {
       p.ids.push_back(*model.bos_token);

@@ -31,6 +31,8 @@ struct PromptOptions {
 };
 
 std::string DefaultReasoningCue(PromptStyle style);
+// The cue the prompt ends with: "" with no_cot, else reasoning_cue or the default.
+std::string EffectiveReasoningCue(const PromptOptions& options);
 
 struct RegenPrompt {
   std::vector<int32_t> ids;

@@ -5,6 +5,8 @@
 #include <numeric>
 #include <set>
 
+#include "engine/ops.h"
+
 namespace famq {
 
 float Distinct2(std::span<const int32_t> ids) {
@@ -67,10 +69,7 @@ Status Expert::Run(std::span<const int32_t> ids, int score_from, int pool_from, 
       // Row p predicts token p + 1.
       if (need_logits && p + 1 >= score_from && p + 1 < n) {
         const float* row = &logits_[static_cast<size_t>(t) * V];
-        const float mx = *std::max_element(row, row + V);
-        double z = 0.0;
-        for (size_t v = 0; v < V; ++v) z += std::exp(double(row[v]) - mx);
-        logprob_sum += double(row[ids[static_cast<size_t>(p + 1)]]) - mx - std::log(z);
+        logprob_sum += double(row[ids[static_cast<size_t>(p + 1)]]) - ops::LogSumExp(row, V);
         ++logprob_n;
       }
     }

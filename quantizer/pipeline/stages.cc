@@ -85,8 +85,7 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
     FAMQ_RETURN_IF_ERROR(CheckSameFamily(tm, rm, "regenerator", c.allow_foreign_family));
   }
   const ModelDir& regen = regen_dir ? *regen_dir : target;
-  const std::string cue = c.prompt.no_cot ? "" : (c.prompt.reasoning_cue.empty() ? DefaultReasoningCue(c.prompt.style)
-                                                                              : c.prompt.reasoning_cue);
+  const std::string cue = EffectiveReasoningCue(c.prompt);
   OJson header{{"famq_stage", "regenerate"},
                {"version", 1},
                {"tool", kTool},

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "engine/ops.h"
 #include "pipeline/regenerate.h"
 
 namespace famq {
@@ -13,23 +14,19 @@ namespace {
 using Json = nlohmann::json;
 using OJson = nlohmann::ordered_json;
 
-// log-softmax value of `row[id]`.
-double LogProb(const float* row, size_t vocab, int32_t id) {
-  const float mx = *std::max_element(row, row + vocab);
-  double z = 0.0;
-  for (size_t v = 0; v < vocab; ++v) z += std::exp(double(row[v]) - mx);
-  return double(row[id]) - mx - std::log(z);
-}
-
-// The top `k` (id, logprob) of a row, best first (ties: lower id).
-std::vector<std::pair<int32_t, double>> TopLogprobs(const float* row, size_t vocab, int k) {
+// The top `k` (id, logprob) of a row, best first (ties: lower id); `lse` is
+// the row's log-sum-exp.
+std::vector<std::pair<int32_t, double>> TopLogprobs(const float* row, size_t vocab, double lse, int k) {
   std::vector<int32_t> idx(vocab);
   for (size_t i = 0; i < vocab; ++i) idx[i] = static_cast<int32_t>(i);
   k = std::min<int>(k, static_cast<int>(vocab));
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
                     [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
   std::vector<std::pair<int32_t, double>> out;
-  for (int i = 0; i < k; ++i) out.push_back({idx[static_cast<size_t>(i)], LogProb(row, vocab, idx[static_cast<size_t>(i)])});
+  for (int i = 0; i < k; ++i) {
+    const int32_t id = idx[static_cast<size_t>(i)];
+    out.push_back({id, double(row[id]) - lse});
+  }
   return out;
 }
 
@@ -160,9 +157,10 @@ Result<OJson> CompletionService::Complete(const Json& req) {
         }
         if (pos + 1 < prompt.size()) {
           const float* row = &rows[t * V];
-          token_lps.push_back(LogProb(row, V, prompt[pos + 1]));
+          const double lse = ops::LogSumExp(row, V);
+          token_lps.push_back(double(row[prompt[pos + 1]]) - lse);
           OJson top = OJson::object();
-          for (const auto& [id, lp] : TopLogprobs(row, V, logprobs)) top[model_->tokenizer.Decode({id})] = lp;
+          for (const auto& [id, lp] : TopLogprobs(row, V, lse, logprobs)) top[model_->tokenizer.Decode({id})] = lp;
           tops.push_back(top);
         }
       }
@@ -239,9 +237,10 @@ Result<OJson> CompletionService::Complete(const Json& req) {
             const int32_t id = seq[pos + 1];
             const std::string piece = model_->tokenizer.Decode({id});
             lp["tokens"].push_back(piece);
-            lp["token_logprobs"].push_back(LogProb(&all[t * V], V, id));
+            const double lse = ops::LogSumExp(&all[t * V], V);
+            lp["token_logprobs"].push_back(double(all[t * V + static_cast<size_t>(id)]) - lse);
             OJson top = OJson::object();
-            for (const auto& [tid, l] : TopLogprobs(&all[t * V], V, logprobs)) top[model_->tokenizer.Decode({tid})] = l;
+            for (const auto& [tid, l] : TopLogprobs(&all[t * V], V, lse, logprobs)) top[model_->tokenizer.Decode({tid})] = l;
             lp["top_logprobs"].push_back(top);
             lp["text_offset"].push_back(offset);
             offset += piece.size();

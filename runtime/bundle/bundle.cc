@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 
 #include "core/file.h"
 
@@ -96,18 +95,9 @@ std::vector<uint8_t> BuildBundleContainer(std::span<const uint8_t> payload, cons
 }
 
 Result<Bundle> Bundle::Open(const std::string& path, const BundleVerifyOptions& options) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) return NotFound(path + ": cannot open bundle");
-  const std::streamoff size = f.tellg();
-  if (size < 0) return IoError(path + ": cannot read bundle");
-  if (static_cast<uint64_t>(size) > kMaxBundleBytes) {
-    return OutOfMemory(path + ": " + std::to_string(size) + " bytes is beyond the bundle size limit (" +
-                       std::to_string(kMaxBundleBytes) + ")");
-  }
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  f.seekg(0);
-  if (size > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), size)) return IoError(path + ": cannot read bundle");
-  return FromBytes(std::move(bytes), path, options);
+  auto bytes = ReadFile(path, kMaxBundleBytes);  // absurd sizes refused before reading
+  if (!bytes.ok()) return bytes.status();
+  return FromBytes(std::vector<uint8_t>(bytes->begin(), bytes->end()), path, options);
 }
 
 Result<Bundle> Bundle::FromBytes(std::vector<uint8_t> bytes, const std::string& origin,

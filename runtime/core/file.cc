@@ -98,21 +98,25 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   return out;
 }
 
-Status WriteFileAtomic(const std::string& path, const void* data, size_t size) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) return IoError(tmp + ": cannot create: " + Errno());
+Status WriteAll(int fd, const void* data, size_t size, const std::string& path) {
   const auto* p = static_cast<const uint8_t*>(data);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::write(fd.get(), p + done, size - done);
+    ssize_t n = ::write(fd, p + done, size - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      std::string err = Errno();
-      ::unlink(tmp.c_str());
-      return IoError(tmp + ": write failed: " + err);
-    }
+    if (n <= 0) return IoError(path + ": write failed: " + Errno());
     done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status WriteFileAtomic(const std::string& path, const void* data, size_t size, unsigned mode) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode)));
+  if (fd.get() < 0) return IoError(tmp + ": cannot create: " + Errno());
+  if (Status s = WriteAll(fd.get(), data, size, tmp); !s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
   }
   if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) {
     std::string err = Errno();

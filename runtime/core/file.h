@@ -34,9 +34,14 @@ class MappedFile {
 // Reads a whole (text) file; refuses files larger than max_bytes.
 Result<std::string> ReadFile(const std::string& path, size_t max_bytes = size_t{1} << 30);
 
-// Writes `size` bytes to `path` atomically: a temporary file beside it,
-// fsync, rename. Readers see the old file or the new one, never a partial one.
-Status WriteFileAtomic(const std::string& path, const void* data, size_t size);
+// Writes `size` bytes to `path` atomically: a temporary file beside it
+// (created with `mode`, e.g. 0600 for a private key), fsync, rename. Readers
+// see the old file or the new one, never a partial one.
+Status WriteFileAtomic(const std::string& path, const void* data, size_t size, unsigned mode = 0644);
+
+// Writes all `size` bytes to the open descriptor `fd` (retrying short writes
+// and EINTR); `path` names it in errors. No fsync.
+Status WriteAll(int fd, const void* data, size_t size, const std::string& path);
 
 // Joins a directory and a file name with exactly one '/'.
 std::string JoinPath(const std::string& dir, const std::string& name);

@@ -34,6 +34,14 @@ int RunKeygen(const KeygenArgs& a) {
   return 0;
 }
 
+// The --trust key, if given (nullopt when `path` is empty).
+Result<std::optional<PublicKey>> LoadTrust(const std::string& path) {
+  if (path.empty()) return std::optional<PublicKey>();
+  auto k = PublicKey::Load(path);
+  if (!k.ok()) return k.status();
+  return std::optional<PublicKey>(std::move(*k));
+}
+
 struct VerifyArgs {
   std::string bundle, trust;
   bool allow_unsigned = false;
@@ -45,14 +53,10 @@ int RunVerify(const VerifyArgs& a) {
   if (a.trust.empty() && !a.allow_unsigned) {
     return Fail(InvalidArgument("give the signer's public key with --trust PUB.pem"));
   }
-  std::optional<PublicKey> key;
-  if (!a.trust.empty()) {
-    auto k = PublicKey::Load(a.trust);
-    if (!k.ok()) return Fail(k.status());
-    key = std::move(*k);
-  }
+  auto key = LoadTrust(a.trust);
+  if (!key.ok()) return Fail(key.status());
   BundleVerifyOptions o;
-  o.trusted_key = key ? &*key : nullptr;
+  o.trusted_key = *key ? &**key : nullptr;
   o.allow_unsigned = a.allow_unsigned;
   auto b = Bundle::Open(a.bundle, o);
   if (!b.ok()) return Fail(b.status());
@@ -78,13 +82,11 @@ struct InspectArgs {
 };
 
 int RunInspect(const InspectArgs& a) {
-  std::optional<PublicKey> key;
+  auto key = LoadTrust(a.trust);
+  if (!key.ok()) return Fail(key.status());
   BundleVerifyOptions o;
-  if (!a.trust.empty()) {
-    auto k = PublicKey::Load(a.trust);
-    if (!k.ok()) return Fail(k.status());
-    key = std::move(*k);
-    o.trusted_key = &*key;
+  if (*key) {
+    o.trusted_key = &**key;
   } else {
     o.check_signature = false;  // inspection of an untrusted bundle: structure is still verified
     o.allow_unsigned = true;
