@@ -80,8 +80,14 @@ std::vector<uint8_t> BuildBundleContainer(std::span<const uint8_t> payload, cons
   fbb.ForceDefaults(true);  // every field present: no byte of the container is optional
   flatbuffers::Offset<fb::Signature> sig;
   if (!signature_der.empty()) {
-    sig = fb::CreateSignature(fbb, fbb.CreateString(kSignatureAlgorithm), fbb.CreateString(key_id),
-                              fbb.CreateVector(signature_der.data(), signature_der.size()));
+    // Named, in this order: the container must serialize to the same bytes
+    // with every compiler (the reader compares against this canonical form),
+    // and C++ leaves the order of function arguments unspecified. This is the
+    // order gcc used when the first bundles were written, so they stay valid.
+    const auto der = fbb.CreateVector(signature_der.data(), signature_der.size());
+    const auto kid = fbb.CreateString(key_id);
+    const auto alg = fbb.CreateString(kSignatureAlgorithm);
+    sig = fb::CreateSignature(fbb, alg, kid, der);
   }
   // The payload is a FlatBuffer of its own: keep it 16-byte aligned in the file.
   fbb.ForceVectorAlignment(payload.size(), sizeof(uint8_t), 16);
