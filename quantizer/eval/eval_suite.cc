@@ -144,7 +144,7 @@ std::optional<int64_t> ParseFinalAnswer(std::string_view text) {
   return std::nullopt;
 }
 
-Result<EvalResult> RunEvalSuite(const EvalSuite& suite, const ModelDir& model, const EngineOptions& engine_options,
+Result<EvalResult> RunEvalSuite(const EvalSuite& suite, const RunnableModel& model, const EngineOptions& engine_options,
                                 const EvalProgress& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   EvalResult result;
@@ -165,9 +165,9 @@ Result<EvalResult> RunEvalSuite(const EvalSuite& suite, const ModelDir& model, c
   }
   EngineOptions eo = engine_options;
   eo.max_seq_len = std::min(std::max(suite.ctx, longest_prompt + suite.max_new_tokens),
-                            model.checkpoint.config().max_position_embeddings);
+                            model.config.max_position_embeddings);
   if (longest_prompt + 1 > eo.max_seq_len) return InvalidArgument("a reasoning prompt exceeds the model's context");
-  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model.checkpoint, eo));
+  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, model.CreateEngine(eo));
 
   for (const auto& d : suite.text) {
     FAMQ_ASSIGN_OR_RETURN(std::vector<int32_t> ids, TokenizeDomain(d.file, model.tokenizer, eot));

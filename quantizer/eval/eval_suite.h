@@ -23,6 +23,7 @@
 #include "core/status.h"
 #include "engine/engine.h"
 #include "model/model_dir.h"
+#include "qmodel/qmodel_engine.h"
 
 namespace famq {
 
@@ -91,7 +92,7 @@ struct EvalResult {
 using EvalProgress = std::function<void(std::string_view stage, int done, int total)>;
 
 // Runs `suite` on an fp32 engine over `model`.
-Result<EvalResult> RunEvalSuite(const EvalSuite& suite, const ModelDir& model, const EngineOptions& engine_options,
+Result<EvalResult> RunEvalSuite(const EvalSuite& suite, const RunnableModel& model, const EngineOptions& engine_options,
                                 const EvalProgress& progress);
 
 }  // namespace famq

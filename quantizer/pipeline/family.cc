@@ -16,9 +16,8 @@ Result<FamilyMember> DescribeMember(const ModelDir& model, const std::string& di
   m.tokenizer_sha256 = model.tokenizer.ContentHash();
   auto cfg = ReadFile(JoinPath(dir, "config.json"), size_t{16} << 20);
   if (!cfg.ok()) return cfg.status();
-  auto j = nlohmann::json::parse(*cfg, nullptr, false);
-  if (j.is_discarded()) return InvalidFormat(JoinPath(dir, "config.json") + ": not valid JSON");
-  m.config_sha256 = Sha256Hex(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  m.config_sha256 = ConfigSha256(*cfg);
+  if (m.config_sha256.empty()) return InvalidFormat(JoinPath(dir, "config.json") + ": not valid JSON");
   m.parameters = static_cast<uint64_t>(model.checkpoint.config().NumParameters());  // shapes checked on open
   return m;
 }

@@ -50,44 +50,95 @@ Engine::~Engine() {
 
 int Engine::num_threads() const { return static_cast<int>(pthreadpool_get_threads_count(pool_)); }
 
-Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const EngineOptions& options) {
-  std::unique_ptr<Engine> e(new Engine());
-  const ModelConfig& c = ck.config();
-  e->config_ = c;
-  e->embed_ = ck.embed_tokens();
-  int threads = options.num_threads;
-  if (threads <= 0) threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
-  if (threads > 256) return InvalidArgument("num_threads " + std::to_string(threads) + " is absurd");
-  e->pool_ = pthreadpool_create(static_cast<size_t>(threads));
-  if (e->pool_ == nullptr) return Internal("pthreadpool_create failed");
+const char* LinearSlotName(LinearSlot slot) {
+  switch (slot) {
+    case LinearSlot::kQkv: return "qkv";
+    case LinearSlot::kOProj: return "o_proj";
+    case LinearSlot::kGateUp: return "gate_up";
+    case LinearSlot::kDown: return "down_proj";
+  }
+  return "?";
+}
 
-  e->max_seq_ = options.max_seq_len > 0 ? options.max_seq_len : std::min(c.max_position_embeddings, 2048);
-  if (e->max_seq_ > c.max_position_embeddings) {
-    return InvalidArgument("context " + std::to_string(e->max_seq_) + " exceeds max_position_embeddings " +
+Result<int> Engine::ResolveMaxBatch(const ModelConfig& c, const EngineOptions& options) {
+  const int max_seq = options.max_seq_len > 0 ? options.max_seq_len : std::min(c.max_position_embeddings, 2048);
+  if (max_seq > c.max_position_embeddings) {
+    return InvalidArgument("context " + std::to_string(max_seq) + " exceeds max_position_embeddings " +
                            std::to_string(c.max_position_embeddings));
   }
   if (options.max_batch <= 0 || options.max_batch > 8192) {
     return InvalidArgument("max_batch " + std::to_string(options.max_batch) + " is out of range [1, 8192]");
   }
-  e->max_batch_ = std::min(options.max_batch, e->max_seq_);
+  return std::min(options.max_batch, max_seq);
+}
 
+Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const EngineOptions& options) {
+  EngineWeights w;
+  w.embed = ck.embed_tokens();
   for (size_t i = 0; i < ck.layers().size(); ++i) {
     const LayerTensors& t = ck.layers()[i];
     const std::string p = "layer " + std::to_string(i) + " ";
-    Layer l;
+    EngineLayer l;
     l.input_norm = ToF32(t.input_norm);
     l.post_norm = ToF32(t.post_attention_norm);
     if (t.q_norm) l.q_norm = ToF32(*t.q_norm);
     if (t.k_norm) l.k_norm = ToF32(*t.k_norm);
-    FAMQ_ASSIGN_OR_RETURN(l.qkv, Linear::Create({&t.q_proj, &t.k_proj, &t.v_proj},
-                                                {&t.q_bias, &t.k_bias, &t.v_bias}, p + "qkv"));
-    FAMQ_ASSIGN_OR_RETURN(l.o_proj, Linear::Create({&t.o_proj}, {}, p + "o_proj"));
-    FAMQ_ASSIGN_OR_RETURN(l.gate_up, Linear::Create({&t.gate_proj, &t.up_proj}, {}, p + "gate_up"));
-    FAMQ_ASSIGN_OR_RETURN(l.down, Linear::Create({&t.down_proj}, {}, p + "down_proj"));
-    e->layers_.push_back(std::move(l));
+    auto& lin = l.linears;
+    FAMQ_ASSIGN_OR_RETURN(Linear qkv, Linear::Create({&t.q_proj, &t.k_proj, &t.v_proj},
+                                                     {&t.q_bias, &t.k_bias, &t.v_bias}, p + "qkv"));
+    lin[static_cast<int>(LinearSlot::kQkv)] = LayerLinear(std::move(qkv));
+    FAMQ_ASSIGN_OR_RETURN(Linear o, Linear::Create({&t.o_proj}, {}, p + "o_proj"));
+    lin[static_cast<int>(LinearSlot::kOProj)] = LayerLinear(std::move(o));
+    FAMQ_ASSIGN_OR_RETURN(Linear gu, Linear::Create({&t.gate_proj, &t.up_proj}, {}, p + "gate_up"));
+    lin[static_cast<int>(LinearSlot::kGateUp)] = LayerLinear(std::move(gu));
+    FAMQ_ASSIGN_OR_RETURN(Linear down, Linear::Create({&t.down_proj}, {}, p + "down_proj"));
+    lin[static_cast<int>(LinearSlot::kDown)] = LayerLinear(std::move(down));
+    w.layers.push_back(std::move(l));
   }
-  e->final_norm_ = ToF32(ck.final_norm());
-  FAMQ_ASSIGN_OR_RETURN(e->lm_head_, Linear::Create({&ck.lm_head()}, {}, "lm_head"));
+  w.final_norm = ToF32(ck.final_norm());
+  FAMQ_ASSIGN_OR_RETURN(Linear head, Linear::Create({&ck.lm_head()}, {}, "lm_head"));
+  w.lm_head = LayerLinear(std::move(head));
+  return Create(ck.config(), std::move(w), options);
+}
+
+Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeights weights,
+                                               const EngineOptions& options) {
+  std::unique_ptr<Engine> e(new Engine());
+  e->config_ = c;
+  FAMQ_ASSIGN_OR_RETURN(e->max_batch_, ResolveMaxBatch(c, options));
+  e->max_seq_ = options.max_seq_len > 0 ? options.max_seq_len : std::min(c.max_position_embeddings, 2048);
+  int threads = options.num_threads;
+  if (threads <= 0) threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
+  if (threads > 256) return InvalidArgument("num_threads " + std::to_string(threads) + " is absurd");
+
+  // The weights must describe this config; quantized models are checked on
+  // load, so a mismatch here is a famq bug.
+  const int H = c.hidden_size;
+  const int expect_in[kLinearSlots] = {H, c.q_dim(), H, c.intermediate_size};
+  const int expect_out[kLinearSlots] = {c.q_dim() + 2 * c.kv_dim(), H, 2 * c.intermediate_size, H};
+  if (weights.layers.size() != static_cast<size_t>(c.num_layers)) return Internal("engine: layer count mismatch");
+  for (const EngineLayer& l : weights.layers) {
+    for (int s = 0; s < kLinearSlots; ++s) {
+      if (l.linears[s].in_features() != expect_in[s] || l.linears[s].out_features() != expect_out[s]) {
+        return Internal(std::string("engine: ") + LinearSlotName(static_cast<LinearSlot>(s)) + " shape mismatch");
+      }
+    }
+    if (l.input_norm.size() != static_cast<size_t>(H) || l.post_norm.size() != static_cast<size_t>(H)) {
+      return Internal("engine: norm size mismatch");
+    }
+  }
+  if (weights.lm_head.in_features() != H || weights.lm_head.out_features() != c.vocab_size ||
+      weights.final_norm.size() != static_cast<size_t>(H) || weights.embed.shape.size() != 2 ||
+      weights.embed.shape[0] != c.vocab_size || weights.embed.shape[1] != H) {
+    return Internal("engine: head, final norm or embedding shape mismatch");
+  }
+  e->embed_ = std::move(weights.embed);
+  e->final_norm_ = std::move(weights.final_norm);
+  e->layers_ = std::move(weights.layers);
+  e->lm_head_ = std::move(weights.lm_head);
+
+  e->pool_ = pthreadpool_create(static_cast<size_t>(threads));
+  if (e->pool_ == nullptr) return Internal("pthreadpool_create failed");
 
   const size_t half = static_cast<size_t>(c.head_dim / 2);
   const std::vector<float> inv = InverseFrequencies(c);
@@ -114,6 +165,41 @@ Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const Engin
   e->act_.resize(B * c.intermediate_size);
   e->scores_.resize(static_cast<size_t>(c.num_heads) * e->max_seq_);
   return e;
+}
+
+Status Engine::SetLinear(int layer, LinearSlot slot, LayerLinear linear) {
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) return InvalidArgument("SetLinear: no layer " + std::to_string(layer));
+  LayerLinear& cur = layers_[static_cast<size_t>(layer)].linears[static_cast<int>(slot)];
+  if (linear.in_features() != cur.in_features() || linear.out_features() != cur.out_features()) {
+    return InvalidArgument(std::string("SetLinear: ") + LinearSlotName(slot) + " shape mismatch");
+  }
+  cur = std::move(linear);
+  return Status::Ok();
+}
+
+Status Engine::Embed(std::span<const int32_t> tokens, float* x) const {
+  const size_t H = static_cast<size_t>(config_.hidden_size);
+  const size_t row_bytes = H * DTypeSize(embed_.dtype);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    if (tokens[t] < 0 || tokens[t] >= config_.vocab_size) {
+      return InvalidArgument("Embed: token id " + std::to_string(tokens[t]) + " outside the vocabulary of " +
+                             std::to_string(config_.vocab_size));
+    }
+    ConvertToF32(embed_.dtype, embed_.data + static_cast<size_t>(tokens[t]) * row_bytes, H, x + t * H);
+  }
+  return Status::Ok();
+}
+
+Status Engine::ForwardLayer(int layer, float* x, int n, int pos, LinearObserver* observer) {
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) {
+    return InvalidArgument("ForwardLayer: no layer " + std::to_string(layer));
+  }
+  if (n <= 0 || n > max_batch_ || pos < 0 || n > max_seq_ - pos) {
+    return InvalidArgument("ForwardLayer: " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
+                           " do not fit (chunk " + std::to_string(max_batch_) + ", context " +
+                           std::to_string(max_seq_) + ")");
+  }
+  return LayerStep(static_cast<size_t>(layer), x, n, pos, observer);
 }
 
 Status Engine::Forward(std::span<const int32_t> tokens, int pos, float* logits, bool all_logits) {
@@ -207,7 +293,7 @@ void Engine::Attention(int layer, int n, int pos) {
   pthreadpool_parallelize_1d(pool_, AttendHead, &task, static_cast<size_t>(config_.num_heads), 0);
 }
 
-Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits, float* hidden) {
+Status Engine::LayerStep(size_t li, float* x, int n, int pos, LinearObserver* observer) {
   const ModelConfig& c = config_;
   const size_t H = static_cast<size_t>(c.hidden_size);
   const size_t hd = static_cast<size_t>(c.head_dim);
@@ -215,47 +301,59 @@ Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits
   const size_t q_dim = static_cast<size_t>(c.q_dim()), kv_dim = static_cast<size_t>(c.kv_dim());
   const size_t qkv_stride = q_dim + 2 * kv_dim;
   const size_t ff = static_cast<size_t>(c.intermediate_size);
+  const size_t batch = static_cast<size_t>(n);
+  EngineLayer& l = layers_[li];
+  const int layer = static_cast<int>(li);
+  auto run = [&](LinearSlot slot, float* in, float* out) -> Status {
+    FAMQ_RETURN_IF_ERROR(l.linears[static_cast<int>(slot)].Run(in, out, batch, pool_));
+    return observer == nullptr ? Status::Ok() : observer->OnLinear(layer, slot, in, out, n);
+  };
+
+  for (int t = 0; t < n; ++t) ops::RmsNorm(&x[t * H], l.input_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
+  FAMQ_RETURN_IF_ERROR(run(LinearSlot::kQkv, xn_.data(), qkv_.data()));
+
+  const size_t layer_off = li * static_cast<size_t>(max_seq_) * kv_dim;
+  for (int t = 0; t < n; ++t) {
+    float* q = &qkv_[t * qkv_stride];
+    float* k = q + q_dim;
+    const float* v = k + kv_dim;
+    const size_t p = static_cast<size_t>(pos + t);
+    const float* cs = &rope_cos_[p * half];
+    const float* sn = &rope_sin_[p * half];
+    for (int h = 0; h < c.num_heads; ++h) {
+      float* qh = q + h * hd;
+      if (!l.q_norm.empty()) ops::RmsNorm(qh, l.q_norm.data(), c.rms_norm_eps, hd, qh);
+      ops::ApplyRope(qh, cs, sn, half);
+    }
+    for (int h = 0; h < c.num_kv_heads; ++h) {
+      float* kh = k + h * hd;
+      if (!l.k_norm.empty()) ops::RmsNorm(kh, l.k_norm.data(), c.rms_norm_eps, hd, kh);
+      ops::ApplyRope(kh, cs, sn, half);
+    }
+    std::copy(k, k + kv_dim, &k_cache_[layer_off + p * kv_dim]);
+    std::copy(v, v + kv_dim, &v_cache_[layer_off + p * kv_dim]);
+  }
+  Attention(layer, n, pos);
+  FAMQ_RETURN_IF_ERROR(run(LinearSlot::kOProj, attn_.data(), tmp_.data()));
+  ops::AddInPlace(x, tmp_.data(), batch * H);
+
+  for (int t = 0; t < n; ++t) ops::RmsNorm(&x[t * H], l.post_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
+  FAMQ_RETURN_IF_ERROR(run(LinearSlot::kGateUp, xn_.data(), gu_.data()));
+  for (int t = 0; t < n; ++t) ops::SiluMul(&gu_[t * 2 * ff], &gu_[t * 2 * ff + ff], ff, &act_[t * ff]);
+  FAMQ_RETURN_IF_ERROR(run(LinearSlot::kDown, act_.data(), tmp_.data()));
+  ops::AddInPlace(x, tmp_.data(), batch * H);
+  return Status::Ok();
+}
+
+Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits, float* hidden) {
+  const ModelConfig& c = config_;
+  const size_t H = static_cast<size_t>(c.hidden_size);
   const size_t row_bytes = H * DTypeSize(embed_.dtype);
 
   for (int t = 0; t < n; ++t) {
     ConvertToF32(embed_.dtype, embed_.data + static_cast<size_t>(tokens[t]) * row_bytes, H, x_.data() + t * H);
   }
-  for (size_t li = 0; li < layers_.size(); ++li) {
-    Layer& l = layers_[li];
-    for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], l.input_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
-    FAMQ_RETURN_IF_ERROR(l.qkv.Run(xn_.data(), qkv_.data(), static_cast<size_t>(n), pool_));
-
-    const size_t layer_off = li * static_cast<size_t>(max_seq_) * kv_dim;
-    for (int t = 0; t < n; ++t) {
-      float* q = &qkv_[t * qkv_stride];
-      float* k = q + q_dim;
-      const float* v = k + kv_dim;
-      const size_t p = static_cast<size_t>(pos + t);
-      const float* cs = &rope_cos_[p * half];
-      const float* sn = &rope_sin_[p * half];
-      for (int h = 0; h < c.num_heads; ++h) {
-        float* qh = q + h * hd;
-        if (!l.q_norm.empty()) ops::RmsNorm(qh, l.q_norm.data(), c.rms_norm_eps, hd, qh);
-        ops::ApplyRope(qh, cs, sn, half);
-      }
-      for (int h = 0; h < c.num_kv_heads; ++h) {
-        float* kh = k + h * hd;
-        if (!l.k_norm.empty()) ops::RmsNorm(kh, l.k_norm.data(), c.rms_norm_eps, hd, kh);
-        ops::ApplyRope(kh, cs, sn, half);
-      }
-      std::copy(k, k + kv_dim, &k_cache_[layer_off + p * kv_dim]);
-      std::copy(v, v + kv_dim, &v_cache_[layer_off + p * kv_dim]);
-    }
-    Attention(static_cast<int>(li), n, pos);
-    FAMQ_RETURN_IF_ERROR(l.o_proj.Run(attn_.data(), tmp_.data(), static_cast<size_t>(n), pool_));
-    ops::AddInPlace(x_.data(), tmp_.data(), static_cast<size_t>(n) * H);
-
-    for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], l.post_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
-    FAMQ_RETURN_IF_ERROR(l.gate_up.Run(xn_.data(), gu_.data(), static_cast<size_t>(n), pool_));
-    for (int t = 0; t < n; ++t) ops::SiluMul(&gu_[t * 2 * ff], &gu_[t * 2 * ff + ff], ff, &act_[t * ff]);
-    FAMQ_RETURN_IF_ERROR(l.down.Run(act_.data(), tmp_.data(), static_cast<size_t>(n), pool_));
-    ops::AddInPlace(x_.data(), tmp_.data(), static_cast<size_t>(n) * H);
-  }
+  for (size_t li = 0; li < layers_.size(); ++li) FAMQ_RETURN_IF_ERROR(LayerStep(li, x_.data(), n, pos, nullptr));
   if (hidden != nullptr) {
     for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], final_norm_.data(), c.rms_norm_eps, H, &xn_[t * H]);
     std::copy(xn_.begin(), xn_.begin() + static_cast<std::ptrdiff_t>(n * H), hidden);

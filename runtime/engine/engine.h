@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/layer_linear.h"
 #include "engine/linear.h"
 #include "model/checkpoint.h"
 
@@ -24,9 +25,45 @@ struct EngineOptions {
   int max_batch = 64;       // tokens per prefill chunk (and rows of all-logits output)
 };
 
+// The linear layers of a transformer block, in execution order.
+enum class LinearSlot { kQkv = 0, kOProj = 1, kGateUp = 2, kDown = 3 };
+inline constexpr int kLinearSlots = 4;
+// "qkv", "o_proj", "gate_up", "down_proj"
+const char* LinearSlotName(LinearSlot slot);
+
+// Sees every linear layer's input (as the layer consumed it) and output
+// during Engine::ForwardLayer: calibration statistics are collected here.
+class LinearObserver {
+ public:
+  virtual ~LinearObserver() = default;
+  // x[n][in], y[n][out] of `slot` in `layer`; an error stops the forward pass.
+  virtual Status OnLinear(int layer, LinearSlot slot, const float* x, const float* y, int n) = 0;
+};
+
+// The weights of one block, ready to run.
+struct EngineLayer {
+  std::vector<float> input_norm, post_norm, q_norm, k_norm;  // q/k norms empty without QK-norm
+  LayerLinear linears[kLinearSlots];
+};
+
+// Everything Engine runs, built from a checkpoint or from a quantized model.
+struct EngineWeights {
+  TensorView embed;               // [vocab][hidden], rows converted on lookup; must outlive the engine
+  std::vector<float> final_norm;  // [hidden]
+  std::vector<EngineLayer> layers;
+  LayerLinear lm_head;
+};
+
 class Engine {
  public:
+  // An fp32 engine over a checkpoint (which must outlive it).
   static Result<std::unique_ptr<Engine>> Create(const Checkpoint& checkpoint, const EngineOptions& options);
+  // An engine over prepared weights (quantized models: see qmodel/qmodel_engine.h).
+  static Result<std::unique_ptr<Engine>> Create(const ModelConfig& config, EngineWeights weights,
+                                                const EngineOptions& options);
+  // The prefill chunk Create() will use for these options: linear layers
+  // built for an engine must accept this many rows.
+  static Result<int> ResolveMaxBatch(const ModelConfig& config, const EngineOptions& options);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -44,6 +81,18 @@ class Engine {
   // hidden[n][hidden_size] (nullptr: none). n <= max_batch().
   Status ForwardHidden(std::span<const int32_t> tokens, int pos, float* logits, float* hidden);
 
+  // Layer-by-layer execution (calibration): the embeddings of `tokens` into
+  // x[n][hidden], then one block over x in place at positions [pos, pos + n)
+  // (n <= max_batch()), its KV cache entries written; `observer` (may be
+  // null) sees each linear's input and output.
+  Status Embed(std::span<const int32_t> tokens, float* x) const;
+  Status ForwardLayer(int layer, float* x, int n, int pos, LinearObserver* observer);
+  // Replaces one linear of a block (same shape; built for max_batch() rows).
+  Status SetLinear(int layer, LinearSlot slot, LayerLinear linear);
+  const LayerLinear& linear(int layer, LinearSlot slot) const {
+    return layers_[static_cast<size_t>(layer)].linears[static_cast<int>(slot)];
+  }
+
   const ModelConfig& config() const { return config_; }
   int vocab_size() const { return config_.vocab_size; }
   int max_seq_len() const { return max_seq_; }
@@ -53,18 +102,14 @@ class Engine {
  private:
   Engine() = default;
   Status ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits, float* hidden = nullptr);
+  Status LayerStep(size_t li, float* x, int n, int pos, LinearObserver* observer);
   void Attention(int layer, int n, int pos);
-
-  struct Layer {
-    std::vector<float> input_norm, post_norm, q_norm, k_norm;
-    Linear qkv, o_proj, gate_up, down;
-  };
 
   ModelConfig config_;
   TensorView embed_;  // mapped; rows converted on lookup
   std::vector<float> final_norm_;
-  std::vector<Layer> layers_;
-  Linear lm_head_;
+  std::vector<EngineLayer> layers_;
+  LayerLinear lm_head_;
   pthreadpool_t pool_ = nullptr;
   int max_seq_ = 0;
   int max_batch_ = 0;

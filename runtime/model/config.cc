@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/digest.h"
 #include "core/file.h"
 
 namespace famq {
@@ -13,6 +14,12 @@ const char* ModelArchName(ModelArch arch) {
     case ModelArch::kLlama: return "LlamaForCausalLM";
   }
   return "?";
+}
+
+std::string ConfigSha256(std::string_view json_text) {
+  auto j = nlohmann::json::parse(json_text, nullptr, false);
+  if (j.is_discarded()) return "";
+  return Sha256Hex(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 int64_t ModelConfig::NumParameters() const {

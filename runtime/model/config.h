@@ -51,6 +51,11 @@ struct ModelConfig {
 
 // Parses config.json text; `origin` names the file in messages.
 Result<ModelConfig> ParseModelConfig(std::string_view json_text, const std::string& origin);
+// Hex SHA-256 of config.json text re-serialized compactly by nlohmann::json
+// (keys sorted, no whitespace): the config identity bundles and quantized
+// models record. "" if the text is not JSON.
+std::string ConfigSha256(std::string_view json_text);
+
 // Reads DIR/config.json.
 Result<ModelConfig> LoadModelConfig(const std::string& model_dir);
 

@@ -15,14 +15,25 @@
 
 namespace famq {
 
-struct ModelDir {
-  Checkpoint checkpoint;
+// What a runnable model knows about its text: the tokenizer and its special tokens.
+struct ModelText {
   Tokenizer tokenizer;
   std::optional<TokenizerConfig> tokenizer_config;  // absent when the file is
   std::vector<int32_t> stop_tokens;                 // eos ids from config, generation_config, tokenizer_config
   std::optional<int32_t> bos_token;
   bool add_bos = false;                             // tokenizer_config's add_bos_token
 };
+
+struct ModelDir : ModelText {
+  Checkpoint checkpoint;
+};
+
+// The special-token facts of a model, from config.json's values and the
+// optional tokenizer_config.json / generation_config.json texts ("" when a
+// file is absent); `origin` names the model in errors. Fills every field of
+// `out` but the tokenizer (which must be loaded).
+Status ResolveSpecialTokens(const ModelConfig& config, const std::string& tokenizer_config_json,
+                            const std::string& generation_config_json, const std::string& origin, ModelText* out);
 
 // Opens DIR. Errors name the file (and tensor) at fault; a tokenizer with ids
 // beyond config.json's vocab_size is refused.

@@ -47,7 +47,7 @@ TEST(EvalSuite, LoadsByNameAndRejectsBadFiles) {
 TEST(EvalSuite, RunsOnTheTinyCheckpoint) {
   auto suite = LoadEvalSuite("mini", kData + "/eval-mini");
   ASSERT_TRUE(suite.ok());
-  auto model = OpenModelDir(kData + "/tiny-random-qwen3");
+  auto model = OpenRunnableModel(kData + "/tiny-random-qwen3", "");
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   EngineOptions eo;
   eo.num_threads = 1;
@@ -67,7 +67,7 @@ TEST(EvalSuite, RunsOnTheTinyCheckpoint) {
   ids.push_back(*model->tokenizer.TokenId("<|endoftext|>"));
   ASSERT_TRUE(model->tokenizer.Encode("Calibration data decides what a quantized model remembers; choose it with care.", &ids).ok());
   eo.max_seq_len = 64;
-  auto engine = Engine::Create(model->checkpoint, eo);
+  auto engine = model->CreateEngine(eo);
   ASSERT_TRUE(engine.ok());
   PerplexityOptions po;
   po.ctx = 32;

@@ -26,14 +26,11 @@ nlohmann::ordered_json TallyJson(const ReasoningTally& t) {
 
 int RunEval(const EvalArgs& a) {
   if (a.model.empty() == a.qmodel.empty()) return Fail(InvalidArgument("give exactly one of --model and --qmodel"));
-  if (!a.qmodel.empty()) {
-    return Fail(Unsupported("--qmodel: quantized models (schema/qmodel.fbs) do not exist in this build yet"));
-  }
   auto suite = LoadEvalSuite(a.suite, a.eval_dir);
   if (!suite.ok()) return Fail(suite.status());
   if (a.limit >= 0) suite->reasoning_limit = a.limit;
   if (a.max_windows >= 0) suite->max_windows = a.max_windows;
-  auto model = OpenModelDir(a.model);
+  auto model = OpenRunnableModel(a.model, a.qmodel);
   if (!model.ok()) return Fail(model.status());
 
   const bool tty = isatty(fileno(stderr));
@@ -52,8 +49,9 @@ int RunEval(const EvalArgs& a) {
 
   if (a.json) {
     nlohmann::ordered_json j;
-    j["model"] = a.model;
-    j["format"] = "fp32";
+    j["model"] = model->origin;
+    j["format"] = model->quantized() ? "qmodel" : "fp32";
+    j["description"] = model->Describe();
     j["suite"] = suite->name;
     j["ctx"] = suite->ctx;
     j["text"] = nlohmann::ordered_json::object();
@@ -75,7 +73,7 @@ int RunEval(const EvalArgs& a) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("famq eval: %s, suite %s (ctx %d)\n", a.model.c_str(), suite->name.c_str(), suite->ctx);
+  std::printf("famq eval: %s, suite %s (ctx %d)\n", model->Describe().c_str(), suite->name.c_str(), suite->ctx);
   if (!r->text.empty()) {
     std::printf("  %-14s %12s %10s %10s\n", "domain", "perplexity", "top-1", "tokens");
     for (const auto& [domain, t] : r->text) {

@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "model/model_dir.h"
+#include "qmodel/qmodel_engine.h"
 
 namespace famq::cli {
 
@@ -19,6 +20,8 @@ int Fail(const Status& status);
 using famq::ModelDir;
 using famq::OpenModelDir;
 using famq::OpenTokenizer;
+using famq::OpenRunnableModel;
+using famq::RunnableModel;
 
 // Parses --prompt-ids: a JSON array of token ids, each in [0, vocab_size).
 Result<std::vector<int32_t>> ParsePromptIds(const std::string& json_text, int vocab_size);

@@ -1,4 +1,4 @@
-// famq-rt bench --model DIR [--model DIR2 ...] [--prompt-tokens P] [--gen-tokens N] [--reps R] [--json]
+// famq-rt bench (--model DIR | --qmodel Q)... [--prompt-tokens P] [--gen-tokens N] [--reps R] [--json]
 // Speed of each model in one run: prefill tokens/s (P seeded random tokens),
 // decode tokens/s (N greedy one-token steps through the KV cache), time to
 // first token, and peak RSS; each figure is the median of R repetitions, and
@@ -23,7 +23,8 @@ namespace famq::cli {
 namespace {
 
 struct BenchArgs {
-  std::vector<std::string> models;
+  std::vector<std::string> models, qmodels;
+  std::vector<std::pair<std::string, bool>> order;  // (path, quantized) in command-line order
   int prompt_tokens = 128;
   int gen_tokens = 64;
   int reps = 3;
@@ -33,7 +34,7 @@ struct BenchArgs {
 };
 
 struct BenchResult {
-  std::string model;
+  std::string model, label;
   int threads = 0;
   int64_t parameters = 0;
   double prefill_tps = 0, decode_tps = 0, ttft_ms = 0;
@@ -63,12 +64,12 @@ double Median(std::vector<double> v) {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-Result<BenchResult> BenchOne(const std::string& dir, const BenchArgs& a) {
+Result<BenchResult> BenchOne(const std::string& path, bool quantized, const BenchArgs& a) {
   ResetPeakRss();
-  FAMQ_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(dir));
+  FAMQ_ASSIGN_OR_RETURN(RunnableModel model, quantized ? OpenRunnableModel("", path) : OpenRunnableModel(path, ""));
   EngineOptions eo = a.engine;
   if (eo.max_seq_len == 0) eo.max_seq_len = a.prompt_tokens + a.gen_tokens;
-  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(ckpt, eo));
+  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, model.CreateEngine(eo));
   if (a.prompt_tokens + a.gen_tokens > engine->max_seq_len()) {
     return InvalidArgument("--prompt-tokens + --gen-tokens exceed the context " +
                            std::to_string(engine->max_seq_len()));
@@ -96,9 +97,10 @@ Result<BenchResult> BenchOne(const std::string& dir, const BenchArgs& a) {
     ttft.push_back(Seconds(t0, t1) * 1e3);
   }
   BenchResult r;
-  r.model = dir;
+  r.model = path;
+  r.label = model.Describe();
   r.threads = engine->num_threads();
-  r.parameters = ckpt.config().NumParameters();
+  r.parameters = model.config.NumParameters();
   r.prefill_tps = Median(prefill);
   r.decode_tps = Median(decode);
   r.ttft_ms = Median(ttft);
@@ -108,9 +110,9 @@ Result<BenchResult> BenchOne(const std::string& dir, const BenchArgs& a) {
 
 int RunBench(const BenchArgs& a) {
   std::vector<BenchResult> results;
-  for (const auto& dir : a.models) {
-    if (!a.json) std::fprintf(stderr, "[famq-rt] bench %s ...\n", dir.c_str());
-    auto r = BenchOne(dir, a);
+  for (const auto& [path, quantized] : a.order) {
+    if (!a.json) std::fprintf(stderr, "[famq-rt] bench %s ...\n", path.c_str());
+    auto r = BenchOne(path, quantized, a);
     if (!r.ok()) return Fail(r.status());
     results.push_back(*r);
   }
@@ -124,6 +126,7 @@ int RunBench(const BenchArgs& a) {
     for (const auto& r : results) {
       nlohmann::ordered_json o;
       o["model"] = r.model;
+      o["description"] = r.label;
       o["format"] = "fp32";
       o["parameters"] = r.parameters;
       o["threads"] = r.threads;
@@ -141,7 +144,7 @@ int RunBench(const BenchArgs& a) {
   std::printf("%-40s %7s %12s %12s %10s %10s %8s %8s\n", "model", "threads", "prefill t/s", "decode t/s", "ttft ms",
               "peak MiB", "prefill", "decode");
   for (const auto& r : results) {
-    std::printf("%-40s %7d %12.1f %12.1f %10.2f %10.1f %7.2fx %7.2fx\n", r.model.c_str(), r.threads, r.prefill_tps,
+    std::printf("%-40s %7d %12.1f %12.1f %10.2f %10.1f %7.2fx %7.2fx\n", r.label.c_str(), r.threads, r.prefill_tps,
                 r.decode_tps, r.ttft_ms, r.peak_rss_mib, r.prefill_tps / base.prefill_tps,
                 r.decode_tps / base.decode_tps);
   }
@@ -155,14 +158,28 @@ int RunBench(const BenchArgs& a) {
 void RegisterBench(CLI::App& app, ExitCode* exit_code) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand("bench", "Prefill/decode speed and peak memory of one or more models");
-  cmd->add_option("--model", a->models, "Model directory (repeat to compare; ratios are to the first)")->required();
+  CLI::Option* model = cmd->add_option("--model", a->models, "Model directory (repeat to compare; ratios are to the first)");
+  CLI::Option* qmodel = cmd->add_option("--qmodel", a->qmodels, "Quantized model file (repeatable, mixes with --model)");
   cmd->add_option("--prompt-tokens", a->prompt_tokens, "Prefill length")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--gen-tokens", a->gen_tokens, "Decode steps")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--reps", a->reps, "Measured repetitions (after one warm-up)")->check(CLI::Range(1, 1000));
   cmd->add_option("--seed", a->seed, "Seed of the random prompt tokens");
   cmd->add_flag("--json", a->json, "Print one JSON object");
   AddEngineFlags(cmd, &a->engine);
-  cmd->callback([a, exit_code] { exit_code->value = RunBench(*a); });
+  cmd->callback([a, cmd, model, qmodel, exit_code] {
+    // Ratios are to the first model given, so keep --model / --qmodel in command-line order.
+    a->order.clear();
+    size_t mi = 0, qi = 0;
+    for (const CLI::Option* opt : cmd->parse_order()) {
+      if (opt == model && mi < a->models.size()) a->order.emplace_back(a->models[mi++], false);
+      if (opt == qmodel && qi < a->qmodels.size()) a->order.emplace_back(a->qmodels[qi++], true);
+    }
+    if (a->order.empty()) {
+      exit_code->value = Fail(InvalidArgument("give at least one --model DIR or --qmodel FILE"));
+      return;
+    }
+    exit_code->value = RunBench(*a);
+  });
 }
 
 }  // namespace famq::cli

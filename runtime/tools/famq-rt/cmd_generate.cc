@@ -45,7 +45,7 @@ class Utf8Stream {
 };
 
 struct GenerateArgs {
-  std::string model, prompt, prompt_file, prompt_ids;
+  std::string model, qmodel, prompt, prompt_file, prompt_ids;
   int n = 64;
   bool ignore_eos = false;
   SamplingParams sampling;
@@ -53,11 +53,11 @@ struct GenerateArgs {
   bool chat = false, no_think = false, json = false, quiet = false;
 };
 
-Result<std::vector<int32_t>> BuildPrompt(const GenerateArgs& a, const ModelDir& m, std::string* text_out) {
+Result<std::vector<int32_t>> BuildPrompt(const GenerateArgs& a, const RunnableModel& m, std::string* text_out) {
   if (!a.prompt_ids.empty()) {
     if (a.chat) return InvalidArgument("--chat cannot wrap --prompt-ids");
     *text_out = "";
-    return ParsePromptIds(a.prompt_ids, m.checkpoint.config().vocab_size);
+    return ParsePromptIds(a.prompt_ids, m.config.vocab_size);
   }
   std::string text = a.prompt;
   if (!a.prompt_file.empty()) {
@@ -65,7 +65,7 @@ Result<std::vector<int32_t>> BuildPrompt(const GenerateArgs& a, const ModelDir& 
   }
   if (a.chat) {
     if (!m.tokenizer_config || m.tokenizer_config->chat_template.empty()) {
-      return InvalidArgument(a.model + ": --chat needs a chat_template in tokenizer_config.json");
+      return InvalidArgument(m.origin + ": --chat needs a chat_template in tokenizer_config.json");
     }
     FAMQ_ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::Parse(m.tokenizer_config->chat_template));
     ChatTemplateOptions opt;
@@ -88,12 +88,12 @@ int RunGenerate(const GenerateArgs& a) {
   if (int(!a.prompt.empty()) + int(!a.prompt_file.empty()) + int(!a.prompt_ids.empty()) != 1) {
     return Fail(InvalidArgument("give exactly one of --prompt, --prompt-file and --prompt-ids"));
   }
-  auto m = OpenModelDir(a.model);
+  auto m = OpenRunnableModel(a.model, a.qmodel);
   if (!m.ok()) return Fail(m.status());
   std::string prompt_text;
   auto prompt = BuildPrompt(a, *m, &prompt_text);
   if (!prompt.ok()) return Fail(prompt.status());
-  auto engine = Engine::Create(m->checkpoint, a.engine);
+  auto engine = m->CreateEngine(a.engine);
   if (!engine.ok()) return Fail(engine.status());
 
   GenerateParams gp;
@@ -145,7 +145,7 @@ int RunGenerate(const GenerateArgs& a) {
 void RegisterGenerate(CLI::App& app, ExitCode* exit_code) {
   auto a = std::make_shared<GenerateArgs>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt");
-  cmd->add_option("--model", a->model, "Model directory")->required();
+  AddModelFlags(cmd, &a->model, &a->qmodel);
   cmd->add_option("--prompt", a->prompt, "Prompt text");
   cmd->add_option("--prompt-file", a->prompt_file, "Read the prompt from a file");
   cmd->add_option("--prompt-ids", a->prompt_ids, "Prompt as a JSON array of token ids (no tokenization)");

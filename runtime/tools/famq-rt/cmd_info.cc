@@ -1,4 +1,5 @@
-// famq-rt info --model DIR [--json]: what a checkpoint is, before running it.
+// famq-rt info (--model DIR | --qmodel Q) [--json]: what a checkpoint or a
+// quantized model is, before running it.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -6,17 +7,91 @@
 #include "tools/famq-rt/commands.h"
 
 namespace famq::cli {
+namespace {
+
+void Print(const nlohmann::ordered_json& j, bool json) {
+  if (json) {
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string v = it->is_string() ? it->get<std::string>() : it->dump();
+    std::printf("%-24s %s\n", it.key().c_str(), v.c_str());
+  }
+}
+
+int QModelInfo(const std::string& model, const std::string& qmodel, bool json) {
+  auto m = OpenRunnableModel(model, qmodel);
+  if (!m.ok()) return Fail(m.status());
+  const fb::QModel& r = m->qmodel->root();
+  const ModelConfig& c = m->config;
+  nlohmann::ordered_json j;
+  j["qmodel"] = qmodel;
+  j["file_bytes"] = m->qmodel->file_size();
+  j["source"] = r.source_name() ? r.source_name()->str() : "";
+  j["architecture"] = ModelArchName(c.arch);
+  j["parameters"] = c.NumParameters();
+  j["scheme"] = fb::EnumNameQScheme(r.scheme());
+  j["wbits"] = r.wbits();
+  j["abits"] = r.abits();
+  j["group_size"] = r.group_size() == 0 ? std::string("channel") : std::to_string(r.group_size());
+  j["symmetric"] = r.symmetric();
+  size_t qbytes = 0;
+  for (const fb::QuantLinear* l : *r.linears()) qbytes += l->codes()->size() + 5 * l->scales()->size();
+  j["quantized_linears"] = r.linears()->size();
+  j["quantized_bytes"] = qbytes;
+  j["hidden_size"] = c.hidden_size;
+  j["num_layers"] = c.num_layers;
+  j["vocab_size"] = c.vocab_size;
+  j["tokenizer_hash"] = m->tokenizer_sha256;
+  j["source_config_sha256"] = r.source_config_sha256() ? r.source_config_sha256()->str() : "";
+  j["stop_tokens"] = m->stop_tokens;
+  auto isa = ActiveIsa();
+  j["kernels"] = r.scheme() == fb::QScheme::W8A8Static ? std::string("XNNPACK qc8")
+                                                      : std::string(isa.ok() ? IsaName(*isa) : "unavailable");
+  if (const fb::QProvenance* p = r.provenance()) {
+    auto s = [](const flatbuffers::String* v) { return v ? v->str() : std::string(); };
+    j["method"] = fb::EnumNameQMethod(p->method());
+    j["tool"] = s(p->tool());
+    j["calibration"] = s(p->calibration());
+    j["calib_source"] = s(p->calib_source());
+    j["bundle_payload_sha256"] = s(p->bundle_payload_sha256());
+    j["bundle_key_id"] = s(p->bundle_key_id());
+    j["samples"] = p->samples();
+    j["calib_tokens"] = p->calib_tokens();
+    j["private_mix"] = p->private_mix();
+    if (r.scheme() == fb::QScheme::W8A8Static) {
+      j["act_estimator"] = fb::EnumNameActEstimator(p->estimator());
+      if (p->method() == fb::QMethod::SmoothQuant) j["smooth_alpha"] = p->smooth_alpha();
+    }
+    if (p->method() == fb::QMethod::Gptq) {
+      j["gptq_damp"] = p->gptq_damp();
+      j["gptq_act_order"] = p->gptq_act_order();
+    }
+    j["finalize_seconds"] = p->seconds();
+    j["finalize_peak_rss_bytes"] = p->peak_rss_bytes();
+  }
+  Print(j, json);
+  return 0;
+}
+
+}  // namespace
 
 void RegisterInfo(CLI::App& app, ExitCode* exit_code) {
   struct Args {
-    std::string model;
+    std::string model, qmodel;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("info", "Describe a Hugging Face model directory");
-  cmd->add_option("--model", args->model, "Model directory (config.json, safetensors, tokenizer.json)")->required();
+  CLI::App* cmd = app.add_subcommand("info", "Describe a Hugging Face model directory or a quantized model");
+  cmd->add_option("--model", args->model, "Model directory (config.json, safetensors, tokenizer.json)");
+  cmd->add_option("--qmodel", args->qmodel, "Quantized model file from famq-rt finalize");
   cmd->add_flag("--json", args->json, "Print one JSON object");
   cmd->callback([args, exit_code] {
+    if (!args->qmodel.empty() || args->model.empty()) {
+      exit_code->value = QModelInfo(args->model, args->qmodel, args->json);
+      return;
+    }
     auto m = OpenModelDir(args->model);
     if (!m.ok()) {
       exit_code->value = Fail(m.status());
@@ -50,14 +125,7 @@ void RegisterInfo(CLI::App& app, ExitCode* exit_code) {
     j["tokenizer_vocab"] = m->tokenizer.vocab_size();
     j["tokenizer_hash"] = m->tokenizer.ContentHash();
     j["chat_template"] = m->tokenizer_config && !m->tokenizer_config->chat_template.empty();
-    if (args->json) {
-      std::printf("%s\n", j.dump().c_str());
-      return;
-    }
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      const std::string v = it->is_string() ? it->get<std::string>() : it->dump();
-      std::printf("%-24s %s\n", it.key().c_str(), v.c_str());
-    }
+    Print(j, args->json);
   });
 }
 

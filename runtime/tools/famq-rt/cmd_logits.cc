@@ -1,4 +1,4 @@
-// famq-rt logits --model DIR --prompt TEXT --out FILE.npy
+// famq-rt logits (--model DIR | --qmodel Q) --prompt TEXT --out FILE.npy
 // Writes float32 [tokens, vocab] logits of every prompt position (the prompt
 // is tokenized without special tokens). The reference for golden tests.
 #include <cstdio>
@@ -13,7 +13,7 @@ namespace famq::cli {
 namespace {
 
 struct LogitsArgs {
-  std::string model, prompt, prompt_file, prompt_ids, out;
+  std::string model, qmodel, prompt, prompt_file, prompt_ids, out;
   EngineOptions engine;
 };
 
@@ -21,7 +21,7 @@ int RunLogits(const LogitsArgs& a) {
   if (int(!a.prompt.empty()) + int(!a.prompt_file.empty()) + int(!a.prompt_ids.empty()) != 1) {
     return Fail(InvalidArgument("give exactly one of --prompt, --prompt-file and --prompt-ids"));
   }
-  auto m = OpenModelDir(a.model);
+  auto m = OpenRunnableModel(a.model, a.qmodel);
   if (!m.ok()) return Fail(m.status());
   std::string text = a.prompt;
   if (!a.prompt_file.empty()) {
@@ -32,7 +32,7 @@ int RunLogits(const LogitsArgs& a) {
   std::vector<int32_t> ids;
   Status st;
   if (!a.prompt_ids.empty()) {
-    auto parsed = ParsePromptIds(a.prompt_ids, m->checkpoint.config().vocab_size);
+    auto parsed = ParsePromptIds(a.prompt_ids, m->config.vocab_size);
     if (!parsed.ok()) return Fail(parsed.status());
     ids = std::move(*parsed);
   } else {
@@ -40,7 +40,7 @@ int RunLogits(const LogitsArgs& a) {
     if (!st.ok()) return Fail(st);
   }
   if (ids.empty()) return Fail(InvalidArgument("the prompt has no tokens"));
-  auto engine = Engine::Create(m->checkpoint, a.engine);
+  auto engine = m->CreateEngine(a.engine);
   if (!engine.ok()) return Fail(engine.status());
   Engine& e = **engine;
   if (static_cast<int>(ids.size()) > e.max_seq_len()) {
@@ -66,7 +66,7 @@ int RunLogits(const LogitsArgs& a) {
 void RegisterLogits(CLI::App& app, ExitCode* exit_code) {
   auto a = std::make_shared<LogitsArgs>();
   CLI::App* cmd = app.add_subcommand("logits", "Write every position's logits of a prompt to a .npy file");
-  cmd->add_option("--model", a->model, "Model directory")->required();
+  AddModelFlags(cmd, &a->model, &a->qmodel);
   cmd->add_option("--prompt", a->prompt, "Prompt text (tokenized without special tokens)");
   cmd->add_option("--prompt-file", a->prompt_file, "Read the prompt from a file");
   cmd->add_option("--prompt-ids", a->prompt_ids, "Prompt as a JSON array of token ids (no tokenization)");

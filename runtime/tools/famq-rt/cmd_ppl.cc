@@ -1,4 +1,4 @@
-// famq-rt ppl --model DIR --text FILE [--ctx N] [--json]
+// famq-rt ppl (--model DIR | --qmodel Q) --text FILE [--ctx N] [--json]
 // Perplexity over non-overlapping windows of N tokens, each evaluated from an
 // empty cache: PPL = exp(mean NLL of every token predicted inside a window).
 #include <algorithm>
@@ -18,7 +18,7 @@ namespace famq::cli {
 namespace {
 
 struct PplArgs {
-  std::string model, text;
+  std::string model, qmodel, text;
   int ctx = 512;
   int max_windows = 0;
   EngineOptions engine;
@@ -26,17 +26,17 @@ struct PplArgs {
 };
 
 int RunPpl(PplArgs a) {
-  auto m = OpenModelDir(a.model);
+  auto m = OpenRunnableModel(a.model, a.qmodel);
   if (!m.ok()) return Fail(m.status());
   auto text = ReadTextArg(a.text);
   if (!text.ok()) return Fail(text.status());
   std::vector<int32_t> ids;
   if (Status st = m->tokenizer.Encode(*text, &ids); !st.ok()) return Fail(st);
-  const int ctx = std::min(a.ctx, m->checkpoint.config().max_position_embeddings);
+  const int ctx = std::min(a.ctx, m->config.max_position_embeddings);
   if (ids.size() < 2) return Fail(InvalidArgument(a.text + ": fewer than 2 tokens, nothing to predict"));
 
   a.engine.max_seq_len = ctx;
-  auto engine = Engine::Create(m->checkpoint, a.engine);
+  auto engine = m->CreateEngine(a.engine);
   if (!engine.ok()) return Fail(engine.status());
 
   // Progress with ETA on a terminal only; logs get the final line.
@@ -81,7 +81,7 @@ int RunPpl(PplArgs a) {
 void RegisterPpl(CLI::App& app, ExitCode* exit_code) {
   auto a = std::make_shared<PplArgs>();
   CLI::App* cmd = app.add_subcommand("ppl", "Perplexity of a text file");
-  cmd->add_option("--model", a->model, "Model directory")->required();
+  AddModelFlags(cmd, &a->model, &a->qmodel);
   cmd->add_option("--text", a->text, "UTF-8 text file")->required();
   cmd->add_option("--ctx", a->ctx, "Window length in tokens")->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--max-windows", a->max_windows, "Stop after this many windows (0: all)")->check(CLI::Range(0, 1 << 30));

@@ -9,6 +9,7 @@ void RegisterCommands(CLI::App& app, ExitCode* exit_code) {
   RegisterPpl(app, exit_code);
   RegisterLogits(app, exit_code);
   RegisterBench(app, exit_code);
+  RegisterFinalize(app, exit_code);
 }
 
 }  // namespace famq::cli

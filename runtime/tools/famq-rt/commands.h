@@ -18,5 +18,6 @@ void RegisterGenerate(CLI::App& app, ExitCode* exit_code);
 void RegisterPpl(CLI::App& app, ExitCode* exit_code);
 void RegisterLogits(CLI::App& app, ExitCode* exit_code);
 void RegisterBench(CLI::App& app, ExitCode* exit_code);
+void RegisterFinalize(CLI::App& app, ExitCode* exit_code);
 
 }  // namespace famq::cli

@@ -3,9 +3,17 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+
 #include "engine/engine.h"
 
 namespace famq::cli {
+
+// --model DIR | --qmodel FILE (exactly one; checked by OpenRunnableModel).
+inline void AddModelFlags(CLI::App* cmd, std::string* model, std::string* qmodel) {
+  cmd->add_option("--model", *model, "Model directory (Hugging Face layout, fp)");
+  cmd->add_option("--qmodel", *qmodel, "Quantized model file from famq-rt finalize");
+}
 
 inline void AddEngineFlags(CLI::App* cmd, EngineOptions* o) {
   cmd->add_option("--threads", o->num_threads, "Worker threads (0: one per CPU, at most 8)")->check(CLI::Range(0, 256));

@@ -1,0 +1,44 @@
+// One linear layer of a transformer block, whichever way it is executed:
+// fp32 (XNNPACK f32 fully-connected), weight-only int4/int8 (famq's kernels)
+// or W8A8 static (XNNPACK qc8). An optional input multiplier (AWQ's and
+// SmoothQuant's 1/s per input channel) scales the input first, in place.
+#pragma once
+
+#include <pthreadpool.h>
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/int8_linear.h"
+#include "engine/linear.h"
+#include "kernels/weight_only_linear.h"
+
+namespace famq {
+
+class LayerLinear {
+ public:
+  LayerLinear() = default;
+  explicit LayerLinear(Linear fp32) : impl_(std::move(fp32)) {}
+  LayerLinear(WeightOnlyLinear q, std::vector<float> input_multiplier)
+      : impl_(std::move(q)), input_multiplier_(std::move(input_multiplier)) {}
+  LayerLinear(StaticInt8Linear q, std::vector<float> input_multiplier)
+      : impl_(std::move(q)), input_multiplier_(std::move(input_multiplier)) {}
+
+  // y[batch][out] = f(x[batch][in]). x is multiplied in place by the input
+  // multiplier when there is one. Does not allocate.
+  Status Run(float* x, float* y, size_t batch, pthreadpool_t pool) const;
+
+  bool empty() const { return std::holds_alternative<std::monostate>(impl_); }
+  int in_features() const;
+  int out_features() const;
+  // "fp32", "weight-only int4 (avx512)", "W8A8 (XNNPACK qc8)"
+  std::string Describe() const;
+
+ private:
+  std::variant<std::monostate, Linear, WeightOnlyLinear, StaticInt8Linear> impl_;
+  std::vector<float> input_multiplier_;
+};
+
+}  // namespace famq

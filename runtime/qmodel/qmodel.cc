@@ -1,0 +1,331 @@
+#include "qmodel/qmodel.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace famq {
+
+std::string QLinearName(int layer, int slot) {
+  static const char* const kSlots[] = {"qkv", "o_proj", "gate_up", "down_proj"};
+  return "layers." + std::to_string(layer) + "." + kSlots[slot];
+}
+
+namespace {
+
+size_t CodeBytes(int bits, size_t count) { return bits == 4 ? (count + 1) / 2 : count; }
+
+fb::TensorDType ToFb(DType d) {
+  switch (d) {
+    case DType::kF32: return fb::TensorDType::F32;
+    case DType::kF16: return fb::TensorDType::F16;
+    case DType::kBF16: return fb::TensorDType::BF16;
+  }
+  return fb::TensorDType::F32;
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
+  size_t estimate = c.config_json.size() + c.tokenizer_json.size() + c.tokenizer_config_json.size() + 4096;
+  for (const auto& t : c.float_tensors) estimate += t.raw.size() + 256;
+  for (const auto& l : c.linears) {
+    estimate += CodeBytes(l.w.bits, l.w.codes.size()) + 5 * l.w.scales.size() +
+                4 * (l.bias.size() + l.input_multiplier.size()) + 256;
+  }
+  if (estimate > kMaxQModelBytes) {
+    return Unsupported("the quantized model would take about " + std::to_string(estimate >> 20) +
+                       " MiB, above the 2 GiB FlatBuffers limit of the qmodel format");
+  }
+  flatbuffers::FlatBufferBuilder b(estimate);
+  std::vector<flatbuffers::Offset<fb::FloatTensor>> tensors;
+  for (const FloatTensorContents& t : c.float_tensors) {
+    const auto name = b.CreateString(t.name);
+    const auto shape = b.CreateVector(t.shape);
+    flatbuffers::Offset<flatbuffers::Vector<float>> f32;
+    flatbuffers::Offset<flatbuffers::Vector<uint16_t>> half;
+    if (t.dtype == DType::kF32) {
+      std::vector<float> v(t.raw.size() / 4);
+      std::memcpy(v.data(), t.raw.data(), v.size() * 4);
+      f32 = b.CreateVector(v);
+    } else {
+      std::vector<uint16_t> v(t.raw.size() / 2);
+      std::memcpy(v.data(), t.raw.data(), v.size() * 2);
+      half = b.CreateVector(v);
+    }
+    fb::FloatTensorBuilder tb(b);
+    tb.add_name(name);
+    tb.add_dtype(ToFb(t.dtype));
+    tb.add_shape(shape);
+    if (!f32.IsNull()) tb.add_f32(f32);
+    if (!half.IsNull()) tb.add_half(half);
+    tensors.push_back(tb.Finish());
+  }
+  std::vector<flatbuffers::Offset<fb::QuantLinear>> linears;
+  for (const QLinearContents& l : c.linears) {
+    const QMatrix& w = l.w;
+    std::vector<uint8_t> packed(CodeBytes(w.bits, w.codes.size()), 0);
+    if (w.bits == 4) {
+      for (size_t i = 0; i < w.codes.size(); ++i) {
+        const uint8_t nib = static_cast<uint8_t>(w.codes[i]) & 0x0F;
+        packed[i / 2] |= static_cast<uint8_t>((i % 2 == 0) ? nib : nib << 4);
+      }
+    } else {
+      std::memcpy(packed.data(), w.codes.data(), w.codes.size());
+    }
+    const auto name = b.CreateString(l.name);
+    const auto codes = b.CreateVector(packed);
+    const auto scales = b.CreateVector(w.scales);
+    const auto zeros = b.CreateVector(w.zeros);
+    const auto bias = l.bias.empty() ? 0 : b.CreateVector(l.bias);
+    const auto mult = l.input_multiplier.empty() ? 0 : b.CreateVector(l.input_multiplier);
+    fb::QuantLinearBuilder lb(b);
+    lb.add_name(name);
+    lb.add_bits(static_cast<uint8_t>(w.bits));
+    lb.add_rows(static_cast<uint32_t>(w.rows));
+    lb.add_cols(static_cast<uint32_t>(w.cols));
+    lb.add_group_size(static_cast<uint32_t>(w.group_size));
+    lb.add_codes(codes);
+    lb.add_scales(scales);
+    lb.add_zeros(zeros);
+    if (!l.bias.empty()) lb.add_bias(bias);
+    if (!l.input_multiplier.empty()) lb.add_input_multiplier(mult);
+    const fb::ActQuant in(l.act_in.scale, l.act_in.zero_point), out(l.act_out.scale, l.act_out.zero_point);
+    lb.add_act_in(&in);
+    lb.add_act_out(&out);
+    linears.push_back(lb.Finish());
+  }
+  const QModelProvenanceContents& p = c.provenance;
+  const auto prov = fb::CreateQProvenance(
+      b, b.CreateString(p.tool), p.method, b.CreateString(p.calibration), b.CreateString(p.bundle_payload_sha256),
+      b.CreateString(p.bundle_key_id), b.CreateString(p.calib_source), p.samples, p.calib_tokens, p.private_mix,
+      p.estimator, p.percentile, p.smooth_alpha, p.gptq_damp, p.gptq_act_order, p.seconds, p.peak_rss_bytes);
+  const auto root = fb::CreateQModel(
+      b, kQModelFormatVersion, c.scheme, static_cast<uint8_t>(c.wbits), static_cast<uint8_t>(c.abits),
+      static_cast<uint32_t>(c.group_size), c.symmetric, b.CreateString(c.config_json), b.CreateString(c.tokenizer_json),
+      b.CreateString(c.tokenizer_config_json), b.CreateString(c.generation_config_json),
+      b.CreateString(c.source_config_sha256), b.CreateString(c.tokenizer_sha256), b.CreateString(c.source_name),
+      b.CreateVector(tensors), b.CreateVector(linears), prov);
+  // Size-prefixed: a reader knows the exact length, so any truncation shows.
+  fb::FinishSizePrefixedQModelBuffer(b, root);
+  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+}
+
+Result<QModel> QModel::Open(const std::string& path) {
+  FAMQ_ASSIGN_OR_RETURN(MappedFile f, MappedFile::Open(path));
+  QModel q;
+  q.origin_ = path;
+  q.file_ = std::make_unique<MappedFile>(std::move(f));
+  q.data_ = q.file_->data();
+  q.size_ = q.file_->size();
+  FAMQ_RETURN_IF_ERROR(q.Validate());
+  return q;
+}
+
+Result<QModel> QModel::FromBytes(std::vector<uint8_t> bytes, const std::string& origin) {
+  QModel q;
+  q.origin_ = origin;
+  q.bytes_ = std::move(bytes);
+  q.data_ = q.bytes_.data();
+  q.size_ = q.bytes_.size();
+  FAMQ_RETURN_IF_ERROR(q.Validate());
+  return q;
+}
+
+namespace {
+
+template <typename T>
+size_t Len(const flatbuffers::Vector<T>* v) {
+  return v == nullptr ? 0 : v->size();
+}
+
+bool AllFinite(const flatbuffers::Vector<float>* v, bool non_negative) {
+  if (v == nullptr) return true;
+  for (float x : *v) {
+    if (!std::isfinite(x) || (non_negative && x < 0.0f)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status QModel::Validate() {
+  const std::string& o = origin_;
+  if (size_ < 12) return InvalidFormat(o + ": " + std::to_string(size_) + " bytes is too short for a quantized model");
+  if (size_ > kMaxQModelBytes) return InvalidFormat(o + ": larger than the 2 GiB the qmodel format allows");
+  if (!flatbuffers::BufferHasIdentifier(data_, fb::QModelIdentifier(), /*size_prefixed=*/true)) {
+    return InvalidFormat(o + ": not a famq quantized model (file identifier is not \"FQMD\")");
+  }
+  const uint32_t declared = flatbuffers::ReadScalar<uint32_t>(data_);
+  if (size_t{declared} + sizeof(uint32_t) != size_) {
+    return InvalidFormat(o + ": the file holds " + std::to_string(size_) + " bytes but declares " +
+                         std::to_string(size_t{declared} + sizeof(uint32_t)) + " (truncated or padded)");
+  }
+  {
+    flatbuffers::Verifier v(data_, size_, /*max_depth=*/16, /*max_tables=*/1u << 22);
+    if (!fb::VerifySizePrefixedQModelBuffer(v)) {
+      return InvalidFormat(o + ": the FlatBuffers verifier rejects the file (corrupt)");
+    }
+  }
+  root_ = fb::GetSizePrefixedQModel(data_);
+  const fb::QModel& r = *root_;
+  if (r.format_version() != kQModelFormatVersion) {
+    return InvalidFormat(o + ": format version " + std::to_string(r.format_version()) + " (this famq reads " +
+                         std::to_string(kQModelFormatVersion) + ")");
+  }
+  if (r.config_json() == nullptr || r.tokenizer_json() == nullptr || r.linears() == nullptr ||
+      r.float_tensors() == nullptr || r.tokenizer_sha256() == nullptr) {
+    return InvalidFormat(o + ": config, tokenizer, tensors or linear layers are missing");
+  }
+  FAMQ_ASSIGN_OR_RETURN(config_, ParseModelConfig(r.config_json()->string_view(), o + " (config.json)"));
+  const ModelConfig& c = config_;
+  const bool w8a8 = r.scheme() == fb::QScheme::W8A8Static;
+  if (r.scheme() != fb::QScheme::WeightOnly && !w8a8) return InvalidFormat(o + ": unknown quantization scheme");
+
+  const int H = c.hidden_size;
+  const int rows_of[4] = {c.q_dim() + 2 * c.kv_dim(), H, 2 * c.intermediate_size, H};
+  const int cols_of[4] = {H, c.q_dim(), H, c.intermediate_size};
+  if (r.linears()->size() != static_cast<size_t>(4 * c.num_layers)) {
+    return InvalidFormat(o + ": " + std::to_string(r.linears()->size()) + " quantized linear layers, expected " +
+                         std::to_string(4 * c.num_layers) + " (4 per block)");
+  }
+  for (uint32_t i = 0; i < r.linears()->size(); ++i) {
+    const fb::QuantLinear& l = *r.linears()->Get(i);
+    const int slot = static_cast<int>(i % 4);
+    const std::string name = QLinearName(static_cast<int>(i / 4), slot);
+    const std::string at = o + ": " + name + ": ";
+    if (l.name() == nullptr || l.name()->str() != name) return InvalidFormat(at + "missing or misnamed");
+    if (l.bits() != 4 && l.bits() != 8) return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes (4 or 8)");
+    if (static_cast<int>(l.rows()) != rows_of[slot] || static_cast<int>(l.cols()) != cols_of[slot]) {
+      return InvalidFormat(at + "shape [" + std::to_string(l.rows()) + ", " + std::to_string(l.cols()) +
+                           "] does not match the config's [" + std::to_string(rows_of[slot]) + ", " +
+                           std::to_string(cols_of[slot]) + "]");
+    }
+    if (l.group_size() == 0 || l.cols() % l.group_size() != 0) {
+      return InvalidFormat(at + "group size " + std::to_string(l.group_size()) + " does not divide " +
+                           std::to_string(l.cols()) + " input features");
+    }
+    const size_t count = size_t{l.rows()} * l.cols();
+    const size_t groups = size_t{l.rows()} * (l.cols() / l.group_size());
+    if (Len(l.codes()) != CodeBytes(l.bits(), count)) {
+      return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes hold " + std::to_string(Len(l.codes())) +
+                           " bytes, expected " + std::to_string(CodeBytes(l.bits(), count)));
+    }
+    if (Len(l.scales()) != groups || Len(l.zeros()) != groups) {
+      return InvalidFormat(at + "scales / zero points hold " + std::to_string(Len(l.scales())) + " / " +
+                           std::to_string(Len(l.zeros())) + " values, expected " + std::to_string(groups));
+    }
+    if (!AllFinite(l.scales(), true)) return InvalidFormat(at + "a scale is negative, infinite or NaN");
+    const int zmin = -(1 << (l.bits() - 1)), zmax = (1 << (l.bits() - 1)) - 1;
+    for (int8_t z : *l.zeros()) {
+      if (z < zmin || z > zmax) return InvalidFormat(at + "zero point " + std::to_string(z) + " outside the code range");
+    }
+    if (l.bias() != nullptr && (l.bias()->size() != l.rows() || !AllFinite(l.bias(), false))) {
+      return InvalidFormat(at + "bias has the wrong size or a non-finite value");
+    }
+    if (l.input_multiplier() != nullptr &&
+        (l.input_multiplier()->size() != l.cols() || !AllFinite(l.input_multiplier(), false))) {
+      return InvalidFormat(at + "input multiplier has the wrong size or a non-finite value");
+    }
+    if (w8a8) {
+      if (l.bits() != 8 || l.group_size() != l.cols()) {
+        return InvalidFormat(at + "W8A8 needs 8-bit per-channel weights");
+      }
+      for (int8_t z : *l.zeros()) {
+        if (z != 0) return InvalidFormat(at + "W8A8 weights must be symmetric");
+      }
+      for (const fb::ActQuant* a : {l.act_in(), l.act_out()}) {
+        if (a == nullptr || !std::isfinite(a->scale()) || a->scale() <= 0.0f || a->zero_point() < -128 ||
+            a->zero_point() > 127) {
+          return InvalidFormat(at + "missing or invalid activation scale / zero point");
+        }
+      }
+    } else if (l.cols() % 32 != 0 || l.group_size() % 32 != 0) {
+      return InvalidFormat(at + "weight-only kernels need input features and group size in multiples of 32");
+    }
+  }
+  // Floating-point tensors: each one well-formed, and the ones the architecture needs present.
+  for (const fb::FloatTensor* t : *r.float_tensors()) {
+    const std::string name = t->name() == nullptr ? std::string("?") : t->name()->str();
+    if (t->name() == nullptr || t->shape() == nullptr || t->shape()->size() == 0 || t->shape()->size() > 2) {
+      return InvalidFormat(o + ": tensor '" + name + "' has no name or a bad shape");
+    }
+    size_t numel = 1;
+    for (uint32_t d : *t->shape()) {
+      if (d == 0 || d > (1u << 24)) return InvalidFormat(o + ": tensor '" + name + "' has an absurd dimension");
+      numel *= d;
+    }
+    const bool is_f32 = t->dtype() == fb::TensorDType::F32;
+    if ((t->dtype() != fb::TensorDType::F32 && t->dtype() != fb::TensorDType::F16 &&
+         t->dtype() != fb::TensorDType::BF16) ||
+        (is_f32 ? Len(t->f32()) : Len(t->half())) != numel) {
+      return InvalidFormat(o + ": tensor '" + name + "' holds the wrong number of values for its shape and dtype");
+    }
+  }
+  auto need = [&](const std::string& name, std::vector<int64_t> shape) -> Status {
+    auto t = Tensor(name);
+    if (!t.ok()) return t.status();
+    if (t->shape != shape) {
+      return InvalidFormat(o + ": tensor '" + name + "' has shape " + t->ShapeString() + ", the config implies another");
+    }
+    return Status::Ok();
+  };
+  FAMQ_RETURN_IF_ERROR(need("model.embed_tokens.weight", {c.vocab_size, H}));
+  FAMQ_RETURN_IF_ERROR(need("model.norm.weight", {H}));
+  if (Tensor("lm_head.weight").ok()) FAMQ_RETURN_IF_ERROR(need("lm_head.weight", {c.vocab_size, H}));
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    FAMQ_RETURN_IF_ERROR(need(p + "input_layernorm.weight", {H}));
+    FAMQ_RETURN_IF_ERROR(need(p + "post_attention_layernorm.weight", {H}));
+    if (c.qk_norm) {
+      FAMQ_RETURN_IF_ERROR(need(p + "self_attn.q_norm.weight", {c.head_dim}));
+      FAMQ_RETURN_IF_ERROR(need(p + "self_attn.k_norm.weight", {c.head_dim}));
+    }
+  }
+  return Status::Ok();
+}
+
+QMatrix QModel::Matrix(int index) const {
+  const fb::QuantLinear& l = *root_->linears()->Get(static_cast<uint32_t>(index));
+  QMatrix m;
+  m.bits = l.bits();
+  m.rows = static_cast<int>(l.rows());
+  m.cols = static_cast<int>(l.cols());
+  m.group_size = static_cast<int>(l.group_size());
+  const size_t count = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols);
+  m.codes.resize(count);
+  const uint8_t* src = l.codes()->data();
+  if (m.bits == 4) {
+    for (size_t i = 0; i < count; ++i) {
+      const uint8_t nib = (i % 2 == 0) ? (src[i / 2] & 0x0F) : (src[i / 2] >> 4);
+      m.codes[i] = static_cast<int8_t>(nib >= 8 ? static_cast<int>(nib) - 16 : static_cast<int>(nib));
+    }
+  } else {
+    std::memcpy(m.codes.data(), src, count);
+  }
+  m.scales.assign(l.scales()->begin(), l.scales()->end());
+  m.zeros.assign(l.zeros()->begin(), l.zeros()->end());
+  return m;
+}
+
+Result<TensorView> QModel::Tensor(const std::string& name) const {
+  for (const fb::FloatTensor* t : *root_->float_tensors()) {
+    if (t->name()->string_view() != name) continue;
+    TensorView v;
+    v.name = name;
+    v.file = origin_;
+    for (uint32_t d : *t->shape()) v.shape.push_back(d);
+    if (t->dtype() == fb::TensorDType::F32) {
+      v.dtype = DType::kF32;
+      v.data = reinterpret_cast<const uint8_t*>(t->f32()->data());
+      v.num_bytes = t->f32()->size() * 4ull;
+    } else {
+      v.dtype = t->dtype() == fb::TensorDType::F16 ? DType::kF16 : DType::kBF16;
+      v.data = reinterpret_cast<const uint8_t*>(t->half()->data());
+      v.num_bytes = t->half()->size() * 2ull;
+    }
+    return v;
+  }
+  return NotFound(origin_ + ": no tensor '" + name + "'");
+}
+
+}  // namespace famq

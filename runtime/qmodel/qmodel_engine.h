@@ -1,0 +1,41 @@
+// Running quantized models: an Engine over a verified QModel, and the one
+// opener the commands share for "--model DIR or --qmodel FILE".
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/status.h"
+#include "engine/engine.h"
+#include "kernels/isa.h"
+#include "model/model_dir.h"
+#include "qmodel/qmodel.h"
+
+namespace famq {
+
+// An engine whose blocks run the quantized linears of `q` (weight-only on
+// famq's kernels for `isa`, W8A8 on XNNPACK qc8); embeddings, norms and the
+// head stay as stored. `q` must outlive the engine.
+Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const EngineOptions& options, Isa isa);
+
+// A model ready to run: a Hugging Face directory or a quantized model file.
+struct RunnableModel : ModelText {
+  std::string origin;                      // the directory or the file
+  ModelConfig config;
+  std::optional<Checkpoint> checkpoint;    // --model
+  std::unique_ptr<QModel> qmodel;          // --qmodel
+  std::string tokenizer_sha256;            // the family identity
+
+  bool quantized() const { return qmodel != nullptr; }
+  // fp32 engine for a directory, the quantized engine (kernels of ActiveIsa()) for a file.
+  Result<std::unique_ptr<Engine>> CreateEngine(const EngineOptions& options) const;
+  // "famq-tiny-s (fp32)" / "q.famq (W4 g32 gptq, weight-only)"
+  std::string Describe() const;
+};
+
+// Exactly one of model_dir and qmodel_path is non-empty. A quantized model's
+// embedded tokenizer must hash to the family id it records.
+Result<RunnableModel> OpenRunnableModel(const std::string& model_dir, const std::string& qmodel_path);
+
+}  // namespace famq

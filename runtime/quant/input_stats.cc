@@ -1,0 +1,118 @@
+#include "quant/input_stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "quant/matmul_f32.h"
+
+namespace famq::quant {
+namespace {
+
+Status CheckWeights(const float* token_weights, size_t tokens) {
+  for (size_t t = 0; t < tokens; ++t) {
+    if (!(token_weights[t] >= 0) || !std::isfinite(token_weights[t])) {
+      return InvalidArgument("token weight [" + std::to_string(t) + "] = " + std::to_string(token_weights[t]) +
+                             " is not a finite value >= 0");
+    }
+  }
+  return Status::Ok();
+}
+
+constexpr size_t kChunkTokens = 256;  // float partial sums over at most this many terms
+constexpr size_t kBlock = 256;        // h is built in kBlock x kBlock float blocks
+
+// h += x^T xw for one chunk: x, xw [n][k] (xw = the rows scaled by their
+// token weights), xt [k][n] = x transposed. Only blocks on or above the
+// diagonal are computed; each is added to h and mirrored below, so h stays
+// exactly symmetric.
+void AccumulateChunk(const float* xt, const float* xw, size_t n, size_t k, double* h, float* block) {
+  for (size_t i0 = 0; i0 < k; i0 += kBlock) {
+    const size_t mi = std::min(kBlock, k - i0);
+    for (size_t j0 = i0; j0 < k; j0 += kBlock) {
+      const size_t nj = std::min(kBlock, k - j0);
+      MatMulF32(xt + i0 * n, n, xw + j0, k, block, kBlock, mi, n, nj);
+      for (size_t i = 0; i < mi; ++i) {
+        const float* bi = block + i * kBlock;
+        double* hi = h + (i0 + i) * k;
+        for (size_t j = j0 == i0 ? i : 0; j < nj; ++j) {
+          hi[j0 + j] += bi[j];
+          if (j0 + j != i0 + i) h[(j0 + j) * k + i0 + i] += bi[j];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Status AccumulateHessian(const float* x, const float* token_weights, size_t tokens, int k, double* h) {
+  if (k <= 0) return InvalidArgument("Hessian accumulation over " + std::to_string(k) + " features");
+  FAMQ_RETURN_IF_ERROR(CheckWeights(token_weights, tokens));
+  const size_t K = static_cast<size_t>(k);
+  // Counted tokens (weight > 0) are gathered per chunk: transposed inputs
+  // and weighted rows.
+  std::vector<float> xt(K * kChunkTokens), xw(kChunkTokens * K), block(kBlock * kBlock);
+  std::vector<size_t> rows;
+  rows.reserve(kChunkTokens);
+  auto flush = [&] {
+    const size_t n = rows.size();
+    if (n == 0) return;
+    for (size_t i = 0; i < n; ++i) {
+      const float* xr = x + rows[i] * K;
+      const float wt = token_weights[rows[i]];
+      float* yr = xw.data() + i * K;
+      for (size_t j = 0; j < K; ++j) {
+        xt[j * n + i] = xr[j];
+        yr[j] = wt * xr[j];
+      }
+    }
+    AccumulateChunk(xt.data(), xw.data(), n, K, h, block.data());
+    rows.clear();
+  };
+  for (size_t t = 0; t < tokens; ++t) {
+    if (token_weights[t] == 0) continue;
+    rows.push_back(t);
+    if (rows.size() == kChunkTokens) flush();
+  }
+  flush();
+  return Status::Ok();
+}
+
+LinearInputStats::LinearInputStats(int k, const LinearInputStatsOptions& options) : k_(k) {
+  const size_t K = static_cast<size_t>(std::max(k, 0));
+  if (options.hessian) hessian_.assign(K * K, 0.0);
+  if (options.mean_abs) sum_abs_.assign(K, 0.0);
+  if (options.max_abs) max_abs_.assign(K, 0.0f);
+}
+
+Status LinearInputStats::Accumulate(const float* x, const float* token_weights, size_t tokens) {
+  if (k_ <= 0) return InvalidArgument("LinearInputStats over " + std::to_string(k_) + " features");
+  FAMQ_RETURN_IF_ERROR(CheckWeights(token_weights, tokens));
+  const size_t K = static_cast<size_t>(k_);
+  if (!hessian_.empty()) FAMQ_RETURN_IF_ERROR(AccumulateHessian(x, token_weights, tokens, k_, hessian_.data()));
+  for (size_t t = 0; t < tokens; ++t) {
+    const float wt = token_weights[t];
+    if (wt == 0) continue;
+    const float* xt = x + t * K;
+    total_weight_ += wt;
+    ++tokens_counted_;
+    if (!sum_abs_.empty()) {
+      for (size_t j = 0; j < K; ++j) sum_abs_[j] += static_cast<double>(wt) * std::fabs(xt[j]);
+    }
+    if (!max_abs_.empty()) {
+      for (size_t j = 0; j < K; ++j) max_abs_[j] = std::max(max_abs_[j], std::fabs(xt[j]));
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<double> LinearInputStats::mean_abs() const {
+  std::vector<double> out(sum_abs_.size(), 0.0);
+  if (total_weight_ > 0) {
+    for (size_t j = 0; j < out.size(); ++j) out[j] = sum_abs_[j] / total_weight_;
+  }
+  return out;
+}
+
+}  // namespace famq::quant

@@ -1,0 +1,157 @@
+#include "quant/linalg_f64.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace famq::quant {
+namespace {
+
+// GNU vector extension (GCC and Clang): 2 doubles, SSE2 on x86-64, NEON on
+// AArch64 (emulated, still correct, on ARMv7).
+typedef double V2 __attribute__((vector_size(16)));
+
+inline V2 Load(const double* p) {
+  V2 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void Store(double* p, V2 v) { std::memcpy(p, &v, sizeof v); }
+
+constexpr size_t kMr = 4, kNr = 4;      // micro-tile of c: 4 x 4 doubles = 8 vector registers
+constexpr size_t kKc = 128, kNc = 128;  // b block: 128 x 128 doubles = 128 KiB (L2)
+constexpr size_t kNb = 64;              // factorization panel width
+
+// c[4][4] += alpha * a[4][kc] * b[kc][4], accumulators in registers.
+inline void MicroTile(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
+                      size_t kc) {
+  V2 acc[kMr][2] = {};
+  for (size_t p = 0; p < kc; ++p) {
+    const V2 b0 = Load(b + p * ldb), b1 = Load(b + p * ldb + 2);
+    for (size_t r = 0; r < kMr; ++r) {
+      const double av = a[r * lda + p];
+      acc[r][0] += av * b0;
+      acc[r][1] += av * b1;
+    }
+  }
+  for (size_t r = 0; r < kMr; ++r) {
+    Store(c + r * ldc, Load(c + r * ldc) + alpha * acc[r][0]);
+    Store(c + r * ldc + 2, Load(c + r * ldc + 2) + alpha * acc[r][1]);
+  }
+}
+
+void EdgeTile(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
+              size_t kc, size_t mr, size_t nr) {
+  for (size_t r = 0; r < mr; ++r) {
+    for (size_t j = 0; j < nr; ++j) {
+      double sum = 0;
+      for (size_t p = 0; p < kc; ++p) sum += a[r * lda + p] * b[p * ldb + j];
+      c[r * ldc + j] += alpha * sum;
+    }
+  }
+}
+
+// The unblocked factorization of the diagonal block a[k0..k1)^2 and the
+// panel below it (rows k1..n), once earlier panels' updates are applied.
+bool FactorPanel(double* a, size_t n, size_t k0, size_t k1, size_t* bad_col, double* bad_pivot) {
+  for (size_t j = k0; j < k1; ++j) {
+    const double* aj = a + j * n;
+    double d = aj[j];
+    for (size_t p = k0; p < j; ++p) d -= aj[p] * aj[p];
+    if (!(d > 0) || !std::isfinite(d)) {
+      *bad_col = j;
+      *bad_pivot = d;
+      return false;
+    }
+    const double l_jj = std::sqrt(d);
+    a[j * n + j] = l_jj;
+    for (size_t i = j + 1; i < n; ++i) {
+      double* ai = a + i * n;
+      double s = ai[j];
+      for (size_t p = k0; p < j; ++p) s -= ai[p] * aj[p];
+      ai[j] = s / l_jj;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void GemmF64(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
+             size_t k, size_t n) {
+  for (size_t n0 = 0; n0 < n; n0 += kNc) {
+    const size_t n1 = std::min(n0 + kNc, n);
+    for (size_t k0 = 0; k0 < k; k0 += kKc) {
+      const size_t kc = std::min(kKc, k - k0);
+      for (size_t i0 = 0; i0 < m; i0 += kMr) {
+        const size_t mr = std::min(kMr, m - i0);
+        for (size_t j0 = n0; j0 < n1; j0 += kNr) {
+          const size_t nr = std::min(kNr, n1 - j0);
+          const double* at = a + i0 * lda + k0;
+          const double* bt = b + k0 * ldb + j0;
+          double* ct = c + i0 * ldc + j0;
+          if (mr == kMr && nr == kNr) {
+            MicroTile(alpha, at, lda, bt, ldb, ct, ldc, kc);
+          } else {
+            EdgeTile(alpha, at, lda, bt, ldb, ct, ldc, kc, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+bool CholeskyLowerInPlace(double* a, size_t n, size_t* bad_col, double* bad_pivot) {
+  std::vector<double> panel_t;  // the panel below the diagonal block, transposed: [kb][m]
+  for (size_t k0 = 0; k0 < n; k0 += kNb) {
+    const size_t k1 = std::min(k0 + kNb, n), kb = k1 - k0;
+    if (!FactorPanel(a, n, k0, k1, bad_col, bad_pivot)) return false;
+    const size_t m = n - k1;
+    if (m == 0) break;
+    // Trailing update A22 -= P P^T, P = L[k1..n)[k0..k1), one block row at a
+    // time and only up to the diagonal (the strict upper triangle is never read).
+    panel_t.resize(kb * m);
+    for (size_t i = 0; i < m; ++i)
+      for (size_t p = 0; p < kb; ++p) panel_t[p * m + i] = a[(k1 + i) * n + k0 + p];
+    for (size_t r0 = 0; r0 < m; r0 += kNb) {
+      const size_t r1 = std::min(r0 + kNb, m);
+      GemmF64(-1.0, a + (k1 + r0) * n + k0, n, panel_t.data(), m, a + (k1 + r0) * n + k1, n, r1 - r0, kb, r1);
+    }
+  }
+  for (size_t i = 0; i < n; ++i) std::fill(a + i * n + i + 1, a + (i + 1) * n, 0.0);
+  return true;
+}
+
+void InvertLowerInPlace(double* l, size_t n) {
+  // Block row I of X = L^-1: X_II = L_II^-1 and, for J < I,
+  // X_IJ = -X_II sum_{K=J..I-1} L_IK X_KJ, with the rows above already X.
+  std::vector<double> t, xii(kNb * kNb);
+  for (size_t i0 = 0; i0 < n; i0 += kNb) {
+    const size_t i1 = std::min(i0 + kNb, n), ib = i1 - i0;
+    // t = -L[I][0..i0) X[0..i0)[0..i0): X is lower triangular with zeros above.
+    t.assign(ib * i0, 0.0);
+    for (size_t j0 = 0; j0 < i0; j0 += kNb) {
+      const size_t j1 = std::min(j0 + kNb, i0);
+      GemmF64(-1.0, l + i0 * n + j0, n, l + j0 * n + j0, n, t.data() + j0, i0, ib, i0 - j0, j1 - j0);
+    }
+    // X_II: the unblocked inverse of the diagonal block.
+    std::fill(xii.begin(), xii.end(), 0.0);
+    for (size_t i = 0; i < ib; ++i) {
+      const double* li = l + (i0 + i) * n + i0;
+      xii[i * kNb + i] = 1.0 / li[i];
+      for (size_t j = 0; j < i; ++j) {
+        double s = 0;
+        for (size_t k = j; k < i; ++k) s += li[k] * xii[k * kNb + j];
+        xii[i * kNb + j] = -s / li[i];
+      }
+    }
+    // X[I][0..i0) = X_II t, then X_II in place.
+    for (size_t i = 0; i < ib; ++i) std::fill(l + (i0 + i) * n, l + (i0 + i) * n + i0, 0.0);
+    if (i0 > 0) GemmF64(1.0, xii.data(), kNb, t.data(), i0, l + i0 * n, n, ib, ib, i0);
+    for (size_t i = 0; i < ib; ++i)
+      for (size_t j = 0; j <= i; ++j) l[(i0 + i) * n + i0 + j] = xii[i * kNb + j];
+  }
+}
+
+}  // namespace famq::quant

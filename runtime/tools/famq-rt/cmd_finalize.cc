@@ -1,0 +1,199 @@
+// famq-rt finalize --model DIR (--bundle B --trust PUB.pem | --calib-text FILE)
+//   --method {rtn,gptq,awq,smoothquant} --wbits {8,4} [--abits 8]
+//   [--group 32|64|128|channel] [--act-estimator {minmax,percentile,mse}]
+//   [--mix-private FILE --private-weight W] --out Q.famq
+// Verifies the bundle (signature, then family) before anything else, runs the
+// weighted calibration layer by layer and writes the quantized model
+// atomically (temporary file, fsync, rename).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "bundle/bundle.h"
+#include "core/file.h"
+#include "finalize/finalize.h"
+#include "tools/famq-rt/cli_util.h"
+#include "tools/famq-rt/commands.h"
+
+namespace famq::cli {
+namespace {
+
+struct FinalizeArgs {
+  std::string model, bundle, trust, calib_text, mix_private, out;
+  std::string method = "gptq", group = "32", estimator = "minmax";
+  int wbits = 4, abits = 0, seq_len = 256;
+  float private_weight = 0.0f;
+  bool allow_unsigned = false, allow_foreign = false, symmetric = false, act_order = false, quiet = false, json = false;
+  FinalizeOptions options;
+};
+
+Result<quant::Estimator> ParseEstimator(const std::string& s) {
+  if (s == "minmax") return quant::Estimator::kMinMax;
+  if (s == "percentile") return quant::Estimator::kPercentile;
+  if (s == "mse") return quant::Estimator::kMse;
+  return InvalidArgument("unknown activation estimator '" + s + "' (minmax, percentile, mse)");
+}
+
+Result<int> ParseGroup(const std::string& s) {
+  if (s == "channel") return 0;
+  if (s == "32" || s == "64" || s == "128") return std::stoi(s);
+  return InvalidArgument("--group " + s + " is not one of 32, 64, 128, channel");
+}
+
+int RunFinalize(FinalizeArgs a) {
+  FinalizeOptions& o = a.options;
+  // Settings first: impossible ones are refused before any file is read.
+  auto method = ParseQuantMethod(a.method);
+  if (!method.ok()) return Fail(method.status());
+  o.method = *method;
+  auto group = ParseGroup(a.group);
+  if (!group.ok()) return Fail(group.status());
+  o.group_size = *group;
+  auto est = ParseEstimator(a.estimator);
+  if (!est.ok()) return Fail(est.status());
+  o.estimator = *est;
+  o.wbits = a.wbits;
+  o.abits = a.abits;
+  if (o.method == QuantMethod::kSmoothQuant && a.abits == 0) o.abits = 8;  // SmoothQuant means W8A8
+  o.symmetric = a.symmetric;
+  o.gptq_act_order = a.act_order;
+  if (a.bundle.empty() == a.calib_text.empty()) {
+    return Fail(InvalidArgument("give exactly one calibration source: --bundle B (with --trust) or --calib-text FILE"));
+  }
+  if (!a.mix_private.empty() && !(a.private_weight > 0.0f && a.private_weight < 1.0f)) {
+    return Fail(InvalidArgument("--mix-private needs --private-weight W in (0, 1)"));
+  }
+  auto isa = ActiveIsa();
+  if (!isa.ok()) return Fail(isa.status());
+  o.isa = *isa;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  CalibrationSet calib;
+  auto m = OpenModelDir(a.model);
+  if (!m.ok()) return Fail(m.status());
+  if (Status st = ValidateFinalizeOptions(o, m->checkpoint.config()); !st.ok()) return Fail(st);
+  const std::string family = m->tokenizer.ContentHash();
+  if (!a.bundle.empty()) {
+    BundleVerifyOptions vo;
+    std::optional<PublicKey> key;
+    if (!a.trust.empty()) {
+      auto k = PublicKey::Load(a.trust);
+      if (!k.ok()) return Fail(k.status());
+      key = std::move(*k);
+      vo.trusted_key = &*key;
+    } else if (!a.allow_unsigned) {
+      return Fail(InvalidArgument("--bundle needs --trust PUB.pem (the key the host signed it with)"));
+    }
+    vo.allow_unsigned = a.allow_unsigned;
+    auto b = Bundle::Open(a.bundle, vo);
+    if (!b.ok()) return Fail(b.status());
+    auto c = CalibrationFromBundle(*b, a.bundle, family, a.allow_foreign);
+    if (!c.ok()) return Fail(c.status());
+    calib = std::move(*c);
+    if (!a.quiet) {
+      std::fprintf(stderr, "[famq-rt] bundle %s: %s, %zu samples of %d tokens\n", a.bundle.c_str(),
+                   b->verification().signature_checked ? ("signature OK (key " + b->verification().key_id + ")").c_str()
+                                                       : "UNSIGNED (allowed by --allow-unsigned)",
+                   calib.samples.size(), calib.seq_len);
+    }
+  } else {
+    auto text = ReadTextArg(a.calib_text);
+    if (!text.ok()) return Fail(text.status());
+    auto c = CalibrationFromText(m->tokenizer, *text, a.seq_len, a.calib_text);
+    if (!c.ok()) return Fail(c.status());
+    calib = std::move(*c);
+  }
+  if (!a.mix_private.empty()) {
+    auto text = ReadTextArg(a.mix_private);
+    if (!text.ok()) return Fail(text.status());
+    auto p = CalibrationFromText(m->tokenizer, *text, calib.seq_len, a.mix_private);
+    if (!p.ok()) return Fail(p.status());
+    if (Status st = MixPrivate(&calib, std::move(*p), a.private_weight); !st.ok()) return Fail(st);
+  }
+
+  const bool tty = isatty(fileno(stderr));
+  double last_print = -1.0;
+  o.on_progress = [&](const FinalizeProgress& p) {
+    if (a.quiet) return true;
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (el - last_print < (tty ? 0.2 : 5.0) && p.fraction < 1.0) return true;
+    last_print = el;
+    const double eta = p.fraction > 0.0 ? el / p.fraction * (1.0 - p.fraction) : 0.0;
+    std::fprintf(stderr, "%s[famq-rt] finalize %3.0f%%  block %d/%d %-10s %d/%d  %.0f s, ETA %.0f s%s",
+                 tty ? "\r" : "", 100.0 * p.fraction, p.layer + 1, p.layers, p.stage, p.done, p.total, el, eta,
+                 tty ? "   " : "\n");
+    return true;
+  };
+  auto q = Finalize(*m, a.model, calib, o);
+  if (tty && !a.quiet) std::fprintf(stderr, "\n");
+  if (!q.ok()) return Fail(q.status());
+  auto bytes = SerializeQModel(*q);
+  if (!bytes.ok()) return Fail(bytes.status());
+  // Read back what we are about to write: a file that fails verification never lands.
+  {
+    auto check = QModel::FromBytes(*bytes, a.out);
+    if (!check.ok()) return Fail(Internal("the finalized model does not verify: " + check.status().message()));
+  }
+  if (Status st = WriteFileAtomic(a.out, bytes->data(), bytes->size()); !st.ok()) return Fail(st);
+  const auto& p = q->provenance;
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["out"] = a.out;
+    j["bytes"] = bytes->size();
+    j["method"] = a.method;
+    j["wbits"] = o.wbits;
+    j["abits"] = o.abits;
+    j["group"] = o.group_size;
+    j["isa"] = IsaName(o.isa);
+    j["calibration"] = p.calibration;
+    j["samples"] = p.samples;
+    j["calib_tokens"] = p.calib_tokens;
+    j["seconds"] = p.seconds;
+    j["peak_rss_bytes"] = p.peak_rss_bytes;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("wrote %s: %.2f MiB, %s W%d%s %s, calibrated on %u samples (%llu tokens, %s) in %.1f s, peak RSS %.0f MiB\n",
+                a.out.c_str(), static_cast<double>(bytes->size()) / (1 << 20), a.method.c_str(), o.wbits,
+                o.abits == 8 ? "A8" : "", o.group_size == 0 ? "per-channel" : ("g" + std::to_string(o.group_size)).c_str(),
+                p.samples, static_cast<unsigned long long>(p.calib_tokens), p.calibration.c_str(), p.seconds,
+                static_cast<double>(p.peak_rss_bytes) / (1 << 20));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void RegisterFinalize(CLI::App& app, ExitCode* exit_code) {
+  auto a = std::make_shared<FinalizeArgs>();
+  CLI::App* cmd = app.add_subcommand("finalize", "Calibrate a model on a bundle (or text) and write the quantized model");
+  cmd->add_option("--model", a->model, "fp model directory (Hugging Face layout)")->required();
+  cmd->add_option("--bundle", a->bundle, "Signed calibration bundle from `famq bundle`");
+  cmd->add_option("--trust", a->trust, "Public key (PEM) the bundle must be signed with");
+  cmd->add_flag("--allow-unsigned", a->allow_unsigned, "Accept a bundle without a signature");
+  cmd->add_flag("--allow-foreign-family", a->allow_foreign, "Accept a bundle made for another tokenizer");
+  cmd->add_option("--calib-text", a->calib_text, "Calibrate on plain text instead (uniform weights)");
+  cmd->add_option("--seq-len", a->seq_len, "Tokens per --calib-text sample")->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--method", a->method, "rtn, gptq, awq or smoothquant")->capture_default_str();
+  cmd->add_option("--wbits", a->wbits, "Weight bits: 4 or 8")->capture_default_str();
+  cmd->add_option("--abits", a->abits, "Activation bits: 8 for static W8A8 (default: weight-only)");
+  cmd->add_option("--group", a->group, "Weights per scale: 32, 64, 128 or channel")->capture_default_str();
+  cmd->add_flag("--symmetric", a->symmetric, "Weight-only: symmetric codes (no zero points)");
+  cmd->add_option("--act-estimator", a->estimator, "Static activation ranges: minmax, percentile or mse")
+      ->capture_default_str();
+  cmd->add_option("--percentile", a->options.percentile, "Percentile of the percentile estimator")->capture_default_str();
+  cmd->add_option("--smooth-alpha", a->options.smooth_alpha, "SmoothQuant migration strength")->capture_default_str();
+  cmd->add_option("--damp", a->options.gptq_damp, "GPTQ damping (fraction of mean diag H)")->capture_default_str();
+  cmd->add_flag("--act-order", a->act_order, "GPTQ: columns by descending Hessian diagonal (static groups)");
+  cmd->add_option("--mix-private", a->mix_private, "On-device text mixed into the statistics (never leaves the device)");
+  cmd->add_option("--private-weight", a->private_weight, "Mass of the --mix-private text, in (0, 1)");
+  cmd->add_option("--threads", a->options.num_threads, "Worker threads (0: one per CPU, at most 8)")
+      ->check(CLI::Range(0, 256));
+  cmd->add_option("--out", a->out, "Quantized model file to write (.famq)")->required();
+  cmd->add_flag("--quiet", a->quiet, "No progress on stderr");
+  cmd->add_flag("--json", a->json, "Print the summary as one JSON object");
+  cmd->callback([a, exit_code] { exit_code->value = RunFinalize(*a); });
+}
+
+}  // namespace famq::cli

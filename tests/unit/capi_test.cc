@@ -1,0 +1,973 @@
+// The C API (famq.h) on the committed fixtures and the family's smallest
+// member: status mapping, every NULL argument, errors with the right status
+// and message, greedy generation token for token equal to the C++ Generator,
+// caller buffers (truncation, never an overflow), stopping from the token
+// callback, finalize from text and from bundles (progress, cancel, private
+// text, unsigned / tampered / foreign bundles), and a forced ISA.
+#include "famq/famq.h"
+
+#include <gtest/gtest.h>
+
+#include "golden/alloc_counter.h"
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bundle/bundle.h"
+#include "core/digest.h"
+#include "core/file.h"
+#include "core/status.h"
+#include "engine/generate.h"
+#include "qmodel/qmodel.h"
+#include "qmodel/qmodel_engine.h"
+#if FAMQ_CAPI_TEST_SIGNING
+#include "bundle/signing.h"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kSource = FAMQ_SOURCE_DIR;
+const std::string kFamily = kSource + "/models/famq-tiny-s";
+const std::string kQwen3 = kSource + "/tests/data/tiny-random-qwen3";
+const std::string kLlama = kSource + "/tests/data/tiny-random-llama";
+// An unsigned bundle of 6 samples made by the host stage for famq-tiny-s's family.
+const std::string kCorpusBundle = kSource + "/tests/fuzz/corpus/fuzz_bundle/unsigned-6-samples.famqb";
+const char kPrompt[] = "Question: What is 36 + 8?\nAnswer:";
+
+// A valid EC P-256 public key that signed nothing here.
+const char kForeignKeyPem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEg66KN9C4WhHNj8Nuti8Wk6J0/wrI\n"
+    "W0Thdx6iWc5NziOUUd/T6UCeVJZa43IUcrKkGkeMihrPeAS7QpbVJQchvA==\n"
+    "-----END PUBLIC KEY-----\n";
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+void Write(const std::string& path, std::string_view bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(f.good()) << path;
+}
+
+// The first ~`bytes` of a text file, cut after a newline (whole UTF-8 characters).
+std::string TextPrefix(const std::string& path, size_t bytes) {
+  std::string s = Slurp(path);
+  if (s.size() > bytes) s.resize(s.rfind('\n', bytes) + 1);
+  return s;
+}
+
+std::string LastError() { return famq_last_error(); }
+
+// What the token callback saw.
+struct Seen {
+  std::vector<int32_t> tokens;
+  std::string text;
+  int stop_after = -1;  // return nonzero after this many tokens
+  famq_model* reenter = nullptr;
+  famq_status reenter_status = FAMQ_OK;
+  std::string reenter_error;
+};
+
+int OnToken(const char* piece, size_t len, int32_t token, void* user) {
+  auto* s = static_cast<Seen*>(user);
+  s->tokens.push_back(token);
+  s->text.append(piece, len);
+  if (s->reenter != nullptr && s->tokens.size() == 1) {
+    char buf[64];
+    s->reenter_status = famq_generate(s->reenter, "x", nullptr, nullptr, nullptr, buf, sizeof buf, nullptr);
+    s->reenter_error = famq_last_error();
+  }
+  return s->stop_after >= 0 && static_cast<int>(s->tokens.size()) >= s->stop_after ? 1 : 0;
+}
+
+struct Progress {
+  std::vector<float> fractions;
+  std::vector<std::string> stages;
+  int layers = -1;
+  bool layer_in_range = true;
+  int cancel_at = -1;  // return nonzero on this call (0-based)
+};
+
+int OnProgress(float fraction, int layer, int layers, const char* stage, void* user) {
+  auto* p = static_cast<Progress*>(user);
+  p->fractions.push_back(fraction);
+  p->stages.push_back(stage != nullptr ? stage : "(null)");
+  p->layers = layers;
+  if (layer < 0 || layer >= layers) p->layer_in_range = false;
+  return p->cancel_at >= 0 && static_cast<int>(p->fractions.size()) > p->cancel_at ? 1 : 0;
+}
+
+// Greedy tokens of the C++ Generator on the same model and prompt.
+std::vector<int32_t> ReferenceTokens(const std::string& dir, const std::string& qmodel, const std::string& prompt,
+                                     int max_new_tokens) {
+  auto m = famq::OpenRunnableModel(dir, qmodel);
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  if (!m.ok()) return {};
+  famq::EngineOptions eo;
+  eo.num_threads = 1;
+  auto e = m->CreateEngine(eo);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  if (!e.ok()) return {};
+  std::vector<int32_t> ids;
+  if (m->add_bos && m->bos_token) ids.push_back(*m->bos_token);
+  EXPECT_TRUE(m->tokenizer.Encode(prompt, &ids).ok());
+  famq::GenerateParams gp;
+  gp.max_new_tokens = max_new_tokens;
+  gp.stop_tokens = m->stop_tokens;
+  famq::Generator g(e->get(), gp);
+  std::vector<int32_t> out;
+  famq::Status st = g.Run(ids, &out, nullptr, nullptr);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return out;
+}
+
+// One engine thread: the tests share a busy machine (and run under qemu),
+// where a spinning thread pool only slows them down.
+const famq_model_options* OneThread() {
+  static const famq_model_options o = [] {
+    famq_model_options v;
+    famq_model_options_init(&v);
+    v.num_threads = 1;
+    return v;
+  }();
+  return &o;
+}
+
+famq_generate_options Greedy(int max_new_tokens) {
+  famq_generate_options o;
+  famq_generate_options_init(&o);
+  o.max_new_tokens = max_new_tokens;
+  return o;
+}
+
+class CapiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string tmpl = ::testing::TempDir() + "famq_capi_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = new std::string(tmpl);
+  }
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    fs::remove_all(*dir_, ec);
+    delete dir_;
+    delete qmodel_;
+  }
+  void TearDown() override { famq_force_isa(nullptr); }
+
+  static std::string Tmp(const std::string& name) { return *dir_ + "/" + name; }
+
+  static std::string CalibTextPath() {
+    const std::string p = Tmp("calib.txt");
+    if (!fs::exists(p)) Write(p, TextPrefix(kSource + "/models/eval/valid/fortunes.jsonl", 4096));
+    return p;
+  }
+  static std::string PrivateTextPath() {
+    const std::string p = Tmp("private.txt");
+    if (!fs::exists(p)) Write(p, TextPrefix(kSource + "/models/eval/valid/bible.jsonl", 2048));
+    return p;
+  }
+
+  static famq_finalize_options Rtn4() {
+    famq_finalize_options o;
+    famq_finalize_options_init(&o);
+    o.method = "rtn";
+    o.wbits = 4;
+    o.group_size = 32;
+    o.calib_seq_len = 64;
+    o.num_threads = 1;
+    return o;
+  }
+
+  // famq-tiny-s finalized once (rtn, W4 g32, calibration text) through the C API.
+  static const std::string& QModel() {
+    if (qmodel_ == nullptr) {
+      qmodel_ = new std::string(Tmp("tiny-s-rtn4.famq"));
+      const famq_finalize_options o = Rtn4();
+      qmodel_status_ = famq_finalize(kFamily.c_str(), nullptr, nullptr, CalibTextPath().c_str(), &o, OnProgress,
+                                     &qmodel_progress_, qmodel_->c_str());
+      qmodel_error_ = famq_last_error();
+    }
+    return *qmodel_;
+  }
+
+  // An unsigned bundle built around the payload of the committed one.
+  static std::string UnsignedBundle() {
+    const std::string p = Tmp("unsigned.famqb");
+    if (!fs::exists(p)) {
+      famq::BundleVerifyOptions vo;
+      vo.allow_unsigned = true;
+      auto b = famq::Bundle::Open(kCorpusBundle, vo);
+      EXPECT_TRUE(b.ok()) << b.status().ToString();
+      if (!b.ok()) return p;
+      const std::vector<uint8_t> bytes = famq::BuildBundleContainer(b->payload_bytes(), "", {});
+      Write(p, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    }
+    return p;
+  }
+
+  static std::string* dir_;
+  static std::string* qmodel_;
+  static famq_status qmodel_status_;
+  static std::string qmodel_error_;
+  static Progress qmodel_progress_;
+};
+std::string* CapiTest::dir_ = nullptr;
+std::string* CapiTest::qmodel_ = nullptr;
+famq_status CapiTest::qmodel_status_ = FAMQ_INTERNAL;
+std::string CapiTest::qmodel_error_;
+Progress CapiTest::qmodel_progress_;
+
+// --- status, version, errors -------------------------------------------------
+
+TEST(CapiStatus, MapsOneToOneOntoStatusCode) {
+  const struct {
+    famq_status c;
+    famq::StatusCode cpp;
+    const char* name;
+  } cases[] = {
+      {FAMQ_OK, famq::StatusCode::kOk, "FAMQ_OK"},
+      {FAMQ_INVALID_ARGUMENT, famq::StatusCode::kInvalidArgument, "FAMQ_INVALID_ARGUMENT"},
+      {FAMQ_NOT_FOUND, famq::StatusCode::kNotFound, "FAMQ_NOT_FOUND"},
+      {FAMQ_IO_ERROR, famq::StatusCode::kIoError, "FAMQ_IO_ERROR"},
+      {FAMQ_INVALID_FORMAT, famq::StatusCode::kInvalidFormat, "FAMQ_INVALID_FORMAT"},
+      {FAMQ_UNSUPPORTED, famq::StatusCode::kUnsupported, "FAMQ_UNSUPPORTED"},
+      {FAMQ_OUT_OF_MEMORY, famq::StatusCode::kOutOfMemory, "FAMQ_OUT_OF_MEMORY"},
+      {FAMQ_CANCELLED, famq::StatusCode::kCancelled, "FAMQ_CANCELLED"},
+      {FAMQ_INTERNAL, famq::StatusCode::kInternal, "FAMQ_INTERNAL"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(static_cast<int>(c.c), static_cast<int>(c.cpp)) << c.name;
+    EXPECT_STREQ(famq_status_name(c.c), c.name);
+  }
+  EXPECT_EQ(FAMQ_OK, 0);
+  EXPECT_STREQ(famq_status_name(static_cast<famq_status>(99)), "FAMQ_UNKNOWN_STATUS");
+  EXPECT_STREQ(famq_status_name(FAMQ_STATUS_FORCE_32BIT), "FAMQ_UNKNOWN_STATUS");
+  EXPECT_EQ(sizeof(famq_status), 4u);
+}
+
+TEST(CapiStatus, Version) {
+  EXPECT_STREQ(famq_version(), FAMQ_VERSION_STRING);
+  EXPECT_EQ(famq_api_version(), FAMQ_API_VERSION);
+}
+
+TEST(CapiStatus, LastErrorIsPerThreadAndClearedBySuccess) {
+  famq_model* m = nullptr;
+  EXPECT_EQ(famq_model_open("/nonexistent/famq-model", nullptr, &m), FAMQ_NOT_FOUND);
+  const std::string main_error = LastError();
+  EXPECT_NE(main_error.find("/nonexistent/famq-model"), std::string::npos) << main_error;
+  std::string other_before, other_after;
+  std::thread t([&] {
+    other_before = famq_last_error();
+    famq_model* m2 = nullptr;
+    EXPECT_EQ(famq_qmodel_open(nullptr, nullptr, &m2), FAMQ_INVALID_ARGUMENT);
+    other_after = famq_last_error();
+  });
+  t.join();
+  EXPECT_EQ(other_before, "");
+  EXPECT_NE(other_after.find("qmodel_path is NULL"), std::string::npos) << other_after;
+  EXPECT_EQ(LastError(), main_error);
+  const char* isa = nullptr;
+  EXPECT_EQ(famq_active_isa(&isa), FAMQ_OK);
+  EXPECT_EQ(LastError(), "");
+}
+
+// --- NULL arguments ------------------------------------------------------------
+
+// Expects INVALID_ARGUMENT whose message names `what`.
+#define EXPECT_NULL_ARG(call, what)                                                  \
+  do {                                                                               \
+    EXPECT_EQ((call), FAMQ_INVALID_ARGUMENT) << #call;                               \
+    EXPECT_NE(LastError().find(what), std::string::npos) << #call << ": " << LastError(); \
+  } while (0)
+
+TEST_F(CapiTest, EveryNullArgumentIsRefused) {
+  famq_model* m = reinterpret_cast<famq_model*>(0x1);
+  EXPECT_NULL_ARG(famq_model_open(nullptr, nullptr, &m), "model_dir is NULL");
+  EXPECT_EQ(m, nullptr);  // outputs are cleared on failure
+  EXPECT_NULL_ARG(famq_model_open(kQwen3.c_str(), nullptr, nullptr), "out_model is NULL");
+  EXPECT_NULL_ARG(famq_model_open("", nullptr, &m), "model_dir is empty");
+  EXPECT_NULL_ARG(famq_qmodel_open(nullptr, nullptr, &m), "qmodel_path is NULL");
+  EXPECT_NULL_ARG(famq_qmodel_open("q.famq", nullptr, nullptr), "out_model is NULL");
+  EXPECT_NULL_ARG(famq_active_isa(nullptr), "out_name is NULL");
+
+  ASSERT_EQ(famq_model_open(kQwen3.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  famq_model_info info;
+  info.struct_size = sizeof info;
+  char buf[64];
+  size_t len = 0;
+  EXPECT_NULL_ARG(famq_model_get_info(nullptr, &info, buf, sizeof buf, &len), "model is NULL");
+  EXPECT_NULL_ARG(famq_model_get_info(m, nullptr, buf, sizeof buf, &len), "info is NULL");
+  EXPECT_NULL_ARG(famq_model_get_info(m, &info, nullptr, sizeof buf, &len), "scheme is NULL");
+  EXPECT_NULL_ARG(famq_model_get_info(m, &info, buf, 0, &len), "scheme_capacity is 0");
+  EXPECT_EQ(famq_model_get_info(m, &info, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+
+  const famq_generate_options g = Greedy(4);
+  Seen seen;
+  EXPECT_NULL_ARG(famq_generate(nullptr, "x", &g, OnToken, &seen, buf, sizeof buf, &len), "model is NULL");
+  EXPECT_NULL_ARG(famq_generate(m, nullptr, &g, OnToken, &seen, buf, sizeof buf, &len), "prompt is NULL");
+  EXPECT_NULL_ARG(famq_generate(m, "x", &g, nullptr, nullptr, nullptr, 0, &len), "both NULL");
+  EXPECT_NULL_ARG(famq_generate(m, "x", &g, OnToken, &seen, nullptr, 16, &len), "out_text is NULL");
+  EXPECT_NULL_ARG(famq_generate(m, "x", &g, OnToken, &seen, buf, 0, &len), "out_capacity is 0");
+  EXPECT_TRUE(seen.tokens.empty());
+  // Optional pointers: options, on_token / user (with a buffer), out_text (with a callback), out_len.
+  EXPECT_EQ(famq_generate(m, "x", &g, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_OK) << LastError();
+  EXPECT_EQ(famq_generate(m, "x", &g, OnToken, &seen, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_EQ(famq_generate(m, "x", nullptr, OnToken, &seen, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  famq_model_close(m);
+  famq_model_close(nullptr);
+
+  famq_bundle* b = reinterpret_cast<famq_bundle*>(0x1);
+  const std::string key = Tmp("foreign.pem");
+  Write(key, kForeignKeyPem);
+  EXPECT_NULL_ARG(famq_bundle_open(nullptr, key.c_str(), 0, &b), "bundle_path is NULL");
+  EXPECT_EQ(b, nullptr);
+  EXPECT_NULL_ARG(famq_bundle_open(kCorpusBundle.c_str(), key.c_str(), 0, nullptr), "out_bundle is NULL");
+  EXPECT_NULL_ARG(famq_bundle_open(kCorpusBundle.c_str(), nullptr, 0, &b), "public_key_path is NULL");
+  famq_bundle_info bi;
+  bi.struct_size = sizeof bi;
+  EXPECT_NULL_ARG(famq_bundle_get_info(nullptr, &bi), "bundle is NULL");
+  ASSERT_EQ(famq_bundle_open(kCorpusBundle.c_str(), nullptr, 1, &b), FAMQ_OK) << LastError();
+  EXPECT_NULL_ARG(famq_bundle_get_info(b, nullptr), "info is NULL");
+  famq_bundle_close(b);
+  famq_bundle_close(nullptr);
+  EXPECT_NULL_ARG(famq_bundle_verify(nullptr, key.c_str(), 1, &bi), "bundle_path is NULL");
+  EXPECT_NULL_ARG(famq_bundle_verify(kCorpusBundle.c_str(), nullptr, 0, &bi), "public_key_path is NULL");
+
+  const famq_finalize_options o = Rtn4();
+  const std::string out = Tmp("null-args.famq");
+  const std::string text = CalibTextPath();
+  EXPECT_NULL_ARG(famq_finalize(nullptr, nullptr, nullptr, text.c_str(), &o, nullptr, nullptr, out.c_str()),
+                  "model_dir is NULL");
+  EXPECT_NULL_ARG(famq_finalize(kFamily.c_str(), nullptr, nullptr, text.c_str(), &o, nullptr, nullptr, nullptr),
+                  "out_path is NULL");
+  EXPECT_NULL_ARG(famq_finalize(kFamily.c_str(), nullptr, nullptr, nullptr, &o, nullptr, nullptr, out.c_str()),
+                  "exactly one calibration source");
+  EXPECT_NULL_ARG(famq_finalize(kFamily.c_str(), kCorpusBundle.c_str(), key.c_str(), text.c_str(), &o, nullptr,
+                                nullptr, out.c_str()),
+                  "exactly one calibration source");
+  EXPECT_NULL_ARG(famq_finalize(kFamily.c_str(), kCorpusBundle.c_str(), nullptr, nullptr, &o, nullptr, nullptr,
+                                out.c_str()),
+                  "public_key_path is NULL");
+  EXPECT_FALSE(fs::exists(out));
+
+  // The *_init functions accept NULL.
+  famq_model_options_init(nullptr);
+  famq_generate_options_init(nullptr);
+  famq_finalize_options_init(nullptr);
+}
+
+// --- files that are missing or wrong ---------------------------------------------
+
+TEST_F(CapiTest, BadPathsGiveTheRightStatusAndMessage) {
+  famq_model* m = nullptr;
+  EXPECT_EQ(famq_model_open("/nonexistent/dir", nullptr, &m), FAMQ_NOT_FOUND);
+  EXPECT_NE(LastError().find("/nonexistent/dir"), std::string::npos) << LastError();
+  EXPECT_EQ(famq_qmodel_open("/nonexistent/q.famq", nullptr, &m), FAMQ_NOT_FOUND);
+  EXPECT_NE(LastError().find("/nonexistent/q.famq"), std::string::npos) << LastError();
+  // A file that is not a quantized model: garbage, and an fp checkpoint.
+  const std::string garbage = Tmp("garbage.bin");
+  Write(garbage, std::string(4096, '\x5a'));
+  EXPECT_EQ(famq_qmodel_open(garbage.c_str(), nullptr, &m), FAMQ_INVALID_FORMAT);
+  EXPECT_NE(LastError().find(garbage), std::string::npos) << LastError();
+  const std::string st = kQwen3 + "/model.safetensors";
+  EXPECT_EQ(famq_qmodel_open(st.c_str(), nullptr, &m), FAMQ_INVALID_FORMAT) << LastError();
+  EXPECT_EQ(m, nullptr);
+
+  famq_bundle_info bi;
+  bi.struct_size = sizeof bi;
+  EXPECT_EQ(famq_bundle_verify("/nonexistent/b.famqb", nullptr, 1, &bi), FAMQ_NOT_FOUND);
+  EXPECT_NE(LastError().find("/nonexistent/b.famqb"), std::string::npos) << LastError();
+  EXPECT_EQ(famq_bundle_verify(kCorpusBundle.c_str(), "/nonexistent/key.pem", 0, &bi), FAMQ_NOT_FOUND);
+  EXPECT_NE(LastError().find("/nonexistent/key.pem"), std::string::npos) << LastError();
+  EXPECT_EQ(famq_bundle_verify(kCorpusBundle.c_str(), garbage.c_str(), 0, &bi), FAMQ_INVALID_FORMAT);
+  EXPECT_EQ(famq_bundle_verify(garbage.c_str(), nullptr, 1, &bi), FAMQ_INVALID_FORMAT);
+  EXPECT_NE(LastError().find("not a famq bundle"), std::string::npos) << LastError();
+
+  const famq_finalize_options o = Rtn4();
+  const std::string out = Tmp("bad-paths.famq");
+  EXPECT_EQ(famq_finalize("/nonexistent/dir", nullptr, nullptr, CalibTextPath().c_str(), &o, nullptr, nullptr,
+                          out.c_str()),
+            FAMQ_NOT_FOUND);
+  EXPECT_EQ(famq_finalize(kFamily.c_str(), nullptr, nullptr, "/nonexistent/calib.txt", &o, nullptr, nullptr,
+                          out.c_str()),
+            FAMQ_NOT_FOUND);
+  EXPECT_NE(LastError().find("/nonexistent/calib.txt"), std::string::npos) << LastError();
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// --- options structs ---------------------------------------------------------------
+
+TEST_F(CapiTest, OptionStructSizes) {
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_model_open(kQwen3.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  char buf[256];
+  famq_generate_options g;
+  std::memset(&g, 0, sizeof g);  // never initialized
+  EXPECT_EQ(famq_generate(m, "x", &g, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("famq_generate_options_init"), std::string::npos) << LastError();
+
+  // A newer caller's larger struct: fine while the fields this library lacks are zero.
+  struct Newer {
+    famq_generate_options base;
+    int32_t future_field;
+  } newer;
+  std::memset(&newer, 0, sizeof newer);
+  famq_generate_options_init(&newer.base);
+  newer.base.struct_size = sizeof newer;
+  newer.base.max_new_tokens = 2;
+  EXPECT_EQ(famq_generate(m, "x", &newer.base, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_OK) << LastError();
+  newer.future_field = 1;
+  EXPECT_EQ(famq_generate(m, "x", &newer.base, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_UNSUPPORTED);
+
+  famq_model_info info;
+  info.struct_size = 4;
+  EXPECT_EQ(famq_model_get_info(m, &info, nullptr, 0, nullptr), FAMQ_INVALID_ARGUMENT);
+  famq_model_close(m);
+
+  famq_model_options mo;
+  famq_model_options_init(&mo);
+  mo.num_threads = -1;
+  EXPECT_EQ(famq_model_open(kQwen3.c_str(), &mo, &m), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("num_threads"), std::string::npos) << LastError();
+}
+
+// --- models and generation ---------------------------------------------------------
+
+TEST_F(CapiTest, ModelInfoAndScheme) {
+  famq_model_options mo;
+  famq_model_options_init(&mo);
+  mo.num_threads = 1;
+  mo.max_seq_len = 96;
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_model_open(kFamily.c_str(), &mo, &m), FAMQ_OK) << LastError();
+  famq_model_info info;
+  info.struct_size = sizeof info;
+  char scheme[64];
+  size_t len = 0;
+  ASSERT_EQ(famq_model_get_info(m, &info, scheme, sizeof scheme, &len), FAMQ_OK) << LastError();
+  EXPECT_EQ(info.struct_size, sizeof info);
+  EXPECT_EQ(info.parameters, 1312768);
+  EXPECT_EQ(info.layers, 4);
+  EXPECT_EQ(info.hidden_size, 128);
+  EXPECT_EQ(info.vocab_size, 4101);
+  EXPECT_EQ(info.max_seq_len, 96);
+  EXPECT_EQ(info.quantized, 0);
+  EXPECT_EQ(info.wbits, 0);
+  EXPECT_STREQ(scheme, "fp32");
+  EXPECT_EQ(len, 4u);
+
+  // Truncation: a NUL-terminated prefix, the full length, FAMQ_OUT_OF_MEMORY.
+  char small[3] = {'x', 'x', 'x'};
+  EXPECT_EQ(famq_model_get_info(m, &info, small, sizeof small, &len), FAMQ_OUT_OF_MEMORY);
+  EXPECT_STREQ(small, "fp");
+  EXPECT_EQ(len, 4u);
+  EXPECT_NE(LastError().find("fp32"), std::string::npos) << LastError();
+
+  // The context bounds the prompt.
+  std::string long_prompt;
+  for (int i = 0; i < 200; ++i) long_prompt += "word ";
+  char buf[64];
+  EXPECT_EQ(famq_generate(m, long_prompt.c_str(), nullptr, nullptr, nullptr, buf, sizeof buf, nullptr),
+            FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("exceeds the context"), std::string::npos) << LastError();
+  // ... and the new tokens.
+  famq_generate_options g = Greedy(1000);
+  Seen seen;
+  EXPECT_EQ(famq_generate(m, "Genesis", &g, OnToken, &seen, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_LE(seen.tokens.size(), 96u);
+  famq_model_close(m);
+}
+
+void ExpectGreedyMatchesGenerator(const std::string& dir, const std::string& qmodel, const std::string& prompt) {
+  SCOPED_TRACE(dir + qmodel);
+  const int n = 24;
+  const std::vector<int32_t> ref = ReferenceTokens(dir, qmodel, prompt, n);
+  ASSERT_FALSE(ref.empty());
+  famq_model* m = nullptr;
+  ASSERT_EQ(qmodel.empty() ? famq_model_open(dir.c_str(), OneThread(), &m)
+                            : famq_qmodel_open(qmodel.c_str(), OneThread(), &m),
+            FAMQ_OK)
+      << LastError();
+  const famq_generate_options g = Greedy(n);
+  Seen seen;
+  std::vector<char> buf(4096, '\x7f');
+  size_t len = 12345;
+  ASSERT_EQ(famq_generate(m, prompt.c_str(), &g, OnToken, &seen, buf.data(), buf.size(), &len), FAMQ_OK)
+      << LastError();
+  EXPECT_EQ(seen.tokens, ref);
+  EXPECT_EQ(len, seen.text.size());
+  EXPECT_EQ(std::string(buf.data(), len), seen.text);
+  EXPECT_EQ(buf[len], '\0');
+  // The same again: a model runs any number of generations.
+  Seen again;
+  ASSERT_EQ(famq_generate(m, prompt.c_str(), &g, OnToken, &again, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_EQ(again.tokens, ref);
+  famq_model_close(m);
+}
+
+TEST_F(CapiTest, GreedyEqualsTheGeneratorOnFixtures) {
+  ExpectGreedyMatchesGenerator(kQwen3, "", "Hello, world");
+  ExpectGreedyMatchesGenerator(kLlama, "", "Hello, world");
+  ExpectGreedyMatchesGenerator(kFamily, "", kPrompt);
+}
+
+TEST_F(CapiTest, BufferTruncationIsAStatusNeverAnOverflow) {
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_model_open(kFamily.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  const famq_generate_options g = Greedy(24);
+  Seen full;
+  ASSERT_EQ(famq_generate(m, kPrompt, &g, OnToken, &full, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  ASSERT_GT(full.text.size(), 8u);
+
+  const size_t cap = full.text.size() / 2;
+  std::vector<char> buf(cap + 16, '#');  // guard bytes after the capacity
+  Seen seen;
+  size_t len = 0;
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &seen, buf.data(), cap, &len), FAMQ_OUT_OF_MEMORY);
+  EXPECT_NE(LastError().find("is full"), std::string::npos) << LastError();
+  EXPECT_LT(len, cap);
+  EXPECT_EQ(buf[len], '\0');
+  EXPECT_EQ(std::string(buf.data(), len), full.text.substr(0, len));
+  EXPECT_EQ(seen.text, std::string(buf.data(), len));  // the callback saw exactly what was written
+  EXPECT_LT(seen.tokens.size(), full.tokens.size());
+  for (size_t i = cap; i < buf.size(); ++i) ASSERT_EQ(buf[i], '#') << "overflow at " << i;
+
+  // A 1-byte buffer holds only the NUL.
+  char one = 'z';
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, nullptr, nullptr, &one, 1, &len), FAMQ_OUT_OF_MEMORY);
+  EXPECT_EQ(one, '\0');
+  EXPECT_EQ(len, 0u);
+  famq_model_close(m);
+}
+
+TEST_F(CapiTest, TokenCallbackStops) {
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_model_open(kFamily.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  const famq_generate_options g = Greedy(24);
+  Seen full;
+  ASSERT_EQ(famq_generate(m, kPrompt, &g, OnToken, &full, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  ASSERT_GT(full.tokens.size(), 3u);
+  Seen seen;
+  seen.stop_after = 3;
+  char buf[512];
+  size_t len = 0;
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &seen, buf, sizeof buf, &len), FAMQ_OK) << LastError();
+  EXPECT_EQ(seen.tokens, std::vector<int32_t>(full.tokens.begin(), full.tokens.begin() + 3));
+  EXPECT_EQ(std::string(buf, len), seen.text);
+  famq_model_close(m);
+}
+
+// Between two tokens (decode step, sampling, the piece handed to the
+// callback and copied into the buffer) nothing is allocated.
+int CountAllocations(const char*, size_t, int32_t, void* user) {
+  auto* counts = static_cast<std::vector<long>*>(user);
+  if (counts->size() < counts->capacity()) counts->push_back(famq::testing::AllocationCount());
+  return 0;
+}
+
+TEST_F(CapiTest, TokenLoopAllocatesNothing) {
+  if (famq::testing::AllocationCount() < 0) GTEST_SKIP() << "allocation counting is off in sanitizer builds";
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_qmodel_open(QModel().c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  famq_generate_options g = Greedy(24);
+  g.temperature = 0.8f;  // the sampler's path too
+  g.top_k = 50;
+  g.top_p = 0.9f;
+  std::vector<long> counts;
+  counts.reserve(64);
+  std::vector<char> buf(4096);
+  ASSERT_EQ(famq_generate(m, "Genesis 1:1", &g, CountAllocations, &counts, buf.data(), buf.size(), nullptr), FAMQ_OK)
+      << LastError();
+  famq_model_close(m);
+  ASSERT_GE(counts.size(), 4u);
+  EXPECT_EQ(counts.back(), counts.front()) << "allocations between the first and the last of " << counts.size()
+                                           << " tokens";
+}
+
+TEST_F(CapiTest, ABusyModelRefusesASecondCall) {
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_model_open(kQwen3.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  const famq_generate_options g = Greedy(3);
+  Seen seen;
+  seen.reenter = m;
+  EXPECT_EQ(famq_generate(m, "Hello", &g, OnToken, &seen, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_EQ(seen.reenter_status, FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(seen.reenter_error.find("busy"), std::string::npos) << seen.reenter_error;
+  famq_model_close(m);
+}
+
+TEST_F(CapiTest, ChatTemplateAndSampling) {
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_model_open(kFamily.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  famq_generate_options g = Greedy(12);
+  g.chat = 1;
+  g.enable_thinking = 0;
+  Seen chat;
+  EXPECT_EQ(famq_generate(m, "What is 2 + 3?", &g, OnToken, &chat, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_FALSE(chat.tokens.empty());
+
+  // Seeded sampling: the same seed gives the same tokens.
+  g = Greedy(12);
+  g.temperature = 0.9f;
+  g.top_k = 40;
+  g.top_p = 0.95f;
+  g.seed = 7;
+  Seen a, b;
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &a, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &b, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_EQ(a.tokens, b.tokens);
+  g.top_p = 1.5f;
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &a, nullptr, 0, nullptr), FAMQ_INVALID_ARGUMENT);
+  g = Greedy(-1);
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &a, nullptr, 0, nullptr), FAMQ_INVALID_ARGUMENT);
+  // Not UTF-8.
+  EXPECT_EQ(famq_generate(m, "\xff\xfe", nullptr, OnToken, &a, nullptr, 0, nullptr), FAMQ_INVALID_ARGUMENT);
+  famq_model_close(m);
+
+  // A model without a chat template refuses chat.
+  const std::string dir = Tmp("no-chat");
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"}) {
+    fs::copy_file(kQwen3 + "/" + f, dir + "/" + f, fs::copy_options::overwrite_existing);
+  }
+  Write(dir + "/tokenizer_config.json", "{\"add_bos_token\": false}");
+  ASSERT_EQ(famq_model_open(dir.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  g = Greedy(2);
+  g.chat = 1;
+  EXPECT_EQ(famq_generate(m, "Hi", &g, OnToken, &a, nullptr, 0, nullptr), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("chat_template"), std::string::npos) << LastError();
+  famq_model_close(m);
+}
+
+// --- finalize ------------------------------------------------------------------------
+
+TEST_F(CapiTest, FinalizeFromTextOpensAndGenerates) {
+  const std::string& q = QModel();
+  ASSERT_EQ(qmodel_status_, FAMQ_OK) << qmodel_error_;
+  ASSERT_TRUE(fs::exists(q));
+
+  // Progress: every block, fractions non-decreasing up to 1.
+  const Progress& p = qmodel_progress_;
+  ASSERT_GE(p.fractions.size(), 4u);
+  EXPECT_EQ(p.layers, 4);
+  EXPECT_TRUE(p.layer_in_range);
+  for (size_t i = 1; i < p.fractions.size(); ++i) EXPECT_GE(p.fractions[i], p.fractions[i - 1]) << i;
+  EXPECT_GT(p.fractions.back(), p.fractions.front());
+  EXPECT_GE(p.fractions.front(), 0.0f);
+  EXPECT_NEAR(p.fractions.back(), 1.0f, 1e-5f);
+  for (const std::string& s : p.stages) EXPECT_FALSE(s.empty());
+
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_qmodel_open(q.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  famq_model_info info;
+  info.struct_size = sizeof info;
+  char scheme[64];
+  ASSERT_EQ(famq_model_get_info(m, &info, scheme, sizeof scheme, nullptr), FAMQ_OK) << LastError();
+  EXPECT_EQ(info.quantized, 1);
+  EXPECT_EQ(info.wbits, 4);
+  EXPECT_EQ(info.abits, 0);
+  EXPECT_EQ(info.group_size, 32);
+  EXPECT_EQ(info.layers, 4);
+  EXPECT_EQ(info.parameters, 1312768);
+  EXPECT_STREQ(scheme, "W4 g32 rtn weight-only");
+  famq_model_close(m);
+
+  ExpectGreedyMatchesGenerator("", q, kPrompt);
+}
+
+TEST_F(CapiTest, FinalizeCancelledFromProgressWritesNothing) {
+  const famq_finalize_options o = Rtn4();
+  const std::string out = Tmp("cancelled/q.famq");
+  fs::create_directories(Tmp("cancelled"));
+  Progress p;
+  p.cancel_at = 2;
+  EXPECT_EQ(famq_finalize(kFamily.c_str(), nullptr, nullptr, CalibTextPath().c_str(), &o, OnProgress, &p,
+                          out.c_str()),
+            FAMQ_CANCELLED);
+  EXPECT_NE(LastError().find("cancelled"), std::string::npos) << LastError();
+  EXPECT_EQ(p.fractions.size(), 3u);
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(fs::is_empty(Tmp("cancelled")));  // no temporary file left either
+}
+
+TEST_F(CapiTest, FinalizeChecksOptionsFirst) {
+  const std::string out = Tmp("options.famq");
+  const std::string text = CalibTextPath();
+  auto run = [&](const famq_finalize_options& o, const char* model_dir) {
+    return famq_finalize(model_dir, nullptr, nullptr, text.c_str(), &o, nullptr, nullptr, out.c_str());
+  };
+  famq_finalize_options o = Rtn4();
+  o.method = "int3";
+  // Refused before the (missing) model directory is read.
+  EXPECT_EQ(run(o, "/nonexistent/dir"), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("int3"), std::string::npos) << LastError();
+  o = Rtn4();
+  o.group_size = 48;
+  EXPECT_EQ(run(o, "/nonexistent/dir"), FAMQ_INVALID_ARGUMENT);
+  o = Rtn4();
+  o.act_estimator = "median";
+  EXPECT_EQ(run(o, "/nonexistent/dir"), FAMQ_INVALID_ARGUMENT);
+  o = Rtn4();
+  o.private_text_path = "/nonexistent/private.txt";
+  o.private_weight = 1.5f;
+  EXPECT_EQ(run(o, "/nonexistent/dir"), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("private_weight"), std::string::npos) << LastError();
+  o = Rtn4();
+  o.private_weight = 0.25f;
+  EXPECT_EQ(run(o, "/nonexistent/dir"), FAMQ_INVALID_ARGUMENT);
+  o = Rtn4();
+  o.calib_seq_len = 1;
+  EXPECT_EQ(run(o, "/nonexistent/dir"), FAMQ_INVALID_ARGUMENT);
+  // Checked against the model's shapes once it is open.
+  o = Rtn4();
+  o.wbits = 3;
+  EXPECT_EQ(run(o, kFamily.c_str()), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("wbits 3"), std::string::npos) << LastError();
+  o = Rtn4();
+  o.abits = 8;  // W8A8 needs wbits 8 per channel
+  EXPECT_EQ(run(o, kFamily.c_str()), FAMQ_INVALID_ARGUMENT);
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(CapiTest, FinalizeMixesPrivateText) {
+  famq_finalize_options o = Rtn4();
+  const std::string plain = Tmp("rtn.famq"), mixed = Tmp("rtn-private.famq");
+  const std::string text = CalibTextPath();
+  ASSERT_EQ(famq_finalize(kFamily.c_str(), nullptr, nullptr, text.c_str(), &o, nullptr, nullptr, plain.c_str()),
+            FAMQ_OK)
+      << LastError();
+  const std::string priv = PrivateTextPath();
+  o.private_text_path = priv.c_str();
+  o.private_weight = 0.4f;
+  ASSERT_EQ(famq_finalize(kFamily.c_str(), nullptr, nullptr, text.c_str(), &o, nullptr, nullptr, mixed.c_str()),
+            FAMQ_OK)
+      << LastError();
+  // The provenance records the private mass; the calibration set is larger.
+  auto a = famq::QModel::Open(plain);
+  auto b = famq::QModel::Open(mixed);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_NE(b->root().provenance(), nullptr);
+  EXPECT_FLOAT_EQ(a->root().provenance()->private_mix(), 0.0f);
+  EXPECT_FLOAT_EQ(b->root().provenance()->private_mix(), 0.4f);
+  EXPECT_GT(b->root().provenance()->samples(), a->root().provenance()->samples());
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_qmodel_open(mixed.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  const famq_generate_options g = Greedy(8);
+  Seen seen;
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &seen, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_FALSE(seen.tokens.empty());
+  famq_model_close(m);
+}
+
+// --- bundles -------------------------------------------------------------------------
+
+TEST_F(CapiTest, UnsignedBundleIsRefusedUnlessAllowed) {
+  const std::string bundle = UnsignedBundle();
+  const std::string key = Tmp("foreign.pem");
+  Write(key, kForeignKeyPem);
+  famq_bundle_info info;
+  std::memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  EXPECT_EQ(famq_bundle_verify(bundle.c_str(), key.c_str(), 0, &info), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("unsigned"), std::string::npos) << LastError();
+  EXPECT_EQ(info.sample_count, 0u);  // untouched on failure
+
+  famq_bundle* b = nullptr;
+  ASSERT_EQ(famq_bundle_open(bundle.c_str(), nullptr, 1, &b), FAMQ_OK) << LastError();
+  ASSERT_EQ(famq_bundle_get_info(b, &info), FAMQ_OK) << LastError();
+  famq_bundle_close(b);
+  EXPECT_EQ(info.sample_count, 6u);
+  EXPECT_EQ(info.total_tokens, 192u);
+  EXPECT_EQ(info.is_signed, 0);
+  EXPECT_EQ(info.signature_checked, 0);
+  EXPECT_STREQ(info.key_id, "");
+  EXPECT_EQ(std::strlen(info.payload_sha256), 64u);
+  famq::BundleVerifyOptions vo;
+  vo.allow_unsigned = true;
+  auto cpp = famq::Bundle::Open(bundle, vo);
+  ASSERT_TRUE(cpp.ok());
+  EXPECT_EQ(info.payload_sha256, cpp->verification().payload_sha256);
+  auto tok = famq::OpenRunnableModel(kFamily, "");
+  ASSERT_TRUE(tok.ok());
+  EXPECT_EQ(info.tokenizer_sha256, tok->tokenizer_sha256);
+
+  // finalize: refused without allow_unsigned (nothing written), accepted with it.
+  famq_finalize_options o = Rtn4();
+  const std::string out = Tmp("from-unsigned.famq");
+  EXPECT_EQ(famq_finalize(kFamily.c_str(), bundle.c_str(), key.c_str(), nullptr, &o, nullptr, nullptr, out.c_str()),
+            FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("unsigned"), std::string::npos) << LastError();
+  EXPECT_FALSE(fs::exists(out));
+  o.allow_unsigned = 1;
+  Progress p;
+  ASSERT_EQ(famq_finalize(kFamily.c_str(), bundle.c_str(), nullptr, nullptr, &o, OnProgress, &p, out.c_str()),
+            FAMQ_OK)
+      << LastError();
+  EXPECT_FALSE(p.fractions.empty());
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_qmodel_open(out.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  famq_model_close(m);
+
+  // Another family's model refuses the bundle (tokenizer hash), unless allowed.
+  EXPECT_EQ(famq_finalize(kQwen3.c_str(), bundle.c_str(), nullptr, nullptr, &o, nullptr, nullptr,
+                          Tmp("foreign.famq").c_str()),
+            FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("another family"), std::string::npos) << LastError();
+}
+
+TEST_F(CapiTest, GarbageAndTamperedBundlesAreInvalidFormat) {
+  const std::string bundle = UnsignedBundle();
+  const std::string bytes = Slurp(bundle);
+  ASSERT_GT(bytes.size(), 64u);
+  famq_bundle_info info;
+  info.struct_size = sizeof info;
+  famq_finalize_options o = Rtn4();
+  o.allow_unsigned = 1;
+  const std::string out = Tmp("tampered.famq");
+
+  const std::string garbage = Tmp("garbage.famqb");
+  Write(garbage, std::string(2048, '\x11'));
+  EXPECT_EQ(famq_bundle_verify(garbage.c_str(), nullptr, 1, &info), FAMQ_INVALID_FORMAT);
+  EXPECT_EQ(famq_finalize(kFamily.c_str(), garbage.c_str(), nullptr, nullptr, &o, nullptr, nullptr, out.c_str()),
+            FAMQ_INVALID_FORMAT);
+
+  const std::string truncated = Tmp("truncated.famqb");
+  Write(truncated, bytes.substr(0, bytes.size() - 40));
+  EXPECT_EQ(famq_bundle_verify(truncated.c_str(), nullptr, 1, &info), FAMQ_INVALID_FORMAT) << LastError();
+
+  std::string renamed = bytes;  // the file identifier
+  renamed[4] ^= 0x20;
+  const std::string bad_id = Tmp("bad-id.famqb");
+  Write(bad_id, renamed);
+  EXPECT_EQ(famq_bundle_verify(bad_id.c_str(), nullptr, 1, &info), FAMQ_INVALID_FORMAT) << LastError();
+
+  std::string appended = bytes + std::string(8, '\0');  // bytes outside the payload
+  const std::string extra = Tmp("appended.famqb");
+  Write(extra, appended);
+  EXPECT_EQ(famq_bundle_verify(extra.c_str(), nullptr, 1, &info), FAMQ_INVALID_FORMAT) << LastError();
+  EXPECT_EQ(famq_finalize(kFamily.c_str(), extra.c_str(), nullptr, nullptr, &o, nullptr, nullptr, out.c_str()),
+            FAMQ_INVALID_FORMAT);
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(CapiTest, SignedBundles) {
+  const std::string foreign = Tmp("foreign.pem");
+  Write(foreign, kForeignKeyPem);
+  famq_bundle_info info;
+  info.struct_size = sizeof info;
+  // A bundle that claims a signature by another key (its DER is never checked:
+  // the key ids differ first).
+  {
+    famq::BundleVerifyOptions vo;
+    vo.allow_unsigned = true;
+    auto src = famq::Bundle::Open(UnsignedBundle(), vo);
+    ASSERT_TRUE(src.ok()) << src.status().ToString();
+    const std::vector<uint8_t> der(70, 0x30);
+    const std::vector<uint8_t> c = famq::BuildBundleContainer(src->payload_bytes(), std::string(64, 'b'), der);
+    const std::string other = Tmp("signed-by-other.famqb");
+    Write(other, std::string_view(reinterpret_cast<const char*>(c.data()), c.size()));
+    EXPECT_EQ(famq_bundle_verify(other.c_str(), foreign.c_str(), 0, &info), FAMQ_INVALID_FORMAT);
+    EXPECT_NE(LastError().find("not by the trusted key"), std::string::npos) << LastError();
+    // A signed bundle with no key to check it is refused even with allow_unsigned.
+    EXPECT_EQ(famq_bundle_verify(other.c_str(), nullptr, 1, &info), FAMQ_INVALID_ARGUMENT);
+    EXPECT_NE(LastError().find("public key"), std::string::npos) << LastError();
+  }
+
+#if FAMQ_CAPI_TEST_SIGNING
+  // Sign the payload with a fresh key (the host's signing code).
+  auto keys = famq::GenerateKeyPair();
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  auto priv = famq::PrivateKey::Parse(keys->private_pem, "test key");
+  ASSERT_TRUE(priv.ok());
+  famq::BundleVerifyOptions vo;
+  vo.allow_unsigned = true;
+  auto src = famq::Bundle::Open(UnsignedBundle(), vo);
+  ASSERT_TRUE(src.ok());
+  const std::span<const uint8_t> payload = src->payload_bytes();
+  auto sig = priv->Sign(famq::Sha256(payload.data(), payload.size()));
+  ASSERT_TRUE(sig.ok());
+  const std::vector<uint8_t> container = famq::BuildBundleContainer(payload, priv->key_id(), *sig);
+  const std::string signed_path = Tmp("signed.famqb"), pub = Tmp("trust.pem");
+  Write(signed_path, std::string_view(reinterpret_cast<const char*>(container.data()), container.size()));
+  Write(pub, keys->public_pem);
+
+  ASSERT_EQ(famq_bundle_verify(signed_path.c_str(), pub.c_str(), 0, &info), FAMQ_OK) << LastError();
+  EXPECT_EQ(info.is_signed, 1);
+  EXPECT_EQ(info.signature_checked, 1);
+  EXPECT_EQ(info.key_id, keys->key_id);
+  EXPECT_EQ(info.sample_count, 6u);
+  EXPECT_EQ(famq_bundle_verify(signed_path.c_str(), foreign.c_str(), 0, &info), FAMQ_INVALID_FORMAT);
+
+  // One flipped payload byte (a token id: structurally still valid) breaks the signature.
+  std::string tampered = Slurp(signed_path);
+  const std::string payload_str(reinterpret_cast<const char*>(payload.data()), payload.size());
+  const size_t at = tampered.find(payload_str);
+  ASSERT_NE(at, std::string::npos);
+  tampered[at + payload.size() / 2] ^= 0x01;
+  const std::string tampered_path = Tmp("tampered-signed.famqb");
+  Write(tampered_path, tampered);
+  EXPECT_EQ(famq_bundle_verify(tampered_path.c_str(), pub.c_str(), 0, &info), FAMQ_INVALID_FORMAT);
+  EXPECT_NE(LastError().find("signature does not verify"), std::string::npos) << LastError();
+
+  famq_finalize_options o = Rtn4();
+  const std::string out = Tmp("from-signed.famq");
+  EXPECT_EQ(famq_finalize(kFamily.c_str(), tampered_path.c_str(), pub.c_str(), nullptr, &o, nullptr, nullptr,
+                          out.c_str()),
+            FAMQ_INVALID_FORMAT);
+  EXPECT_FALSE(fs::exists(out));
+  ASSERT_EQ(famq_finalize(kFamily.c_str(), signed_path.c_str(), pub.c_str(), nullptr, &o, nullptr, nullptr,
+                          out.c_str()),
+            FAMQ_OK)
+      << LastError();
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_qmodel_open(out.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  famq_model_close(m);
+#endif
+}
+
+// --- kernels ---------------------------------------------------------------------------
+
+TEST_F(CapiTest, ForceIsaThenGenerate) {
+  const std::string& q = QModel();
+  ASSERT_EQ(qmodel_status_, FAMQ_OK) << qmodel_error_;
+  const std::vector<int32_t> automatic = ReferenceTokens("", q, kPrompt, 16);
+
+  EXPECT_EQ(famq_force_isa("sse9"), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("sse9"), std::string::npos) << LastError();
+#if defined(__x86_64__)
+  EXPECT_EQ(famq_force_isa("neon"), FAMQ_UNSUPPORTED);
+#elif defined(__aarch64__)
+  EXPECT_EQ(famq_force_isa("avx2"), FAMQ_UNSUPPORTED);
+#endif
+  ASSERT_EQ(famq_force_isa("ref"), FAMQ_OK) << LastError();
+  const char* name = nullptr;
+  ASSERT_EQ(famq_active_isa(&name), FAMQ_OK);
+  EXPECT_STREQ(name, "ref");
+
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_qmodel_open(q.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  const famq_generate_options g = Greedy(16);
+  Seen seen;
+  ASSERT_EQ(famq_generate(m, kPrompt, &g, OnToken, &seen, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  famq_model_close(m);
+  // The scalar reference kernels agree with the automatic choice on greedy tokens.
+  EXPECT_EQ(seen.tokens, automatic);
+
+  ASSERT_EQ(famq_force_isa(nullptr), FAMQ_OK);
+  ASSERT_EQ(famq_force_isa(""), FAMQ_OK);
+}
+
+}  // namespace
