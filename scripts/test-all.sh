@@ -7,20 +7,20 @@
 #  2. host:       Release, -Werror, every test (unit, golden, tokenizer oracle,
 #                 PyTorch reference)
 #  3. host-asan:  clang, ASan+UBSan, -Werror, every test, then each libFuzzer
-#                 target for FAMQ_FUZZ_SECONDS (default 60) on its seed corpus
+#                 target for FAMQ_FUZZ_SECONDS (default 45) on its seed corpus
 #  4. aarch64:    cross build, -Werror, every test under qemu-aarch64, and the
 #                 greedy tokens of x86 and aarch64 compared on a fixture
 #  5. armhf:      cross build (ARMv7-A + NEON), build only
 #  6. aarch64-device: FAMQ_DEVICE_ONLY MinSizeRel; stripped sizes printed
 #
-# Environment: FAMQ_JOBS (default: nproc), FAMQ_FUZZ_SECONDS (60),
+# Environment: FAMQ_JOBS (default: nproc), FAMQ_FUZZ_SECONDS (45),
 # FAMQ_STEPS (default "host host-asan aarch64 armhf aarch64-device").
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 jobs=${FAMQ_JOBS:-$(nproc)}
-fuzz_seconds=${FAMQ_FUZZ_SECONDS:-60}
+fuzz_seconds=${FAMQ_FUZZ_SECONDS:-45}
 steps=${FAMQ_STEPS:-"host host-asan aarch64 armhf aarch64-device"}
 summary=()
 t_all=$SECONDS
