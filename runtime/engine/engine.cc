@@ -60,6 +60,17 @@ const char* LinearSlotName(LinearSlot slot) {
   return "?";
 }
 
+LinearShape LinearSlotShape(const ModelConfig& c, LinearSlot slot) {
+  const int H = c.hidden_size;
+  switch (slot) {
+    case LinearSlot::kQkv: return {c.q_dim() + 2 * c.kv_dim(), H};
+    case LinearSlot::kOProj: return {H, c.q_dim()};
+    case LinearSlot::kGateUp: return {2 * c.intermediate_size, H};
+    case LinearSlot::kDown: return {H, c.intermediate_size};
+  }
+  return {};
+}
+
 Result<int> Engine::ResolveMaxBatch(const ModelConfig& c, const EngineOptions& options) {
   const int max_seq = options.max_seq_len > 0 ? options.max_seq_len : std::min(c.max_position_embeddings, 2048);
   if (max_seq > c.max_position_embeddings) {
@@ -114,12 +125,11 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   // The weights must describe this config; quantized models are checked on
   // load, so a mismatch here is a famq bug.
   const int H = c.hidden_size;
-  const int expect_in[kLinearSlots] = {H, c.q_dim(), H, c.intermediate_size};
-  const int expect_out[kLinearSlots] = {c.q_dim() + 2 * c.kv_dim(), H, 2 * c.intermediate_size, H};
   if (weights.layers.size() != static_cast<size_t>(c.num_layers)) return Internal("engine: layer count mismatch");
   for (const EngineLayer& l : weights.layers) {
     for (int s = 0; s < kLinearSlots; ++s) {
-      if (l.linears[s].in_features() != expect_in[s] || l.linears[s].out_features() != expect_out[s]) {
+      const LinearShape shape = LinearSlotShape(c, static_cast<LinearSlot>(s));
+      if (l.linears[s].in_features() != shape.cols || l.linears[s].out_features() != shape.rows) {
         return Internal(std::string("engine: ") + LinearSlotName(static_cast<LinearSlot>(s)) + " shape mismatch");
       }
     }

@@ -31,6 +31,13 @@ inline constexpr int kLinearSlots = 4;
 // "qkv", "o_proj", "gate_up", "down_proj"
 const char* LinearSlotName(LinearSlot slot);
 
+// The weight shape of a slot for a config: rows = output features (blocks
+// stacked: q|k|v, gate|up), cols = input features.
+struct LinearShape {
+  int rows = 0, cols = 0;
+};
+LinearShape LinearSlotShape(const ModelConfig& config, LinearSlot slot);
+
 // Sees every linear layer's input (as the layer consumed it) and output
 // during Engine::ForwardLayer: calibration statistics are collected here.
 class LinearObserver {

@@ -45,15 +45,6 @@ uint64_t PeakRssBytes() {
 
 namespace {
 
-// in / out features of each block slot.
-void SlotShape(const ModelConfig& c, int slot, int* rows, int* cols) {
-  const int H = c.hidden_size;
-  const int rows_of[4] = {c.q_dim() + 2 * c.kv_dim(), H, 2 * c.intermediate_size, H};
-  const int cols_of[4] = {H, c.q_dim(), H, c.intermediate_size};
-  *rows = rows_of[slot];
-  *cols = cols_of[slot];
-}
-
 bool W8A8(const FinalizeOptions& o) { return o.abits == 8; }
 
 quant::QuantSpec SpecFor(const FinalizeOptions& o, int cols) {
@@ -85,8 +76,7 @@ Status ValidateFinalizeOptions(const FinalizeOptions& o, const ModelConfig& c) {
   if (!(o.gptq_damp > 0.0 && o.gptq_damp < 1.0)) return InvalidArgument("GPTQ damping must be in (0, 1)");
   if (o.gptq_block <= 0 || o.awq_max_tokens <= 0) return InvalidArgument("GPTQ block and AWQ tokens must be positive");
   for (int s = 0; s < kLinearSlots; ++s) {
-    int rows = 0, cols = 0;
-    SlotShape(c, s, &rows, &cols);
+    const auto [rows, cols] = LinearSlotShape(c, static_cast<LinearSlot>(s));
     if (W8A8(o)) continue;  // XNNPACK takes any shape
     FAMQ_RETURN_IF_ERROR(
         quant::ValidateQuantSpec(SpecFor(o, cols), rows, cols, LinearSlotName(static_cast<LinearSlot>(s))));
@@ -282,7 +272,9 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
     std::vector<SlotStats> slots(kLinearSlots);
     for (int s = 0; s < kLinearSlots; ++s) {
       SlotStats& st = slots[static_cast<size_t>(s)];
-      SlotShape(c, s, &st.rows, &st.cols);
+      const LinearShape shape = LinearSlotShape(c, static_cast<LinearSlot>(s));
+      st.rows = shape.rows;
+      st.cols = shape.cols;
       const size_t K = static_cast<size_t>(st.cols);
       if (o.method == QuantMethod::kGptq) st.hessian.assign(K * K, 0.0);
       if (W8A8(o)) st.in_absmax.assign(K, 0.0f);

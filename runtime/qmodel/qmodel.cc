@@ -1,13 +1,14 @@
 #include "qmodel/qmodel.h"
 
+#include "engine/engine.h"
+
 #include <cmath>
 #include <cstring>
 
 namespace famq {
 
 std::string QLinearName(int layer, int slot) {
-  static const char* const kSlots[] = {"qkv", "o_proj", "gate_up", "down_proj"};
-  return "layers." + std::to_string(layer) + "." + kSlots[slot];
+  return "layers." + std::to_string(layer) + "." + LinearSlotName(static_cast<LinearSlot>(slot));
 }
 
 namespace {
@@ -182,8 +183,6 @@ Status QModel::Validate() {
   if (r.scheme() != fb::QScheme::WeightOnly && !w8a8) return InvalidFormat(o + ": unknown quantization scheme");
 
   const int H = c.hidden_size;
-  const int rows_of[4] = {c.q_dim() + 2 * c.kv_dim(), H, 2 * c.intermediate_size, H};
-  const int cols_of[4] = {H, c.q_dim(), H, c.intermediate_size};
   if (r.linears()->size() != static_cast<size_t>(4 * c.num_layers)) {
     return InvalidFormat(o + ": " + std::to_string(r.linears()->size()) + " quantized linear layers, expected " +
                          std::to_string(4 * c.num_layers) + " (4 per block)");
@@ -193,12 +192,13 @@ Status QModel::Validate() {
     const int slot = static_cast<int>(i % 4);
     const std::string name = QLinearName(static_cast<int>(i / 4), slot);
     const std::string at = o + ": " + name + ": ";
+    const LinearShape shape = LinearSlotShape(c, static_cast<LinearSlot>(slot));
     if (l.name() == nullptr || l.name()->str() != name) return InvalidFormat(at + "missing or misnamed");
     if (l.bits() != 4 && l.bits() != 8) return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes (4 or 8)");
-    if (static_cast<int>(l.rows()) != rows_of[slot] || static_cast<int>(l.cols()) != cols_of[slot]) {
+    if (static_cast<int>(l.rows()) != shape.rows || static_cast<int>(l.cols()) != shape.cols) {
       return InvalidFormat(at + "shape [" + std::to_string(l.rows()) + ", " + std::to_string(l.cols()) +
-                           "] does not match the config's [" + std::to_string(rows_of[slot]) + ", " +
-                           std::to_string(cols_of[slot]) + "]");
+                           "] does not match the config's [" + std::to_string(shape.rows) + ", " +
+                           std::to_string(shape.cols) + "]");
     }
     if (l.group_size() == 0 || l.cols() % l.group_size() != 0) {
       return InvalidFormat(at + "group size " + std::to_string(l.group_size()) + " does not divide " +
