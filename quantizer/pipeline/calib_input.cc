@@ -6,6 +6,7 @@
 
 #include "core/digest.h"
 #include "core/file.h"
+#include "engine/sampler.h"
 
 namespace famq {
 namespace {
@@ -63,6 +64,29 @@ Result<CalibInput> LoadCalibration(const std::string& path, int max_samples) {
   if (!jsonl && (max_samples <= 0 || static_cast<int>(in.samples.size()) < max_samples)) flush();
   if (in.samples.empty()) return InvalidArgument(path + ": no calibration samples in the file");
   return in;
+}
+
+Status DrawCalibSamples(CalibInput& in, int n, uint64_t seed) {
+  const int total = static_cast<int>(in.samples.size());
+  if (n < 1 || n > total) {
+    return InvalidArgument("cannot draw " + std::to_string(n) + " samples from the " + std::to_string(total) + " of " +
+                           in.source);
+  }
+  std::vector<int> idx(total);
+  for (int i = 0; i < total; ++i) idx[i] = i;
+  Rng rng(seed);
+  for (int i = 0; i < n; ++i) {  // partial Fisher-Yates: idx[0..n) is the draw
+    const int j = i + static_cast<int>(rng.Next() % static_cast<uint64_t>(total - i));
+    std::swap(idx[i], idx[j]);
+  }
+  idx.resize(n);
+  std::sort(idx.begin(), idx.end());
+  std::vector<CalibSample> kept;
+  kept.reserve(n);
+  for (int i : idx) kept.push_back(std::move(in.samples[i]));
+  in.samples = std::move(kept);
+  in.source += " draw " + std::to_string(n) + " seed " + std::to_string(seed);
+  return Status::Ok();
 }
 
 Result<CalibInput> LoadCalibrationPreset(const std::string& name, const std::string& models_dir, int max_samples) {

@@ -3,6 +3,7 @@
 // preset built from the family's data.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,12 @@ inline constexpr size_t kMaxCalibBytes = size_t{256} << 20;
 // first max_samples. Errors: NotFound, IoError, InvalidFormat (bad line,
 // invalid UTF-8 is kept as bytes), InvalidArgument (no samples).
 Result<CalibInput> LoadCalibration(const std::string& path, int max_samples = 0);
+
+// Keeps `n` samples drawn at random without replacement (a partial
+// Fisher-Yates shuffle driven by SplitMix64, so the draw is the same on every
+// platform), in their file order; `source` gains " draw N seed S". n must be
+// in [1, samples]; InvalidArgument otherwise.
+Status DrawCalibSamples(CalibInput& in, int n, uint64_t seed);
 
 // Presets: models/calib/NAME.jsonl under `models_dir`; their names.
 Result<CalibInput> LoadCalibrationPreset(const std::string& name, const std::string& models_dir, int max_samples = 0);

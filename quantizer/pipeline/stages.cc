@@ -322,6 +322,20 @@ Status RunPack(const PackConfig& c, const std::string& select_jsonl, const std::
     const OJson& fam = regen_header["family"];
     b.family.tokenizer_sha256 = fam.value("tokenizer_sha256", std::string());
     b.family.target = IdentityFrom(fam["target"]);
+    if (!c.target.empty()) {  // one regeneration may serve every member of the family
+      FAMQ_ASSIGN_OR_RETURN(ModelDir target, OpenModelDir(c.target));
+      FAMQ_ASSIGN_OR_RETURN(FamilyMember tm, DescribeMember(target, c.target));
+      if (tm.tokenizer_sha256 != b.family.tokenizer_sha256) {
+        return InvalidArgument("pack: --target " + c.target + " has another tokenizer than the regenerated data (" +
+                               tm.tokenizer_sha256.substr(0, 12) + " vs " +
+                               b.family.tokenizer_sha256.substr(0, 12) + ")");
+      }
+      if (regen_header["options"].value("self", false) && tm.name != b.family.target.name) {
+        return InvalidArgument("pack: self-calibration data of " + b.family.target.name + " cannot be packed for " +
+                               tm.name);
+      }
+      b.family.target = {tm.name, tm.config_sha256, tm.parameters};
+    }
     b.family.regenerator = IdentityFrom(fam["regenerator"]);
     b.family.expert = IdentityFrom(sel_header["expert"]);
     b.family.foreign_allowed = fam.value("foreign_allowed", false);

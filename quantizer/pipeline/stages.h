@@ -81,6 +81,9 @@ struct PackConfig {
   std::string sign_key;              // PEM private key; "" with allow_unsigned writes an unsigned bundle
   bool allow_unsigned = false;
   // --originals-only: no stage files; the originals of `calib` for `target`.
+  // With stage files, a non-empty `target` relabels the bundle for another
+  // member with the same tokenizer (the regenerated data does not depend on
+  // the target; self-calibration data cannot be relabelled).
   std::string target;
   CalibInput calib;
   int original_cap = 1024;

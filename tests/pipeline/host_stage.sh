@@ -122,6 +122,17 @@ head -c $((size / 2)) "$work/a.famqb" >"$work/cut.famqb"
 "$famq" pack --in "$work/a.famqb.work/select.jsonl" --out "$work/u.famqb" --allow-unsigned -q
 ! "$famq" verify "$work/u.famqb" --trust "$work/pub.pem" 2>/dev/null || fail "an unsigned bundle verified"
 "$famq" verify "$work/u.famqb" --allow-unsigned >/dev/null || fail "--allow-unsigned refused an unsigned bundle"
+# One regeneration serves every member: pack --target relabels for another
+# member of the family, and refuses one with another tokenizer.
+"$famq" pack --in "$work/a.famqb.work/select.jsonl" --target "$repo/models/famq-tiny-m" --sign "$work/key.pem" \
+  --out "$work/m.famqb" -q
+"$famq" inspect "$work/m.famqb" | grep -q "target .*famq-tiny-m" || fail "pack --target did not relabel the bundle"
+cmp <("$famq" inspect "$work/a.famqb" --json | $py -c "import json,sys; print(json.load(sys.stdin)['samples'])") \
+  <("$famq" inspect "$work/m.famqb" --json | $py -c "import json,sys; print(json.load(sys.stdin)['samples'])") ||
+  fail "relabelling changed the samples"
+msg=$("$famq" pack --in "$work/a.famqb.work/select.jsonl" --target "$repo/tests/data/tiny-random-qwen3" \
+  --sign "$work/key.pem" --out "$work/x.famqb" -q 2>&1) && fail "pack --target accepted a foreign target"
+echo "$msg" | grep -q "another tokenizer" || fail "foreign pack target: $msg"
 msg=$("$famq" bundle --target "$S" --regenerator "$repo/tests/data/tiny-random-qwen3" --calib "$work/calib.jsonl" \
   --out "$work/f.famqb" --sign "$work/key.pem" -q 2>&1) && fail "a foreign regenerator was accepted"
 echo "$msg" | grep -q "not of the target's family" || fail "foreign family: $msg"
@@ -133,7 +144,7 @@ echo "$msg" | grep -q "bad.jsonl:2" || fail "bad JSONL: $msg"
 msg=$("$famq" bundle "${args[@]}" --out "$work/d.famqb" -q --backend openai:http://127.0.0.1:1 --retries 0 2>&1) &&
   fail "a server that is down was accepted"
 echo "$msg" | grep -q "cannot reach" || fail "server down: $msg"
-ok "refused: flipped bytes, truncation, wrong key, unsigned, foreign family, empty/bad calibration, server down"
+ok "refused: flipped bytes, truncation, wrong key, unsigned, foreign family (bundle and pack --target), empty/bad calibration, server down"
 
 # Ablations (8 originals each).
 for abl in --self --no-cot --no-compete --no-renorm --originals-only; do

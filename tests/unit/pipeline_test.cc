@@ -67,6 +67,33 @@ TEST(CalibInput, BadInputNamesTheLine) {
   EXPECT_NE(preset.status().message().find("mixture"), std::string::npos) << preset.status().ToString();
 }
 
+TEST(CalibInput, DrawIsSeededWithoutReplacementInFileOrder) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "{\"text\": \"s" + std::to_string(i) + "\"}\n";
+  auto all = LoadCalibration(TempFile("draw.jsonl", text));
+  ASSERT_TRUE(all.ok());
+  auto a = *all, b = *all, c = *all;
+  ASSERT_TRUE(DrawCalibSamples(a, 16, 1).ok());
+  ASSERT_TRUE(DrawCalibSamples(b, 16, 1).ok());
+  ASSERT_TRUE(DrawCalibSamples(c, 16, 2).ok());
+  ASSERT_EQ(a.samples.size(), 16u);
+  std::vector<int> la, lb, lc;
+  for (const auto& s : a.samples) la.push_back(s.line);
+  for (const auto& s : b.samples) lb.push_back(s.line);
+  for (const auto& s : c.samples) lc.push_back(s.line);
+  EXPECT_EQ(la, lb) << "same seed, same draw";
+  EXPECT_NE(la, lc) << "another seed, another draw";
+  for (size_t i = 1; i < la.size(); ++i) EXPECT_LT(la[i - 1], la[i]) << "file order, no repeats";
+  for (const auto& s : a.samples) EXPECT_EQ(s.text, "s" + std::to_string(s.line - 1));
+  EXPECT_NE(a.source.find("draw 16 seed 1"), std::string::npos) << a.source;
+  auto whole = *all;
+  ASSERT_TRUE(DrawCalibSamples(whole, 40, 9).ok());
+  EXPECT_EQ(whole.samples.size(), 40u);
+  auto too_many = *all;
+  EXPECT_FALSE(DrawCalibSamples(too_many, 41, 1).ok());
+  EXPECT_FALSE(DrawCalibSamples(too_many, 0, 1).ok());
+}
+
 TEST(Regenerate, ChatPromptMasksExactlyTheTemplate) {
   auto m = OpenModelDir(kModel);
   ASSERT_TRUE(m.ok()) << m.status().ToString();

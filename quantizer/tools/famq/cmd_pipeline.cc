@@ -13,7 +13,8 @@ namespace {
 struct PipelineArgs {
   // inputs
   std::string target, regenerator, expert, calib, calib_preset, models_dir = "models";
-  int max_samples = 0;
+  int max_samples = 0, draw = 0;
+  uint64_t draw_seed = 0;
   bool allow_foreign = false, self = false;
   // regenerate
   std::string template_name = "chat", cue;
@@ -48,8 +49,11 @@ ProgressMode Mode(const PipelineArgs& a) {
 
 Result<CalibInput> Calibration(const PipelineArgs& a) {
   if (a.calib.empty() == a.calib_preset.empty()) return InvalidArgument("give exactly one of --calib and --calib-preset");
-  if (!a.calib.empty()) return LoadCalibration(a.calib, a.max_samples);
-  return LoadCalibrationPreset(a.calib_preset, a.models_dir, a.max_samples);
+  auto in = !a.calib.empty() ? LoadCalibration(a.calib, a.max_samples)
+                             : LoadCalibrationPreset(a.calib_preset, a.models_dir, a.max_samples);
+  if (!in.ok() || a.draw == 0) return in;
+  if (Status s = DrawCalibSamples(*in, a.draw, a.draw_seed); !s.ok()) return s;
+  return in;
 }
 
 Result<RegenerateConfig> MakeRegenerateConfig(const PipelineArgs& a) {
@@ -110,6 +114,9 @@ void AddInputOptions(CLI::App* cmd, PipelineArgs* a) {
   cmd->add_option("--models-dir", a->models_dir, "Where --calib-preset looks (MODELS/calib)")->capture_default_str();
   cmd->add_option("--max-samples", a->max_samples, "Use only the first N calibration samples (0: all)")
       ->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("--draw", a->draw, "Draw N samples at random (seeded by --draw-seed) from the input (0: all)")
+      ->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("--draw-seed", a->draw_seed, "Seed of --draw")->capture_default_str();
   cmd->add_flag("--allow-foreign-family", a->allow_foreign, "Accept a regenerator/expert with another tokenizer");
 }
 
