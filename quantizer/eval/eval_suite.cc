@@ -94,6 +94,7 @@ Result<EvalSuite> LoadEvalSuite(const std::string& name_or_path, const std::stri
     }
     s.reasoning_file = Resolve(path, (*r)["file"].get<std::string>());
     FAMQ_ASSIGN_OR_RETURN(s.reasoning_limit, IntField(*r, "limit", 0, 0, 1 << 24, path));
+    FAMQ_ASSIGN_OR_RETURN(s.reasoning_stride, IntField(*r, "stride", 1, 1, 1 << 24, path));
   }
   FAMQ_ASSIGN_OR_RETURN(s.ctx, IntField(j, "ctx", 256, 2, 1 << 20, path));
   FAMQ_ASSIGN_OR_RETURN(s.max_windows, IntField(j, "max_windows", 0, 0, 1 << 24, path));
@@ -102,8 +103,10 @@ Result<EvalSuite> LoadEvalSuite(const std::string& name_or_path, const std::stri
   return s;
 }
 
-Result<std::vector<ReasoningProblem>> LoadReasoningProblems(const std::string& path, int limit) {
+Result<std::vector<ReasoningProblem>> LoadReasoningProblems(const std::string& path, int limit, int stride) {
+  if (stride < 1) return InvalidArgument("reasoning stride " + std::to_string(stride) + " is below 1");
   std::vector<ReasoningProblem> out;
+  int seen = 0;
   FAMQ_RETURN_IF_ERROR(ForEachJsonLine(path, [&](const json& j, int line) -> Status {
     if (limit > 0 && static_cast<int>(out.size()) >= limit) return Status::Ok();
     auto where = path + ":" + std::to_string(line);
@@ -119,7 +122,7 @@ Result<std::vector<ReasoningProblem>> LoadReasoningProblems(const std::string& p
     p.answer = j["answer"].get<int64_t>();
     p.kind = j.value("kind", "");
     p.difficulty = j.value("difficulty", 0);
-    out.push_back(std::move(p));
+    if (seen++ % stride == 0) out.push_back(std::move(p));
     return Status::Ok();
   }));
   if (out.empty()) return InvalidFormat(path + ": no reasoning problems");
@@ -154,7 +157,7 @@ Result<EvalResult> RunEvalSuite(const EvalSuite& suite, const RunnableModel& mod
   std::vector<std::vector<int32_t>> prompts;
   int longest_prompt = 0;
   if (!suite.reasoning_file.empty()) {
-    FAMQ_ASSIGN_OR_RETURN(problems, LoadReasoningProblems(suite.reasoning_file, suite.reasoning_limit));
+    FAMQ_ASSIGN_OR_RETURN(problems, LoadReasoningProblems(suite.reasoning_file, suite.reasoning_limit, suite.reasoning_stride));
     for (const auto& p : problems) {
       std::vector<int32_t> ids;
       FAMQ_RETURN_IF_ERROR(model.tokenizer.Encode(p.prompt, &ids));

@@ -6,7 +6,7 @@
 // A suite is a JSON file:
 //   {"name": "default",
 //    "text": [{"domain": "bible", "file": "bible.test.jsonl"}, ...],   // {"text": ...} per line
-//    "reasoning": {"file": "reasoning.test.jsonl", "limit": 0},         // prompt_plain/prompt_chat/answer/format/difficulty
+//    "reasoning": {"file": "reasoning.test.jsonl", "limit": 0, "stride": 1},         // prompt_plain/prompt_chat/answer/format/difficulty
 //    "ctx": 256, "max_windows": 0, "max_new_tokens": 320}
 // Files are relative to the suite file. Documents of a domain are tokenized
 // without special tokens and joined by the end-of-text token.
@@ -46,6 +46,7 @@ struct EvalSuite {
   std::vector<TextDomainSpec> text;
   std::string reasoning_file;  // "" if the suite has no reasoning part
   int reasoning_limit = 0;     // 0: all problems
+  int reasoning_stride = 1;    // every stride-th problem from the first (a subset over all difficulties)
   int ctx = 256;
   int max_windows = 0;
   int max_new_tokens = 320;
@@ -55,9 +56,10 @@ struct EvalSuite {
 // `eval_dir`/NAME.json.
 Result<EvalSuite> LoadEvalSuite(const std::string& name_or_path, const std::string& eval_dir);
 
-// Reads reasoning problems (one JSON object per line); bad lines are errors
-// naming the file and line number.
-Result<std::vector<ReasoningProblem>> LoadReasoningProblems(const std::string& path, int limit);
+// Reads reasoning problems (one JSON object per line): every stride-th
+// problem from the first, at most `limit` (0: no limit); bad lines are
+// errors naming the file and line number.
+Result<std::vector<ReasoningProblem>> LoadReasoningProblems(const std::string& path, int limit, int stride = 1);
 
 // The integer N of the first "The answer is N." in `text`, if any.
 std::optional<int64_t> ParseFinalAnswer(std::string_view text);

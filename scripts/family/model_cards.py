@@ -235,7 +235,8 @@ def main():
              "- suites for `famq eval --suite NAME`: `default` (test splits), `smoke` (a slice of them, for CI), "
              "`valid` (validation splits: the only ones to tune on). Reasoning decodes greedily for at most 768 new "
              "tokens in `default` and `valid` (the longest reference solution in the test split is 696 tokens), 320 in "
-             "`smoke` (difficulty 1 only);",
+             "`smoke` (difficulty 1 only); `experiment` and `experiment-valid` (32 windows per text domain, every 4th / "
+             "3rd reasoning problem: the FAQ experiment's test and tuning suites, docs/RESULTS.md);",
              "- `calib/NAME.jsonl`: calibration presets for `famq bundle --calib-preset NAME`, drawn from the "
              "*training* splits by `scripts/family/make_calib_presets.py`.", "",
              "| member | parameters | training tokens | training time | "

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "engine/perplexity.h"
+#include "eval/eval_compare.h"
 #include "eval/eval_suite.h"
 
 namespace famq {
@@ -39,6 +40,22 @@ TEST(EvalSuite, LoadsByNameAndRejectsBadFiles) {
   auto p = LoadReasoningProblems((dir / "bad.jsonl").string(), 0);
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("bad.jsonl:2"), std::string::npos) << p.status().ToString();
+  // A stride keeps every k-th problem from the first, and still checks every line.
+  {
+    std::ofstream f(dir / "five.jsonl");
+    for (int i = 0; i < 5; ++i) f << "{\"prompt_plain\": \"Q\", \"answer\": " << i << "}\n";
+  }
+  auto every2 = LoadReasoningProblems((dir / "five.jsonl").string(), 0, 2);
+  ASSERT_TRUE(every2.ok()) << every2.status().ToString();
+  ASSERT_EQ(every2->size(), 3u);
+  EXPECT_EQ((*every2)[0].answer, 0);
+  EXPECT_EQ((*every2)[1].answer, 2);
+  EXPECT_EQ((*every2)[2].answer, 4);
+  auto every2_limit = LoadReasoningProblems((dir / "five.jsonl").string(), 2, 2);
+  ASSERT_TRUE(every2_limit.ok());
+  EXPECT_EQ(every2_limit->size(), 2u);
+  EXPECT_FALSE(LoadReasoningProblems((dir / "bad.jsonl").string(), 0, 2).ok()) << "line 2 is skipped but still checked";
+  EXPECT_FALSE(LoadReasoningProblems((dir / "five.jsonl").string(), 0, 0).ok());
   std::ofstream(dir / "s.json") << "{\"ctx\": -3, \"text\": []}";
   EXPECT_FALSE(LoadEvalSuite((dir / "s.json").string(), "").ok());
   std::filesystem::remove_all(dir);
@@ -75,6 +92,35 @@ TEST(EvalSuite, RunsOnTheTinyCheckpoint) {
   ASSERT_TRUE(want.ok());
   EXPECT_EQ(r->text.at("prose").tokens, want->tokens);
   EXPECT_NEAR(r->text.at("prose").nll, want->mean_nll, 1e-9);
+}
+
+TEST(EvalCompare, LossAndGainFromEvalResults) {
+  const auto fp = nlohmann::json::parse(R"({"suite": "s", "text": {
+      "a": {"ppl": 100.0, "top1_accuracy": 0.30}, "b": {"ppl": 50.0, "top1_accuracy": 0.20}},
+      "reasoning": {"accuracy": 0.25, "total": 40}})");
+  const auto q = nlohmann::json::parse(R"({"suite": "s", "text": {
+      "a": {"ppl": 102.0, "top1_accuracy": 0.29}, "b": {"ppl": 50.5, "top1_accuracy": 0.21}},
+      "reasoning": {"accuracy": 0.20, "total": 40}})");
+  auto loss = ComputeEvalLoss(fp, q);
+  ASSERT_TRUE(loss.ok()) << loss.status().ToString();
+  EXPECT_NEAR(loss->ppl_pct, (2.0 + 1.0) / 2, 1e-9);       // +2 % and +1 %
+  EXPECT_NEAR(loss->top1_points, (1.0 - 1.0) / 2, 1e-9);   // one point worse, one better
+  ASSERT_TRUE(loss->reasoning_points.has_value());
+  EXPECT_NEAR(*loss->reasoning_points, 5.0, 1e-9);
+  EXPECT_EQ(loss->reasoning_total, 40);
+
+  EXPECT_NEAR(*FaqGain(0.75, 1.5, 0.02), 0.5, 1e-12);
+  EXPECT_NEAR(*FaqGain(3.0, 1.5, 0.02), -1.0, 1e-12);       // worse than the baseline: negative gain
+  EXPECT_FALSE(FaqGain(0.01, 0.015, 0.02).has_value());     // baseline within the resolution
+  EXPECT_FALSE(FaqGain(0.01, -0.5, 0.0).has_value());       // no loss to cut
+
+  auto other = q;
+  other["suite"] = "t";
+  EXPECT_FALSE(ComputeEvalLoss(fp, other).ok());
+  auto missing = q;
+  missing["text"].erase("b");
+  EXPECT_FALSE(ComputeEvalLoss(fp, missing).ok());
+  EXPECT_FALSE(ComputeEvalLoss(fp, nlohmann::json::parse("[1, 2]")).ok());
 }
 
 }  // namespace

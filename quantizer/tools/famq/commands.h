@@ -20,5 +20,6 @@ void RegisterEval(CLI::App& app, ExitCode* exit_code);
 void RegisterBundleTools(CLI::App& app, ExitCode* exit_code);  // keygen, verify, inspect
 void RegisterPipeline(CLI::App& app, ExitCode* exit_code);     // regenerate, select, pack, bundle
 void RegisterServe(CLI::App& app, ExitCode* exit_code);
+void RegisterCompare(CLI::App& app, ExitCode* exit_code);   // loss vs fp32 and FAQ gain
 
 }  // namespace famq::host_cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   famq::host_cli::RegisterPipeline(app, &exit_code);
   famq::host_cli::RegisterBundleTools(app, &exit_code);
   famq::host_cli::RegisterServe(app, &exit_code);
+  famq::host_cli::RegisterCompare(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code.value;
 }
