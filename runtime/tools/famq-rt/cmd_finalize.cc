@@ -11,9 +11,9 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "bundle/bundle.h"
 #include "core/file.h"
 #include "finalize/finalize.h"
+#include "tools/famq-rt/calib_source.h"
 #include "tools/famq-rt/cli_util.h"
 #include "tools/famq-rt/commands.h"
 
@@ -21,11 +21,12 @@ namespace famq::cli {
 namespace {
 
 struct FinalizeArgs {
-  std::string model, bundle, trust, calib_text, mix_private, out;
+  std::string model, mix_private, out;
+  CalibSourceArgs source;
   std::string method = "gptq", group = "32", estimator = "minmax";
-  int wbits = 4, abits = 0, seq_len = 256;
+  int wbits = 4, abits = 0;
   float private_weight = 0.0f;
-  bool allow_unsigned = false, allow_foreign = false, symmetric = false, act_order = false, quiet = false, json = false;
+  bool symmetric = false, act_order = false, quiet = false, json = false;
   FinalizeOptions options;
 };
 
@@ -59,7 +60,7 @@ int RunFinalize(FinalizeArgs a) {
   if (o.method == QuantMethod::kSmoothQuant && a.abits == 0) o.abits = 8;  // SmoothQuant means W8A8
   o.symmetric = a.symmetric;
   o.gptq_act_order = a.act_order;
-  if (a.bundle.empty() == a.calib_text.empty()) {
+  if (a.source.bundle.empty() == a.source.calib_text.empty()) {
     return Fail(InvalidArgument("give exactly one calibration source: --bundle B (with --trust) or --calib-text FILE"));
   }
   if (!a.mix_private.empty() && !(a.private_weight > 0.0f && a.private_weight < 1.0f)) {
@@ -70,41 +71,12 @@ int RunFinalize(FinalizeArgs a) {
   o.isa = *isa;
 
   const auto t0 = std::chrono::steady_clock::now();
-  CalibrationSet calib;
   auto m = OpenModelDir(a.model);
   if (!m.ok()) return Fail(m.status());
   if (Status st = ValidateFinalizeOptions(o, m->checkpoint.config()); !st.ok()) return Fail(st);
-  const std::string family = m->tokenizer.ContentHash();
-  if (!a.bundle.empty()) {
-    BundleVerifyOptions vo;
-    std::optional<PublicKey> key;
-    if (!a.trust.empty()) {
-      auto k = PublicKey::Load(a.trust);
-      if (!k.ok()) return Fail(k.status());
-      key = std::move(*k);
-      vo.trusted_key = &*key;
-    } else if (!a.allow_unsigned) {
-      return Fail(InvalidArgument("--bundle needs --trust PUB.pem (the key the host signed it with)"));
-    }
-    vo.allow_unsigned = a.allow_unsigned;
-    auto b = Bundle::Open(a.bundle, vo);
-    if (!b.ok()) return Fail(b.status());
-    auto c = CalibrationFromBundle(*b, a.bundle, family, a.allow_foreign);
-    if (!c.ok()) return Fail(c.status());
-    calib = std::move(*c);
-    if (!a.quiet) {
-      std::fprintf(stderr, "[famq-rt] bundle %s: %s, %zu samples of %d tokens\n", a.bundle.c_str(),
-                   b->verification().signature_checked ? ("signature OK (key " + b->verification().key_id + ")").c_str()
-                                                       : "UNSIGNED (allowed by --allow-unsigned)",
-                   calib.samples.size(), calib.seq_len);
-    }
-  } else {
-    auto text = ReadTextArg(a.calib_text);
-    if (!text.ok()) return Fail(text.status());
-    auto c = CalibrationFromText(m->tokenizer, *text, a.seq_len, a.calib_text);
-    if (!c.ok()) return Fail(c.status());
-    calib = std::move(*c);
-  }
+  auto loaded = LoadCalibSource(a.source, *m, a.quiet);
+  if (!loaded.ok()) return Fail(loaded.status());
+  CalibrationSet calib = std::move(*loaded);
   if (!a.mix_private.empty()) {
     auto text = ReadTextArg(a.mix_private);
     if (!text.ok()) return Fail(text.status());
@@ -169,12 +141,7 @@ void RegisterFinalize(CLI::App& app, ExitCode* exit_code) {
   auto a = std::make_shared<FinalizeArgs>();
   CLI::App* cmd = app.add_subcommand("finalize", "Calibrate a model on a bundle (or text) and write the quantized model");
   cmd->add_option("--model", a->model, "fp model directory (Hugging Face layout)")->required();
-  cmd->add_option("--bundle", a->bundle, "Signed calibration bundle from `famq bundle`");
-  cmd->add_option("--trust", a->trust, "Public key (PEM) the bundle must be signed with");
-  cmd->add_flag("--allow-unsigned", a->allow_unsigned, "Accept a bundle without a signature");
-  cmd->add_flag("--allow-foreign-family", a->allow_foreign, "Accept a bundle made for another tokenizer");
-  cmd->add_option("--calib-text", a->calib_text, "Calibrate on plain text instead (uniform weights)");
-  cmd->add_option("--seq-len", a->seq_len, "Tokens per --calib-text sample")->check(CLI::Range(2, 1 << 20));
+  AddCalibSourceOptions(cmd, &a->source);
   cmd->add_option("--method", a->method, "rtn, gptq, awq or smoothquant")->capture_default_str();
   cmd->add_option("--wbits", a->wbits, "Weight bits: 4 or 8")->capture_default_str();
   cmd->add_option("--abits", a->abits, "Activation bits: 8 for static W8A8 (default: weight-only)");

@@ -10,6 +10,7 @@ void RegisterCommands(CLI::App& app, ExitCode* exit_code) {
   RegisterLogits(app, exit_code);
   RegisterBench(app, exit_code);
   RegisterFinalize(app, exit_code);
+  RegisterActStats(app, exit_code);
 }
 
 }  // namespace famq::cli

@@ -19,5 +19,6 @@ void RegisterPpl(CLI::App& app, ExitCode* exit_code);
 void RegisterLogits(CLI::App& app, ExitCode* exit_code);
 void RegisterBench(CLI::App& app, ExitCode* exit_code);
 void RegisterFinalize(CLI::App& app, ExitCode* exit_code);
+void RegisterActStats(CLI::App& app, ExitCode* exit_code);
 
 }  // namespace famq::cli
