@@ -1,0 +1,468 @@
+#!/usr/bin/python3
+"""Report of the FAQ experiment (scripts/experiment/run.sh): tables of accuracy
+loss and FAQ gain with their spread over seeds, a JSON of every number, and
+SVG plots.
+
+  /usr/bin/python3 scripts/experiment/report.py OUT [--write docs/RESULTS.md]
+
+OUT is run.sh's output directory (results/, coverage/, timing.txt,
+config.conf). Without --write the report goes to OUT/report/RESULTS.md; with
+it, to the given file, its JSON and plots to results/ beside it.
+Hand-written findings are taken from scripts/experiment/findings.md when it
+exists and the report is the full grid (--write).
+
+Definitions (DESIGN.md §7): loss = quantized metric vs fp32 metric of the same
+target, signed so that larger is worse:
+  ppl loss    = mean over the text domains of 100 * (ppl_q / ppl_fp - 1)   [%]
+  top-1 loss  = mean over the text domains of 100 * (acc_fp - acc_q)       [points]
+  reasoning   = 100 * (exact_fp - exact_q)                                 [points]
+FAQ gain = 1 - loss(source) / loss(original), per seed (same draw of the
+originals), then mean and standard deviation over seeds.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+SOURCE_LABELS = {
+    "original": "original",
+    "self": "self",
+    "faq": "FAQ",
+    "faq-nocompete": "FAQ − compete",
+    "faq-norenorm": "FAQ − renorm",
+    "faq-nocot": "FAQ − CoT cue",
+    "faq-longp": "FAQ, P = 160",
+    "faq-cool": "FAQ, T = 0.5",
+    "faq-base": "FAQ, base template",
+}
+METHOD_LABELS = {
+    "rtn": "RTN W4 g32",
+    "gptq": "GPTQ W4 g32",
+    "awq": "AWQ W4 g32",
+    "smoothquant": "SmoothQuant W8A8",
+    "minmax": "W8A8 min-max",
+    "gptq-ch": "GPTQ W4 per-channel",
+}
+METRICS = {"ppl": "ppl loss (%)", "top1": "top-1 loss (points)", "reasoning": "reasoning loss (points)"}
+# A mean loss of the original data below this (in the metric's unit) is within
+# what the evaluation resolves: gains against it are not reported as numbers.
+RESOLUTION = {"ppl": 0.02, "top1": 0.02, "reasoning": 1.0}
+
+
+def source_label(src):
+    if src in SOURCE_LABELS:
+        return SOURCE_LABELS[src]
+    return "FAQ " + src[4:] if src.startswith("faq-") else src
+
+
+def read_conf(path):
+    conf = {}
+    for line in open(path, encoding="utf-8"):
+        m = re.match(r'^(\w+)=("([^"]*)"|(\S*))', line)
+        if m:
+            conf[m.group(1)] = m.group(3) if m.group(3) is not None else m.group(4)
+    return conf
+
+
+def losses(q, fp):
+    dom = sorted(fp["text"])
+    ppl = statistics.mean(100.0 * (q["text"][d]["ppl"] / fp["text"][d]["ppl"] - 1.0) for d in dom)
+    top1 = statistics.mean(100.0 * (fp["text"][d]["top1_accuracy"] - q["text"][d]["top1_accuracy"]) for d in dom)
+    out = {"ppl": ppl, "top1": top1}
+    if fp.get("reasoning") and q.get("reasoning"):
+        out["reasoning"] = 100.0 * (fp["reasoning"]["accuracy"] - q["reasoning"]["accuracy"])
+    out["ppl_by_domain"] = {d: 100.0 * (q["text"][d]["ppl"] / fp["text"][d]["ppl"] - 1.0) for d in dom}
+    return out
+
+
+def mean_sd(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    if not xs:
+        return None, None
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def fmt(m, sd, digits=2, pct=False):
+    if m is None:
+        return "–"
+    if pct:
+        return f"{100 * m:+.0f}% ± {100 * sd:.0f}"
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+def load(out):
+    runs, fps = [], {}
+    rdir = os.path.join(out, "results")
+    for t in sorted(os.listdir(rdir)):
+        for f in sorted(os.listdir(os.path.join(rdir, t))):
+            r = json.load(open(os.path.join(rdir, t, f)))
+            if r["method"] == "fp":
+                fps[t] = r
+            else:
+                runs.append(r)
+    for r in runs:
+        r["loss"] = losses(r["eval"], fps[r["target"]]["eval"])
+    return runs, fps
+
+
+def aggregate(runs, conf):
+    targets = conf["targets"].split()
+    settings = [s.split(":")[0] for s in conf["settings"].split()]
+    sources = conf["sources"].split()
+    methods = [m for m in conf["methods"].split() if m != "rtn"]
+    seeds = [int(s) for s in conf["seeds"].split()]
+    by = {(r["target"], r["setting"], r["seed"], r["source"], r["method"]): r for r in runs}
+    agg = []
+    for t in targets:
+        for s in settings:
+            for m in methods:
+                for src in sources:
+                    row = {"target": t, "setting": s, "method": m, "source": src}
+                    for k in METRICS:
+                        vals = [by[(t, s, e, src, m)]["loss"].get(k) for e in seeds if (t, s, e, src, m) in by]
+                        base = [by[(t, s, e, "original", m)]["loss"].get(k) for e in seeds if (t, s, e, "original", m) in by]
+                        row[k] = mean_sd(vals)
+                        row[k + "_n"] = len([v for v in vals if v is not None])
+                        gains = []
+                        for e in seeds:
+                            a, b = by.get((t, s, e, src, m)), by.get((t, s, e, "original", m))
+                            if a and b and a["loss"].get(k) is not None and b["loss"].get(k):
+                                gains.append(1.0 - a["loss"][k] / b["loss"][k])
+                        bm = mean_sd(base)[0]
+                        resolved = bm is not None and bm >= RESOLUTION[k]
+                        row[k + "_gain"] = mean_sd(gains) if (src != "original" and resolved) else (None, None)
+                        row[k + "_gain_of_means"] = (
+                            1.0 - row[k][0] / bm if (src != "original" and resolved and row[k][0] is not None) else None)
+                    agg.append(row)
+    return agg
+
+
+def svg_loss(agg, conf, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    targets = conf["targets"].split()
+    settings = [s.split(":")[0] for s in conf["settings"].split()]
+    sources = conf["sources"].split()
+    methods = [m for m in conf["methods"].split() if m != "rtn"]
+    fig, axes = plt.subplots(len(targets), len(settings), figsize=(6.5 * len(settings), 3.6 * len(targets)),
+                             squeeze=False)
+    width = 0.8 / len(sources)
+    for i, t in enumerate(targets):
+        for j, s in enumerate(settings):
+            ax = axes[i][j]
+            for k, src in enumerate(sources):
+                ms, sds = [], []
+                for m in methods:
+                    row = next(r for r in agg if (r["target"], r["setting"], r["method"], r["source"]) == (t, s, m, src))
+                    ms.append(row["ppl"][0] or 0.0)
+                    sds.append(row["ppl"][1] or 0.0)
+                xs = [x + (k - (len(sources) - 1) / 2) * width for x in range(len(methods))]
+                ax.bar(xs, ms, width, yerr=sds, capsize=2, label=source_label(src))
+            ax.set_xticks(range(len(methods)))
+            ax.set_xticklabels([METHOD_LABELS.get(m, m) for m in methods], fontsize=7)
+            ax.set_title(f"{t}, {s} calibration", fontsize=9)
+            ax.set_ylabel("ppl loss vs fp32 (%)", fontsize=8)
+            ax.axhline(0, color="black", linewidth=0.5)
+            ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.suptitle("Perplexity loss by method and calibration source (mean ± sd over seeds; lower is better)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="svg")
+    plt.close(fig)
+
+
+def coverage(out, conf):
+    """Per layer and slot: mean over channels of min(1, calib max |x| / eval max |x|)."""
+    t = conf.get("coverage_target", "").strip() or conf["targets"].split()[0]
+    cdir = os.path.join(out, "coverage", t)
+    ev_path = os.path.join(cdir, "eval.json")
+    if not os.path.exists(ev_path):
+        return None
+    ev = json.load(open(ev_path))
+    res = {"target": t, "eval_tokens": ev["tokens"], "sets": {}}
+    for f in sorted(os.listdir(cdir)):
+        if f == "eval.json" or not f.endswith(".json"):
+            continue
+        c = json.load(open(os.path.join(cdir, f)))
+        per, over = {}, {}
+        for slot in ev["layers"][0]:
+            vals, wide = [], []
+            for le, lc in zip(ev["layers"], c["layers"]):
+                pairs = [(a, b) for a, b in zip(le[slot], lc[slot]) if a > 0]
+                vals.append(statistics.mean(min(1.0, b / a) for a, b in pairs) if pairs else 1.0)
+                wide.append(statistics.mean(1.0 if b > a else 0.0 for a, b in pairs) if pairs else 0.0)
+            per[slot] = vals
+            over[slot] = wide
+        res["sets"][f[:-5]] = {"tokens": c["tokens"], "coverage": per, "wider": over}
+    return res
+
+
+def svg_coverage(cov, conf, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    settings = [s.split(":")[0] for s in conf["settings"].split()]
+    sources = conf["sources"].split()
+    slots = list(next(iter(cov["sets"].values()))["coverage"])
+    fig, axes = plt.subplots(len(settings), len(slots), figsize=(3.2 * len(slots), 3.0 * len(settings)),
+                             squeeze=False, sharey=True)
+    for i, s in enumerate(settings):
+        for j, slot in enumerate(slots):
+            ax = axes[i][j]
+            for src in sources:
+                key = f"{s}-{src}"
+                if key in cov["sets"]:
+                    v = cov["sets"][key]["coverage"][slot]
+                    ax.plot(range(len(v)), v, marker="o", markersize=3, label=source_label(src))
+            ax.set_title(f"{s}: {slot} input", fontsize=9)
+            ax.set_xlabel("block", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("coverage of eval max |x|", fontsize=8)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{cov['target']}: mean over channels of min(1, calibration max |x| / evaluation max |x|)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="svg")
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--write", default="", help="RESULTS.md to write (plots and JSON go to results/ beside it)")
+    ap.add_argument("--tuning", default="", help="run.sh output of the tuning run on validation splits (a section)")
+    a = ap.parse_args()
+    conf = read_conf(os.path.join(a.out, "config.conf"))
+    dest = a.write or os.path.join(a.out, "report", "RESULTS.md")
+    rdir = os.path.join(os.path.dirname(os.path.abspath(dest)), "results")
+    os.makedirs(rdir, exist_ok=True)
+    runs, fps = load(a.out)
+    if not runs:
+        sys.exit("report: no results in " + a.out)
+    agg = aggregate(runs, conf)
+    cov = coverage(a.out, conf)
+    timing = {}
+    tpath = os.path.join(a.out, "timing.txt")
+    if os.path.exists(tpath):
+        for line in open(tpath):  # one line per phase and run; resumed runs add up
+            k, v = line.split()
+            timing[k] = timing.get(k, 0) + int(v)
+        timing["total"] = sum(timing.values())
+
+    targets = conf["targets"].split()
+    settings = conf["settings"].split()
+    sources = conf["sources"].split()
+    methods = [m for m in conf["methods"].split() if m != "rtn"]
+    seeds = conf["seeds"].split()
+    rel = os.path.relpath(rdir, os.path.dirname(os.path.abspath(dest)))
+
+    svg_loss(agg, conf, os.path.join(rdir, "loss_by_method_source.svg"))
+    if cov and cov["sets"]:
+        svg_coverage(cov, conf, os.path.join(rdir, "coverage_by_layer.svg"))
+
+    def row_of(t, s, m, src):
+        return next(r for r in agg if (r["target"], r["setting"], r["method"], r["source"]) == (t, s, m, src))
+
+    L = []
+    L.append("# FAQ on famq's family: results\n")
+    L.append("Written by `scripts/experiment/report.py` from the run of "
+             f"`bash scripts/experiment/run.sh scripts/experiment/{conf.get('name', 'full')}.conf`; "
+             "every number below is in [results/results.json](" + rel + "/results.json).\n")
+    L.append("## Set-up\n")
+    fpd = {t: fps[t]["eval"] for t in fps}
+    L.append(f"- targets {', '.join(targets)}; regenerator and expert {conf['regenerator']}; "
+             f"n = {conf['n']} originals per draw, L = {conf['seq_len']} tokens per calibration sample for every source "
+             f"(equal budgets: {conf['n']} samples × {conf['seq_len']} tokens), G = {conf['group_size']}, keep 1, "
+             f"seeds {', '.join(seeds)} (each seed draws other originals and regenerates with its own seed);")
+    L.append("- calibration settings: " + "; ".join(
+        f"**{s.split(':')[0]}** = draws from `models/calib/{s.split(':')[1]}.jsonl`" for s in settings) +
+             " (training splits only);")
+    L.append("- sources: " + "; ".join(f"**{source_label(s)}**" for s in sources) +
+             " (DESIGN.md §1.1; self = the target regenerates, scored by the same expert);")
+    L.append("- methods: " + "; ".join(METHOD_LABELS.get(m, m) for m in conf["methods"].split()) +
+             " (RTN needs no calibration: the floor, once per target);")
+    L.append(f"- evaluation: `famq eval --suite {conf['suite']}` (`models/eval/{conf['suite']}.json`: test splits, "
+             "never tuned on), fp32 reference per target: " + "; ".join(
+                 f"{t} reasoning {100 * fpd[t]['reasoning']['accuracy']:.1f}%, ppl " +
+                 ", ".join(f"{d} {fpd[t]['text'][d]['ppl']:.1f}" for d in sorted(fpd[t]['text'])) for t in targets
+                 if t in fpd) + ".\n")
+    L.append("Loss is signed so that larger is worse: ppl loss = mean over the four text domains of "
+             "100·(ppl_q/ppl_fp − 1) %; top-1 loss = mean of 100·(acc_fp − acc_q) points; reasoning loss = "
+             "100·(exact_fp − exact_q) points. FAQ gain = 1 − loss(source)/loss(original), per seed, then mean ± sd "
+             f"over seeds; it is left out (–) where the original data's mean loss is below the resolution "
+             f"({RESOLUTION['ppl']}% ppl, {RESOLUTION['top1']} top-1 points, {RESOLUTION['reasoning']} reasoning "
+             "points).\n")
+
+    findings = os.path.join(HERE, "findings.md")
+    if a.write and os.path.exists(findings):
+        L.append(open(findings, encoding="utf-8").read().rstrip() + "\n")
+
+    tuning_doc = None
+    if a.tuning and os.path.isdir(os.path.join(a.tuning, "results")):
+        tconf = read_conf(os.path.join(a.tuning, "config.conf"))
+        truns, _ = load(a.tuning)
+        tagg = aggregate(truns, tconf)
+        tsources = tconf["sources"].split()
+        tmethods = [m for m in tconf["methods"].split() if m != "rtn"]
+        ttargets = tconf["targets"].split()
+        L.append("## Tuning on the validation splits\n")
+        L.append(f"`bash scripts/experiment/run.sh scripts/experiment/{tconf.get('name', 'tune')}.conf`: "
+                 f"{', '.join(ttargets)}, suite `{tconf['suite']}` (validation splits), seeds {tconf['seeds']}, "
+                 "the same draws as the grid; variants of the regeneration (flags in the config). "
+                 + (f"Wall time {tsec // 60} min {tsec % 60} s. " if (tsec := sum(
+                     int(line.split()[1]) for line in open(os.path.join(a.tuning, "timing.txt")))
+                     if os.path.exists(os.path.join(a.tuning, "timing.txt")) else 0) else "") +
+                 "Ppl loss (%), mean ± sd over seeds:\n")
+        for s_ in tconf["settings"].split():
+            lab = s_.split(":")[0]
+            L.append(f"**{lab}**\n")
+            L.append("| target | method | " + " | ".join(source_label(x) for x in tsources) + " |")
+            L.append("|---|---|" + "---|" * len(tsources))
+            for t in ttargets:
+                for m in tmethods:
+                    cells = [fmt(*next(r for r in tagg if (r["target"], r["setting"], r["method"], r["source"]) ==
+                                       (t, lab, m, x))["ppl"], digits=3) for x in tsources]
+                    L.append(f"| {t} | {METHOD_LABELS.get(m, m)} | " + " | ".join(cells) + " |")
+            L.append("")
+        L.append("Gain of the means (1 − mean loss / mean loss of the original data), averaged over the methods:\n")
+        L.append("| setting | " + " | ".join(source_label(x) for x in tsources if x != "original") + " |")
+        L.append("|---|" + "---|" * (len(tsources) - 1))
+        tuning_doc = {"config": tconf, "aggregate": tagg}
+        for s_ in tconf["settings"].split():
+            lab = s_.split(":")[0]
+            cells = []
+            for x in tsources:
+                if x == "original":
+                    continue
+                g = [r["ppl_gain_of_means"] for r in tagg if r["setting"] == lab and r["source"] == x
+                     and r["ppl_gain_of_means"] is not None]
+                cells.append(f"{100 * statistics.mean(g):+.0f}%" if g else "–")
+            L.append(f"| {lab} | " + " | ".join(cells) + " |")
+        L.append("")
+
+    L.append("## Perplexity loss (%) and gain over the original data\n")
+    L.append(f"![loss by method and source]({rel}/loss_by_method_source.svg)\n")
+    for t in targets:
+        for s in settings:
+            lab = s.split(":")[0]
+            L.append(f"### {t}, {lab} calibration\n")
+            L.append("| method | " + " | ".join(source_label(x) for x in sources) + " |")
+            L.append("|---|" + "---|" * len(sources))
+            for m in methods:
+                cells = []
+                for src in sources:
+                    r = row_of(t, lab, m, src)
+                    c = fmt(*r["ppl"], digits=3)
+                    if src != "original" and r["ppl_gain"][0] is not None:
+                        c += f"<br>gain {fmt(*r['ppl_gain'], pct=True)}"
+                    cells.append(c)
+                L.append(f"| {METHOD_LABELS.get(m, m)} | " + " | ".join(cells) + " |")
+            rtn = [r for r in runs if r["target"] == t and r["method"] == "rtn"]
+            if rtn:
+                L.append(f"\nRTN W4 g32 (no calibration): ppl loss {rtn[0]['loss']['ppl']:.3f} %, top-1 loss "
+                         f"{rtn[0]['loss']['top1']:.3f}, reasoning loss {rtn[0]['loss'].get('reasoning', float('nan')):.1f}.\n")
+
+    L.append("## Average FAQ gain per source (ppl loss), over methods and targets\n")
+    L.append("Mean of the per-(method, target) mean gains where the original data's loss is resolved; "
+             "in brackets the number of (method, target) cells that entered.\n")
+    L.append("| setting | " + " | ".join(source_label(x) for x in sources if x != "original") + " |")
+    L.append("|---|" + "---|" * (len(sources) - 1))
+    averages = {}
+    for s in settings:
+        lab = s.split(":")[0]
+        cells = []
+        for src in sources:
+            if src == "original":
+                continue
+            g = [r["ppl_gain"][0] for r in agg if r["setting"] == lab and r["source"] == src and r["ppl_gain"][0] is not None]
+            averages[(lab, src)] = (statistics.mean(g) if g else None, len(g))
+            cells.append(f"{100 * statistics.mean(g):+.0f}% ({len(g)})" if g else "–")
+        L.append(f"| {lab} | " + " | ".join(cells) + " |")
+    L.append("")
+
+    for k in ("top1", "reasoning"):
+        L.append(f"## {METRICS[k]}: mean ± sd over seeds\n")
+        for s in settings:
+            lab = s.split(":")[0]
+            L.append(f"**{lab} calibration**\n")
+            L.append("| target | method | " + " | ".join(source_label(x) for x in sources) + " |")
+            L.append("|---|---|" + "---|" * len(sources))
+            for t in targets:
+                for m in methods:
+                    cells = [fmt(*row_of(t, lab, m, src)[k], digits=2 if k == "top1" else 1) for src in sources]
+                    L.append(f"| {t} | {METHOD_LABELS.get(m, m)} | " + " | ".join(cells) + " |")
+            L.append("")
+    if any(r["loss"].get("reasoning") is not None for r in runs):
+        n = next(r for r in runs)["eval"]["reasoning"]["total"]
+        L.append(f"The reasoning subset has {n} problems, so one problem is {100 / n:.2f} points.\n")
+
+    if cov and cov["sets"]:
+        L.append("## Coverage of inference-time activation ranges\n")
+        L.append(f"For {cov['target']} (seed {seeds[0]}), per block and linear input: the mean over input channels of "
+                 "min(1, max |x| over the calibration set / max |x| over evaluation text), from "
+                 "`famq-rt act-stats` (fp32 model, masked tokens excluded; evaluation text: "
+                 f"{cov['eval_tokens']} tokens of the test splits' text domains). 1.0 means every channel's "
+                 "evaluation-time range was reached.\n")
+        L.append(f"![coverage by layer]({rel}/coverage_by_layer.svg)\n")
+        slots = list(next(iter(cov["sets"].values()))["coverage"])
+        L.append("Mean over blocks of the coverage, and in brackets the share of channels whose calibration "
+                 "range is *wider* than the evaluation text's (what a min-max range estimator then spends its "
+                 "int8 steps on):\n")
+        L.append("| setting | source | tokens | " + " | ".join(slots) + " |")
+        L.append("|---|---|---|" + "---|" * len(slots))
+        order = {src: i for i, src in enumerate(sources)}
+        keys = sorted(cov["sets"], key=lambda k: (k.split("-")[0], order.get(k.split("-", 1)[1], 99)))
+        for key in keys:
+            v = cov["sets"][key]
+            lab, src = key.split("-", 1)
+            L.append(f"| {lab} | {source_label(src)} | {v['tokens']} | " +
+                     " | ".join(f"{statistics.mean(v['coverage'][x]):.3f} ({statistics.mean(v['wider'][x]):.2f})"
+                                for x in slots) + " |")
+        L.append("")
+
+    L.append("## Reproduce, and wall time\n")
+    L.append("    bash scripts/install-deps.sh            # once, as root")
+    L.append(f"    bash scripts/experiment/run.sh scripts/experiment/{conf.get('name', 'full')}.conf\n")
+    L.append(f"On this machine (2 cores, {conf.get('jobs', '2')} workers of one thread each): " +
+             ", ".join(f"{k} {v // 60} min {v % 60} s" for k, v in timing.items()) + ". "
+             f"{len(runs) + len(fps)} models evaluated (fp32 and quantized).\n")
+    text = "\n".join(L) + "\n"
+    tmp = dest + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, dest)
+
+    flat = []
+    for r in runs:
+        e = r["eval"]
+        flat.append({"target": r["target"], "setting": r["setting"], "seed": r["seed"], "source": r["source"],
+                     "method": r["method"], "loss": r["loss"],
+                     "ppl": {d: v["ppl"] for d, v in e["text"].items()},
+                     "top1": {d: v["top1_accuracy"] for d, v in e["text"].items()},
+                     "reasoning": e.get("reasoning", {}).get("accuracy"),
+                     "finalize_seconds": r["finalize"]["seconds"] if r.get("finalize") else None,
+                     "calib_tokens": r["finalize"]["calib_tokens"] if r.get("finalize") else None})
+    doc = {"config": conf, "timing_s": timing,
+           "fp32": {t: {"ppl": {d: v["ppl"] for d, v in fps[t]["eval"]["text"].items()},
+                        "top1": {d: v["top1_accuracy"] for d, v in fps[t]["eval"]["text"].items()},
+                        "reasoning": fps[t]["eval"].get("reasoning", {}).get("accuracy")} for t in fps},
+           "runs": flat, "aggregate": agg,
+           "average_gain": [{"setting": k[0], "source": k[1], "ppl_gain": v[0], "cells": v[1]}
+                            for k, v in averages.items()],
+           "coverage": cov, "tuning": tuning_doc}
+    tmp = os.path.join(rdir, "results.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, os.path.join(rdir, "results.json"))
+    print(f"report: {dest}, {rdir}/results.json and plots ({len(runs)} quantized runs)")
+
+
+if __name__ == "__main__":
+    main()
