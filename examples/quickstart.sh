@@ -101,6 +101,9 @@ if [ ${#arm_models[@]} -gt 0 ]; then
 fi
 
 step "6/6 famq-rt generate from the FAQ-calibrated W4 g32 model"
+printf 'And God said'
 "$rt" generate --qmodel "$out/faq-w4g32.famq" --prompt "And God said" -n 40
 echo
-step "done in $((SECONDS - t0)) s; files in $out. One seed: see docs/RESULTS.md for the grid with spreads."
+step "done in $((SECONDS - t0)) s; files in $out.
+  One draw, one seed: docs/RESULTS.md has the grid over seeds, methods and ablations, where FAQ's gain on
+  this tiny family stays within the seed-to-seed spread."
