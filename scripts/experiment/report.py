@@ -143,9 +143,41 @@ def aggregate(runs, conf):
     return agg
 
 
+def cell(agg, target, setting, method, source):
+    return next(r for r in agg if (r["target"], r["setting"], r["method"], r["source"]) ==
+                (target, setting, method, source))
+
+
+def metric_tables(L, agg, settings, targets, methods, sources, key, digits, suffix=""):
+    """One table per setting: rows (target, method), columns sources, mean ± sd of `key`."""
+    for s in settings:
+        lab = s.split(":")[0]
+        L.append(f"**{lab}{suffix}**\n")
+        L.append("| target | method | " + " | ".join(source_label(x) for x in sources) + " |")
+        L.append("|---|---|" + "---|" * len(sources))
+        for t in targets:
+            for m in methods:
+                cells = [fmt(*cell(agg, t, lab, m, src)[key], digits=digits) for src in sources]
+                L.append(f"| {t} | {METHOD_LABELS.get(m, m)} | " + " | ".join(cells) + " |")
+        L.append("")
+
+
+def read_timing(out):
+    """Seconds per phase, summed over the runs that wrote OUT/timing.txt (resumed runs add up)."""
+    timing = {}
+    path = os.path.join(out, "timing.txt")
+    if os.path.exists(path):
+        for line in open(path):
+            k, v = line.split()
+            timing[k] = timing.get(k, 0) + int(v)
+    timing["total"] = sum(timing.values())
+    return timing
+
+
 def svg_loss(agg, conf, path):
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "famq"  # reproducible ids: the same numbers give the same file
     import matplotlib.pyplot as plt
     targets = conf["targets"].split()
     settings = [s.split(":")[0] for s in conf["settings"].split()]
@@ -160,7 +192,7 @@ def svg_loss(agg, conf, path):
             for k, src in enumerate(sources):
                 ms, sds = [], []
                 for m in methods:
-                    row = next(r for r in agg if (r["target"], r["setting"], r["method"], r["source"]) == (t, s, m, src))
+                    row = cell(agg, t, s, m, src)
                     ms.append(row["ppl"][0] or 0.0)
                     sds.append(row["ppl"][1] or 0.0)
                 xs = [x + (k - (len(sources) - 1) / 2) * width for x in range(len(methods))]
@@ -174,7 +206,7 @@ def svg_loss(agg, conf, path):
     axes[0][0].legend(fontsize=7, ncol=2)
     fig.suptitle("Perplexity loss by method and calibration source (mean ± sd over seeds; lower is better)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, format="svg")
+    fig.savefig(path, format="svg", metadata={"Date": None})
     plt.close(fig)
 
 
@@ -207,6 +239,7 @@ def coverage(out, conf):
 def svg_coverage(cov, conf, path):
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "famq"  # reproducible ids: the same numbers give the same file
     import matplotlib.pyplot as plt
     settings = [s.split(":")[0] for s in conf["settings"].split()]
     sources = conf["sources"].split()
@@ -229,7 +262,7 @@ def svg_coverage(cov, conf, path):
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{cov['target']}: mean over channels of min(1, calibration max |x| / evaluation max |x|)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, format="svg")
+    fig.savefig(path, format="svg", metadata={"Date": None})
     plt.close(fig)
 
 
@@ -248,13 +281,7 @@ def main():
         sys.exit("report: no results in " + a.out)
     agg = aggregate(runs, conf)
     cov = coverage(a.out, conf)
-    timing = {}
-    tpath = os.path.join(a.out, "timing.txt")
-    if os.path.exists(tpath):
-        for line in open(tpath):  # one line per phase and run; resumed runs add up
-            k, v = line.split()
-            timing[k] = timing.get(k, 0) + int(v)
-        timing["total"] = sum(timing.values())
+    timing = read_timing(a.out)
 
     targets = conf["targets"].split()
     settings = conf["settings"].split()
@@ -266,9 +293,6 @@ def main():
     svg_loss(agg, conf, os.path.join(rdir, "loss_by_method_source.svg"))
     if cov and cov["sets"]:
         svg_coverage(cov, conf, os.path.join(rdir, "coverage_by_layer.svg"))
-
-    def row_of(t, s, m, src):
-        return next(r for r in agg if (r["target"], r["setting"], r["method"], r["source"]) == (t, s, m, src))
 
     L = []
     L.append("# FAQ on famq's family: results\n")
@@ -316,21 +340,9 @@ def main():
         L.append(f"`bash scripts/experiment/run.sh scripts/experiment/{tconf.get('name', 'tune')}.conf`: "
                  f"{', '.join(ttargets)}, suite `{tconf['suite']}` (validation splits), seeds {tconf['seeds']}, "
                  "the same draws as the grid; variants of the regeneration (flags in the config). "
-                 + (f"Wall time {tsec // 60} min {tsec % 60} s. " if (tsec := sum(
-                     int(line.split()[1]) for line in open(os.path.join(a.tuning, "timing.txt")))
-                     if os.path.exists(os.path.join(a.tuning, "timing.txt")) else 0) else "") +
+                 f"Wall time {read_timing(a.tuning)['total'] // 60} min {read_timing(a.tuning)['total'] % 60} s. "
                  "Ppl loss (%), mean ± sd over seeds:\n")
-        for s_ in tconf["settings"].split():
-            lab = s_.split(":")[0]
-            L.append(f"**{lab}**\n")
-            L.append("| target | method | " + " | ".join(source_label(x) for x in tsources) + " |")
-            L.append("|---|---|" + "---|" * len(tsources))
-            for t in ttargets:
-                for m in tmethods:
-                    cells = [fmt(*next(r for r in tagg if (r["target"], r["setting"], r["method"], r["source"]) ==
-                                       (t, lab, m, x))["ppl"], digits=3) for x in tsources]
-                    L.append(f"| {t} | {METHOD_LABELS.get(m, m)} | " + " | ".join(cells) + " |")
-            L.append("")
+        metric_tables(L, tagg, tconf["settings"].split(), ttargets, tmethods, tsources, "ppl", 3)
         L.append("Gain of the means (1 − mean loss / mean loss of the original data), averaged over the methods:\n")
         L.append("| setting | " + " | ".join(source_label(x) for x in tsources if x != "original") + " |")
         L.append("|---|" + "---|" * (len(tsources) - 1))
@@ -358,7 +370,7 @@ def main():
             for m in methods:
                 cells = []
                 for src in sources:
-                    r = row_of(t, lab, m, src)
+                    r = cell(agg, t, lab, m, src)
                     c = fmt(*r["ppl"], digits=3)
                     if src != "original" and r["ppl_gain"][0] is not None:
                         c += f"<br>gain {fmt(*r['ppl_gain'], pct=True)}"
@@ -389,16 +401,7 @@ def main():
 
     for k in ("top1", "reasoning"):
         L.append(f"## {METRICS[k]}: mean ± sd over seeds\n")
-        for s in settings:
-            lab = s.split(":")[0]
-            L.append(f"**{lab} calibration**\n")
-            L.append("| target | method | " + " | ".join(source_label(x) for x in sources) + " |")
-            L.append("|---|---|" + "---|" * len(sources))
-            for t in targets:
-                for m in methods:
-                    cells = [fmt(*row_of(t, lab, m, src)[k], digits=2 if k == "top1" else 1) for src in sources]
-                    L.append(f"| {t} | {METHOD_LABELS.get(m, m)} | " + " | ".join(cells) + " |")
-            L.append("")
+        metric_tables(L, agg, settings, targets, methods, sources, k, 2 if k == "top1" else 1, " calibration")
     if any(r["loss"].get("reasoning") is not None for r in runs):
         n = next(r for r in runs)["eval"]["reasoning"]["total"]
         L.append(f"The reasoning subset has {n} problems, so one problem is {100 / n:.2f} points.\n")
