@@ -381,6 +381,21 @@ def main():
                 L.append(f"\nRTN W4 g32 (no calibration): ppl loss {rtn[0]['loss']['ppl']:.3f} %, top-1 loss "
                          f"{rtn[0]['loss']['top1']:.3f}, reasoning loss {rtn[0]['loss'].get('reasoning', float('nan')):.1f}.\n")
 
+    domains = sorted(next(iter(fps.values()))["eval"]["text"])
+    L.append("## Perplexity loss per domain (%), mean over the calibrated methods and seeds\n")
+    L.append("| target | setting | source | " + " | ".join(domains) + " |")
+    L.append("|---|---|---|" + "---|" * len(domains))
+    for t in targets:
+        for s_ in settings:
+            lab = s_.split(":")[0]
+            for src in sources:
+                sel = [r for r in runs if r["target"] == t and r["setting"] == lab and r["source"] == src
+                       and r["method"] != "rtn"]
+                if sel:
+                    L.append(f"| {t} | {lab} | {source_label(src)} | " + " | ".join(
+                        f"{statistics.mean(r['loss']['ppl_by_domain'][d] for r in sel):.3f}" for d in domains) + " |")
+    L.append("")
+
     L.append("## Average FAQ gain per source (ppl loss), over methods and targets\n")
     L.append("Mean of the per-(method, target) mean gains where the original data's loss is resolved; "
              "in brackets the number of (method, target) cells that entered.\n")
