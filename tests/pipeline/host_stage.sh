@@ -126,7 +126,9 @@ head -c $((size / 2)) "$work/a.famqb" >"$work/cut.famqb"
 # member of the family, and refuses one with another tokenizer.
 "$famq" pack --in "$work/a.famqb.work/select.jsonl" --target "$repo/models/famq-tiny-m" --sign "$work/key.pem" \
   --out "$work/m.famqb" -q
-"$famq" inspect "$work/m.famqb" | grep -q "target .*famq-tiny-m" || fail "pack --target did not relabel the bundle"
+# (the output goes through a variable: grep -q on a pipe would SIGPIPE inspect under pipefail)
+inspect_m=$("$famq" inspect "$work/m.famqb")
+grep -q "target .*famq-tiny-m" <<<"$inspect_m" || fail "pack --target did not relabel the bundle"
 cmp <("$famq" inspect "$work/a.famqb" --json | $py -c "import json,sys; print(json.load(sys.stdin)['samples'])") \
   <("$famq" inspect "$work/m.famqb" --json | $py -c "import json,sys; print(json.load(sys.stdin)['samples'])") ||
   fail "relabelling changed the samples"
