@@ -70,9 +70,15 @@ for src in original faq; do
 done
 arm_rt=build/aarch64/runtime/tools/famq-rt/famq-rt
 arm_models=()
-if [ -x "$arm_rt" ] && command -v qemu-aarch64 >/dev/null && [ -d /opt/famq-sysroot/aarch64 ]; then
+# qemu-user as the aarch64 tests run it (toolchains/famq-debian-cross.cmake): the cross gcc's
+# loader and libc with -L, the sysroot's libraries through the guest's LD_LIBRARY_PATH.
+arm_sysroot=$(sed -n 's/^FAMQ_SYSROOT:PATH=//p' build/aarch64/CMakeCache.txt 2>/dev/null || true)
+arm_sysroot=${arm_sysroot:-/opt/famq-sysroot/aarch64}
+if [ -x "$arm_rt" ] && command -v qemu-aarch64 >/dev/null && [ -d "$arm_sysroot" ]; then
   step "4/6 device: the same on aarch64 under qemu ($arm_rt)"
-  arm() { qemu-aarch64 -L /opt/famq-sysroot/aarch64 "$@"; }
+  arm() {
+    qemu-aarch64 -L /usr/aarch64-linux-gnu -E "LD_LIBRARY_PATH=$arm_sysroot/usr/lib/aarch64-linux-gnu" "$@"
+  }
   for src in original faq; do
     arm "$arm_rt" finalize --model "$S" --bundle "$out/$src.famqb" --trust "$out/pub.pem" --method gptq --wbits 4 \
       --group 32 --out "$out/$src-w4g32-aarch64.famq"
