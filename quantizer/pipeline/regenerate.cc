@@ -97,27 +97,51 @@ Result<std::vector<GeneratedCandidate>> GenerateGroup(Engine& engine, std::span<
   sp.top_k = g.top_k;
   FAMQ_RETURN_IF_ERROR(ValidateSamplingParams(sp));
   const size_t vocab = static_cast<size_t>(engine.vocab_size());
-  std::vector<float> prompt_logits(vocab), logits(vocab);
-  FAMQ_RETURN_IF_ERROR(engine.Forward(prompt, 0, prompt_logits.data(), false));
-  Sampler sampler(engine.vocab_size(), sp);
-  std::vector<GeneratedCandidate> out(static_cast<size_t>(g.n));
   const int start = static_cast<int>(prompt.size());
-  for (int j = 0; j < g.n; ++j) {
-    sampler.Reseed(CandidateSeed(g.seed, static_cast<uint64_t>(j)));
+  // Candidates decode `width` at a time, one sequence slot each, every step
+  // one batched forward pass over the unfinished ones.
+  const int width = std::min({g.n, engine.max_sequences(), engine.max_batch()});
+  std::vector<float> prompt_logits(vocab), logits(static_cast<size_t>(width) * vocab);
+  FAMQ_RETURN_IF_ERROR(engine.Forward(prompt, 0, prompt_logits.data(), false));
+  for (int s = 1; s < width; ++s) FAMQ_RETURN_IF_ERROR(engine.CopySequence(0, s, start));
+  std::vector<Sampler> samplers(static_cast<size_t>(width), Sampler(engine.vocab_size(), sp));
+  std::vector<int32_t> row_tok(static_cast<size_t>(width)), row_pos(static_cast<size_t>(width)),
+      row_seq(static_cast<size_t>(width)), row_cand(static_cast<size_t>(width));
+  std::vector<GeneratedCandidate> out(static_cast<size_t>(g.n));
+  for (auto& c : out) c.ids.reserve(static_cast<size_t>(g.max_new_tokens));
+  // Appends `tok` to candidate j; true when j is done.
+  auto take = [&](int j, int32_t tok) {
     GeneratedCandidate& c = out[static_cast<size_t>(j)];
-    c.ids.reserve(static_cast<size_t>(g.max_new_tokens));
-    const float* cur = prompt_logits.data();
-    for (int i = 0; i < g.max_new_tokens; ++i) {
-      const int32_t tok = sampler.Sample(cur);
-      c.ids.push_back(tok);
-      if (std::find(g.stop_tokens.begin(), g.stop_tokens.end(), tok) != g.stop_tokens.end()) {
-        c.finished = true;
-        break;
+    c.ids.push_back(tok);
+    c.finished = std::find(g.stop_tokens.begin(), g.stop_tokens.end(), tok) != g.stop_tokens.end();
+    return c.finished || static_cast<int>(c.ids.size()) == g.max_new_tokens;
+  };
+  for (int first = 0; first < g.n; first += width) {
+    const int count = std::min(width, g.n - first);
+    int rows = 0;
+    for (int s = 0; s < count; ++s) {
+      Sampler& sampler = samplers[static_cast<size_t>(s)];
+      sampler.Reseed(CandidateSeed(g.seed, static_cast<uint64_t>(first + s)));
+      if (!take(first + s, sampler.Sample(prompt_logits.data()))) row_cand[static_cast<size_t>(rows++)] = s;
+    }
+    while (rows > 0) {
+      for (int r = 0; r < rows; ++r) {
+        const size_t ri = static_cast<size_t>(r);
+        const GeneratedCandidate& c = out[static_cast<size_t>(first + row_cand[ri])];
+        row_tok[ri] = c.ids.back();
+        row_pos[ri] = start + static_cast<int>(c.ids.size()) - 1;
+        row_seq[ri] = row_cand[ri];
       }
-      if (i + 1 == g.max_new_tokens) break;
-      // Positions >= start belong to this candidate; the prompt's cache stays.
-      FAMQ_RETURN_IF_ERROR(engine.Forward(std::span<const int32_t>(&tok, 1), start + i, logits.data(), false));
-      cur = logits.data();
+      const size_t n = static_cast<size_t>(rows);
+      FAMQ_RETURN_IF_ERROR(engine.ForwardRows(std::span(row_tok).first(n), std::span(row_pos).first(n),
+                                              std::span(row_seq).first(n), logits.data()));
+      int kept = 0;
+      for (int r = 0; r < rows; ++r) {
+        const int s = row_cand[static_cast<size_t>(r)];
+        const int32_t tok = samplers[static_cast<size_t>(s)].Sample(&logits[static_cast<size_t>(r) * vocab]);
+        if (!take(first + s, tok)) row_cand[static_cast<size_t>(kept++)] = s;
+      }
+      rows = kept;
     }
   }
   return out;

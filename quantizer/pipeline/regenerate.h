@@ -65,7 +65,10 @@ uint64_t GroupSeed(uint64_t run_seed, uint64_t group);
 uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate);
 
 // Samples params.n continuations of `prompt`: the prompt is prefilled once
-// and every candidate decodes from the end of it through the KV cache.
+// (slot 0) and copied into min(n, engine.max_sequences()) sequence slots;
+// the candidates then decode that many at a time, one batched forward pass
+// per step (Engine::ForwardRows). A candidate's tokens depend only on the
+// prompt, the parameters and its seed, not on how many slots the engine has.
 // Errors: InvalidArgument (bad parameters, prompt + max_new_tokens beyond
 // the engine's context), or the engine's.
 Result<std::vector<GeneratedCandidate>> GenerateGroup(Engine& engine, std::span<const int32_t> prompt,

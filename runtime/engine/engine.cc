@@ -121,6 +121,10 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   int threads = options.num_threads;
   if (threads <= 0) threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
   if (threads > 256) return InvalidArgument("num_threads " + std::to_string(threads) + " is absurd");
+  if (options.max_sequences < 1 || options.max_sequences > 1024) {
+    return InvalidArgument("max_sequences " + std::to_string(options.max_sequences) + " is out of range [1, 1024]");
+  }
+  e->max_sequences_ = options.max_sequences;
 
   // The weights must describe this config; quantized models are checked on
   // load, so a mismatch here is a famq bug.
@@ -163,7 +167,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   }
 
   const size_t B = static_cast<size_t>(e->max_batch_);
-  const size_t cache = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e->max_seq_) * c.kv_dim();
+  const size_t cache = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e->max_sequences_) *
+                       static_cast<size_t>(e->max_seq_) * c.kv_dim();
   e->k_cache_.assign(cache, 0.0f);
   e->v_cache_.assign(cache, 0.0f);
   e->x_.resize(B * c.hidden_size);
@@ -174,6 +179,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   e->gu_.resize(B * 2 * static_cast<size_t>(c.intermediate_size));
   e->act_.resize(B * c.intermediate_size);
   e->scores_.resize(static_cast<size_t>(c.num_heads) * e->max_seq_);
+  e->row_pos_.resize(B);
+  e->row_seq_.resize(B);
   return e;
 }
 
@@ -209,7 +216,75 @@ Status Engine::ForwardLayer(int layer, float* x, int n, int pos, LinearObserver*
                            " do not fit (chunk " + std::to_string(max_batch_) + ", context " +
                            std::to_string(max_seq_) + ")");
   }
-  return LayerStep(static_cast<size_t>(layer), x, n, pos, observer);
+  PlaceContiguous(n, pos);
+  return LayerStep(static_cast<size_t>(layer), x, n, observer);
+}
+
+void Engine::PlaceContiguous(int n, int pos) {
+  for (int t = 0; t < n; ++t) {
+    row_pos_[static_cast<size_t>(t)] = pos + t;
+    row_seq_[static_cast<size_t>(t)] = 0;
+  }
+}
+
+Status Engine::ForwardRows(std::span<const int32_t> tokens, std::span<const int32_t> positions,
+                           std::span<const int32_t> seqs, float* logits) {
+  const int n = static_cast<int>(tokens.size());
+  if (n == 0 || n > max_batch_ || positions.size() != tokens.size() || seqs.size() != tokens.size()) {
+    return InvalidArgument("ForwardRows: takes 1 to " + std::to_string(max_batch_) +
+                           " rows with one position and one slot each");
+  }
+  for (int t = 0; t < n; ++t) {
+    const size_t r = static_cast<size_t>(t);
+    if (tokens[r] < 0 || tokens[r] >= config_.vocab_size) {
+      return InvalidArgument("ForwardRows: token id " + std::to_string(tokens[r]) + " outside the vocabulary of " +
+                             std::to_string(config_.vocab_size));
+    }
+    if (positions[r] < 0 || positions[r] >= max_seq_ || seqs[r] < 0 || seqs[r] >= max_sequences_) {
+      return InvalidArgument("ForwardRows: row " + std::to_string(t) + " (slot " + std::to_string(seqs[r]) +
+                             ", position " + std::to_string(positions[r]) + ") is outside the cache (" +
+                             std::to_string(max_sequences_) + " slots of " + std::to_string(max_seq_) + ")");
+    }
+    for (size_t u = 0; u < r; ++u) {
+      if (positions[u] == positions[r] && seqs[u] == seqs[r]) {
+        return InvalidArgument("ForwardRows: rows " + std::to_string(u) + " and " + std::to_string(t) +
+                               " write the same slot and position");
+      }
+    }
+    row_pos_[r] = positions[r];
+    row_seq_[r] = seqs[r];
+  }
+  const size_t H = static_cast<size_t>(config_.hidden_size);
+  const size_t row_bytes = H * DTypeSize(embed_.dtype);
+  for (int t = 0; t < n; ++t) {
+    ConvertToF32(embed_.dtype, embed_.data + static_cast<size_t>(tokens[static_cast<size_t>(t)]) * row_bytes, H,
+                 x_.data() + static_cast<size_t>(t) * H);
+  }
+  for (size_t li = 0; li < layers_.size(); ++li) FAMQ_RETURN_IF_ERROR(LayerStep(li, x_.data(), n, nullptr));
+  if (logits == nullptr) return Status::Ok();
+  for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], final_norm_.data(), config_.rms_norm_eps, H, &xn_[t * H]);
+  return lm_head_.Run(xn_.data(), logits, static_cast<size_t>(n), pool_);
+}
+
+Status Engine::CopySequence(int from, int to, int len) {
+  if (from < 0 || from >= max_sequences_ || to < 0 || to >= max_sequences_ || len < 0 || len > max_seq_) {
+    return InvalidArgument("CopySequence: slots " + std::to_string(from) + " -> " + std::to_string(to) + ", " +
+                           std::to_string(len) + " positions: outside the cache (" + std::to_string(max_sequences_) +
+                           " slots of " + std::to_string(max_seq_) + ")");
+  }
+  if (from == to || len == 0) return Status::Ok();
+  const size_t kv_dim = static_cast<size_t>(config_.kv_dim());
+  const size_t slot = static_cast<size_t>(max_seq_) * kv_dim;
+  const size_t count = static_cast<size_t>(len) * kv_dim;
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const size_t layer_off = li * static_cast<size_t>(max_sequences_) * slot;
+    const size_t src = layer_off + static_cast<size_t>(from) * slot, dst = layer_off + static_cast<size_t>(to) * slot;
+    std::copy_n(k_cache_.begin() + static_cast<std::ptrdiff_t>(src), count,
+                k_cache_.begin() + static_cast<std::ptrdiff_t>(dst));
+    std::copy_n(v_cache_.begin() + static_cast<std::ptrdiff_t>(src), count,
+                v_cache_.begin() + static_cast<std::ptrdiff_t>(dst));
+  }
+  return Status::Ok();
 }
 
 Status Engine::Forward(std::span<const int32_t> tokens, int pos, float* logits, bool all_logits) {
@@ -260,11 +335,14 @@ namespace {
 struct AttentionTask {
   const ModelConfig* c;
   const float* qkv;
-  const float* k_cache;  // this layer's [pos][kv_head][head_dim]
+  const float* k_cache;  // this layer's [slot][pos][kv_head][head_dim]
   const float* v_cache;
   float* out;
   float* scores;  // [num_heads][max_seq]
-  int max_seq, n, pos;
+  const int32_t* row_pos;  // [n]
+  const int32_t* row_seq;  // [n]
+  size_t slot_stride;      // floats per slot: max_seq * kv_dim
+  int max_seq, n;
 };
 
 // One head over every query of the chunk; causal, fp32 softmax like HF eager attention.
@@ -279,16 +357,19 @@ void AttendHead(void* context, size_t head) {
   float* scores = a.scores + head * static_cast<size_t>(a.max_seq);
   for (int t = 0; t < a.n; ++t) {
     const float* q = a.qkv + static_cast<size_t>(t) * qkv_stride + head * hd;
-    const int len = a.pos + t + 1;
+    const int len = a.row_pos[t] + 1;
+    const size_t slot_off = static_cast<size_t>(a.row_seq[t]) * a.slot_stride;
+    const float* k_cache = a.k_cache + slot_off;
+    const float* v_cache = a.v_cache + slot_off;
     for (int j = 0; j < len; ++j) {
-      scores[j] = ops::Dot(q, a.k_cache + static_cast<size_t>(j) * kv_dim + kv_head * hd, hd) * scale;
+      scores[j] = ops::Dot(q, k_cache + static_cast<size_t>(j) * kv_dim + kv_head * hd, hd) * scale;
     }
     ops::Softmax(scores, static_cast<size_t>(len));
     float* o = a.out + static_cast<size_t>(t) * static_cast<size_t>(c.q_dim()) + head * hd;
     std::fill(o, o + hd, 0.0f);
     for (int j = 0; j < len; ++j) {
       const float p = scores[j];
-      const float* v = a.v_cache + static_cast<size_t>(j) * kv_dim + kv_head * hd;
+      const float* v = v_cache + static_cast<size_t>(j) * kv_dim + kv_head * hd;
       for (size_t d = 0; d < hd; ++d) o[d] += p * v[d];
     }
   }
@@ -296,14 +377,16 @@ void AttendHead(void* context, size_t head) {
 
 }  // namespace
 
-void Engine::Attention(int layer, int n, int pos) {
-  const size_t layer_off = static_cast<size_t>(layer) * max_seq_ * config_.kv_dim();
-  AttentionTask task{&config_, qkv_.data(), k_cache_.data() + layer_off, v_cache_.data() + layer_off,
-                     attn_.data(), scores_.data(), max_seq_, n, pos};
+void Engine::Attention(int layer, int n) {
+  const size_t slot = static_cast<size_t>(max_seq_) * static_cast<size_t>(config_.kv_dim());
+  const size_t layer_off = static_cast<size_t>(layer) * static_cast<size_t>(max_sequences_) * slot;
+  AttentionTask task{&config_,      qkv_.data(),     k_cache_.data() + layer_off, v_cache_.data() + layer_off,
+                     attn_.data(),  scores_.data(),  row_pos_.data(),             row_seq_.data(),
+                     slot,          max_seq_,        n};
   pthreadpool_parallelize_1d(pool_, AttendHead, &task, static_cast<size_t>(config_.num_heads), 0);
 }
 
-Status Engine::LayerStep(size_t li, float* x, int n, int pos, LinearObserver* observer) {
+Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
   const ModelConfig& c = config_;
   const size_t H = static_cast<size_t>(c.hidden_size);
   const size_t hd = static_cast<size_t>(c.head_dim);
@@ -322,12 +405,14 @@ Status Engine::LayerStep(size_t li, float* x, int n, int pos, LinearObserver* ob
   for (int t = 0; t < n; ++t) ops::RmsNorm(&x[t * H], l.input_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
   FAMQ_RETURN_IF_ERROR(run(LinearSlot::kQkv, xn_.data(), qkv_.data()));
 
-  const size_t layer_off = li * static_cast<size_t>(max_seq_) * kv_dim;
+  const size_t slot = static_cast<size_t>(max_seq_) * kv_dim;
+  const size_t layer_off = li * static_cast<size_t>(max_sequences_) * slot;
   for (int t = 0; t < n; ++t) {
     float* q = &qkv_[t * qkv_stride];
     float* k = q + q_dim;
     const float* v = k + kv_dim;
-    const size_t p = static_cast<size_t>(pos + t);
+    const size_t p = static_cast<size_t>(row_pos_[static_cast<size_t>(t)]);
+    const size_t cache_off = layer_off + static_cast<size_t>(row_seq_[static_cast<size_t>(t)]) * slot + p * kv_dim;
     const float* cs = &rope_cos_[p * half];
     const float* sn = &rope_sin_[p * half];
     for (int h = 0; h < c.num_heads; ++h) {
@@ -340,10 +425,10 @@ Status Engine::LayerStep(size_t li, float* x, int n, int pos, LinearObserver* ob
       if (!l.k_norm.empty()) ops::RmsNorm(kh, l.k_norm.data(), c.rms_norm_eps, hd, kh);
       ops::ApplyRope(kh, cs, sn, half);
     }
-    std::copy(k, k + kv_dim, &k_cache_[layer_off + p * kv_dim]);
-    std::copy(v, v + kv_dim, &v_cache_[layer_off + p * kv_dim]);
+    std::copy(k, k + kv_dim, &k_cache_[cache_off]);
+    std::copy(v, v + kv_dim, &v_cache_[cache_off]);
   }
-  Attention(layer, n, pos);
+  Attention(layer, n);
   FAMQ_RETURN_IF_ERROR(run(LinearSlot::kOProj, attn_.data(), tmp_.data()));
   ops::AddInPlace(x, tmp_.data(), batch * H);
 
@@ -363,7 +448,8 @@ Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits
   for (int t = 0; t < n; ++t) {
     ConvertToF32(embed_.dtype, embed_.data + static_cast<size_t>(tokens[t]) * row_bytes, H, x_.data() + t * H);
   }
-  for (size_t li = 0; li < layers_.size(); ++li) FAMQ_RETURN_IF_ERROR(LayerStep(li, x_.data(), n, pos, nullptr));
+  PlaceContiguous(n, pos);
+  for (size_t li = 0; li < layers_.size(); ++li) FAMQ_RETURN_IF_ERROR(LayerStep(li, x_.data(), n, nullptr));
   if (hidden != nullptr) {
     for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], final_norm_.data(), c.rms_norm_eps, H, &xn_[t * H]);
     std::copy(xn_.begin(), xn_.begin() + static_cast<std::ptrdiff_t>(n * H), hidden);

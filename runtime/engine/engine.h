@@ -23,6 +23,10 @@ struct EngineOptions {
   int num_threads = 0;      // 0: one per online CPU, at most 8
   int max_seq_len = 0;      // KV-cache capacity; 0: min(max_position_embeddings, 2048)
   int max_batch = 64;       // tokens per prefill chunk (and rows of all-logits output)
+  // KV-cache sequence slots, for decoding several sequences in one batch
+  // (ForwardRows). Each slot holds max_seq_len positions of every layer's
+  // keys and values: 2 * layers * max_seq_len * kv_dim floats.
+  int max_sequences = 1;
 };
 
 // The linear layers of a transformer block, in execution order.
@@ -75,8 +79,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Runs `tokens` at positions [pos, pos + n) and appends their keys/values
-  // to the cache (entries at positions >= pos are overwritten).
+  // Runs `tokens` at positions [pos, pos + n) of sequence slot 0 and
+  // appends their keys/values to its cache (entries at positions >= pos are
+  // overwritten).
   // logits == nullptr: no head is computed.
   // all_logits == false: logits[vocab] receives the last token's logits; any n.
   // all_logits == true: logits[n][vocab] receives every token's; n <= max_batch().
@@ -87,6 +92,19 @@ class Engine {
   // in hidden_states[-1]): logits[n][vocab] (nullptr: no head) and
   // hidden[n][hidden_size] (nullptr: none). n <= max_batch().
   Status ForwardHidden(std::span<const int32_t> tokens, int pos, float* logits, float* hidden);
+
+  // One step for several sequences at once (batched decoding): row i runs
+  // tokens[i] at position positions[i] of sequence slot seqs[i], attending
+  // to that slot's cache at positions [0, positions[i]] (the earlier ones
+  // must have been written, by Forward for slot 0, ForwardRows or
+  // CopySequence); logits[n][vocab] receives every row's logits. Rows must
+  // name distinct (slot, position) pairs; n <= max_batch(). A row's result
+  // does not depend on the other rows.
+  Status ForwardRows(std::span<const int32_t> tokens, std::span<const int32_t> positions,
+                     std::span<const int32_t> seqs, float* logits);
+  // Copies positions [0, len) of slot `from`'s cache into slot `to` (a
+  // shared prompt prefilled once, then decoded in several slots).
+  Status CopySequence(int from, int to, int len);
 
   // Layer-by-layer execution (calibration): the embeddings of `tokens` into
   // x[n][hidden], then one block over x in place at positions [pos, pos + n)
@@ -104,13 +122,17 @@ class Engine {
   int vocab_size() const { return config_.vocab_size; }
   int max_seq_len() const { return max_seq_; }
   int max_batch() const { return max_batch_; }
+  int max_sequences() const { return max_sequences_; }
   int num_threads() const;
 
  private:
   Engine() = default;
   Status ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits, float* hidden = nullptr);
-  Status LayerStep(size_t li, float* x, int n, int pos, LinearObserver* observer);
-  void Attention(int layer, int n, int pos);
+  // Rows [0, n) of a chunk at positions [pos, pos + n) of slot 0.
+  void PlaceContiguous(int n, int pos);
+  // One block over x[n][hidden]; row t at row_pos_[t] of slot row_seq_[t].
+  Status LayerStep(size_t li, float* x, int n, LinearObserver* observer);
+  void Attention(int layer, int n);
 
   ModelConfig config_;
   TensorView embed_;  // mapped; rows converted on lookup
@@ -120,11 +142,14 @@ class Engine {
   pthreadpool_t pool_ = nullptr;
   int max_seq_ = 0;
   int max_batch_ = 0;
+  int max_sequences_ = 1;
 
   // RoPE tables [max_seq][head_dim / 2].
   std::vector<float> rope_cos_, rope_sin_;
-  // KV cache: [layer][pos][kv_head][head_dim].
+  // KV cache: [layer][slot][pos][kv_head][head_dim].
   std::vector<float> k_cache_, v_cache_;
+  // Where each row of the current chunk sits: position and sequence slot.
+  std::vector<int32_t> row_pos_, row_seq_;
   // Activations for one chunk of max_batch tokens.
   std::vector<float> x_;       // [batch][hidden] residual stream
   std::vector<float> xn_;      // [batch][hidden] normalized
