@@ -17,10 +17,15 @@ void AddCalibSourceOptions(CLI::App* cmd, CalibSourceArgs* a) {
   cmd->add_option("--seq-len", a->seq_len, "Tokens per --calib-text sample")->check(CLI::Range(2, 1 << 20));
 }
 
-Result<CalibrationSet> LoadCalibSource(const CalibSourceArgs& a, const ModelDir& model, bool quiet) {
+Status CheckCalibSourceArgs(const CalibSourceArgs& a) {
   if (a.bundle.empty() == a.calib_text.empty()) {
     return InvalidArgument("give exactly one calibration source: --bundle B (with --trust) or --calib-text FILE");
   }
+  return Status::Ok();
+}
+
+Result<CalibrationSet> LoadCalibSource(const CalibSourceArgs& a, const ModelDir& model, bool quiet) {
+  FAMQ_RETURN_IF_ERROR(CheckCalibSourceArgs(a));
   if (a.bundle.empty()) {
     FAMQ_ASSIGN_OR_RETURN(std::string text, ReadTextArg(a.calib_text));
     return CalibrationFromText(model.tokenizer, text, a.seq_len, a.calib_text);

@@ -20,8 +20,11 @@ struct CalibSourceArgs {
 // --bundle, --trust, --allow-unsigned, --allow-foreign-family, --calib-text, --seq-len.
 void AddCalibSourceOptions(CLI::App* cmd, CalibSourceArgs* a);
 
-// Exactly one of --bundle and --calib-text must be given (InvalidArgument
-// otherwise). A bundle is verified against --trust (or accepted unsigned with
+// InvalidArgument unless exactly one of --bundle and --calib-text is given:
+// the commands check it before loading a model, LoadCalibSource again.
+Status CheckCalibSourceArgs(const CalibSourceArgs& a);
+
+// Loads the source CheckCalibSourceArgs accepts. A bundle is verified against --trust (or accepted unsigned with
 // --allow-unsigned) and must carry `model`'s tokenizer hash unless
 // --allow-foreign-family; unless `quiet`, one line on stderr says what was
 // verified.

@@ -24,9 +24,7 @@ struct ActStatsArgs {
 };
 
 int RunActStats(const ActStatsArgs& a) {
-  if (a.source.bundle.empty() == a.source.calib_text.empty()) {
-    return Fail(InvalidArgument("give exactly one calibration source: --bundle B (with --trust) or --calib-text FILE"));
-  }
+  if (Status st = CheckCalibSourceArgs(a.source); !st.ok()) return Fail(st);
   auto m = OpenModelDir(a.model);
   if (!m.ok()) return Fail(m.status());
   auto calib = LoadCalibSource(a.source, *m, a.quiet);

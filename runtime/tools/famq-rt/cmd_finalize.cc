@@ -60,9 +60,7 @@ int RunFinalize(FinalizeArgs a) {
   if (o.method == QuantMethod::kSmoothQuant && a.abits == 0) o.abits = 8;  // SmoothQuant means W8A8
   o.symmetric = a.symmetric;
   o.gptq_act_order = a.act_order;
-  if (a.source.bundle.empty() == a.source.calib_text.empty()) {
-    return Fail(InvalidArgument("give exactly one calibration source: --bundle B (with --trust) or --calib-text FILE"));
-  }
+  if (Status st = CheckCalibSourceArgs(a.source); !st.ok()) return Fail(st);
   if (!a.mix_private.empty() && !(a.private_weight > 0.0f && a.private_weight < 1.0f)) {
     return Fail(InvalidArgument("--mix-private needs --private-weight W in (0, 1)"));
   }
