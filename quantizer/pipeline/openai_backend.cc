@@ -22,36 +22,127 @@ std::string Snippet(const std::string& body) {
   return s + (body.size() > 200 ? "..." : "");
 }
 
-class OpenAIBackend : public GroupBackend {
+// JSON over HTTP with timeouts and retries, and the model id of the server.
+class OpenAIClient {
  public:
-  OpenAIBackend(const OpenAIBackendOptions& o, const Tokenizer* tok) : o_(o), tok_(tok) {
+  explicit OpenAIClient(const OpenAIBackendOptions& o) : o_(o) {
     base_ = o_.url;
     while (!base_.empty() && base_.back() == '/') base_.pop_back();
     if (base_.size() >= 3 && base_.compare(base_.size() - 3, 3, "/v1") == 0) base_.resize(base_.size() - 3);
   }
 
+  // GET /v1/models: the model id (options.model or the first served) and its max_model_len (0: not said).
   Status Connect() {
     if (base_.rfind("http://", 0) != 0 && base_.rfind("https://", 0) != 0) {
       return InvalidArgument("backend URL '" + o_.url + "' must start with http:// or https://");
     }
     FAMQ_ASSIGN_OR_RETURN(Json models, Call("GET", "/v1/models", ""));
+    const bool listed = models.contains("data") && models["data"].is_array() && !models["data"].empty() &&
+                        models["data"][0].is_object();
     if (o_.model.empty()) {
-      if (!models.contains("data") || !models["data"].is_array() || models["data"].empty() ||
-          !models["data"][0].contains("id") || !models["data"][0]["id"].is_string()) {
+      if (!listed || !models["data"][0].contains("id") || !models["data"][0]["id"].is_string()) {
         return InvalidFormat(base_ + "/v1/models answered without a model id: " + Snippet(models.dump()));
       }
       model_ = models["data"][0]["id"].get<std::string>();
     } else {
       model_ = o_.model;
     }
+    if (listed) {
+      for (const auto& m : models["data"]) {
+        if (m.is_object() && m.value("id", std::string()) == model_ && m.contains("max_model_len") &&
+            m["max_model_len"].is_number_integer()) {
+          max_model_len_ = m["max_model_len"].get<int>();
+        }
+      }
+    }
     return Status::Ok();
   }
 
-  std::string Describe() const override { return "openai:" + base_; }
+  // One request; retries (default: options.retries) on connection errors,
+  // 429 and 5xx. *http_status: the last HTTP status (0: none came).
+  Result<Json> Call(const std::string& method, const std::string& path, const std::string& body,
+                    int* http_status = nullptr, int retries = -1) const {
+    if (retries < 0) retries = o_.retries;
+    httplib::Client cli(base_);
+    const auto secs = static_cast<time_t>(o_.timeout_s);
+    const auto usecs = static_cast<time_t>((o_.timeout_s - static_cast<double>(secs)) * 1e6);
+    cli.set_connection_timeout(10, 0);
+    cli.set_read_timeout(secs, usecs);
+    cli.set_write_timeout(secs, usecs);
+    std::string last_error;
+    double delay = o_.backoff_s;
+    if (http_status) *http_status = 0;
+    for (int attempt = 0; attempt <= retries; ++attempt) {
+      if (attempt > 0) {
+        std::fprintf(stderr, "[famq] %s %s%s: %s; retry %d/%d in %.1fs\n", method.c_str(), base_.c_str(), path.c_str(),
+                     last_error.c_str(), attempt, retries, delay);
+        std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+        delay *= 2;
+      }
+      auto res = method == "GET" ? cli.Get(path) : cli.Post(path, body, "application/json");
+      if (!res) {
+        last_error = "cannot reach the server (" + httplib::to_string(res.error()) + ")";
+        continue;
+      }
+      if (http_status) *http_status = res->status;
+      if (res->status == 429 || res->status >= 500) {
+        last_error = "HTTP " + std::to_string(res->status) + ": " + Snippet(res->body);
+        continue;
+      }
+      if (res->status != 200) {
+        return InvalidArgument(base_ + path + " refused the request: HTTP " + std::to_string(res->status) + ": " +
+                               Snippet(res->body));
+      }
+      auto j = Json::parse(res->body, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        return InvalidFormat(base_ + path + " answered garbage (not a JSON object): " + Snippet(res->body));
+      }
+      return j;
+    }
+    return IoError(base_ + path + ": " + last_error + " (gave up after " + std::to_string(retries) + " retries)");
+  }
 
-  Result<std::vector<GeneratedCandidate>> Generate(std::span<const int32_t> prompt, const GroupParams& p) override {
-    Json req{{"model", model_},
-             {"prompt", std::vector<int32_t>(prompt.begin(), prompt.end())},
+  const std::string& base() const { return base_; }
+  const std::string& model() const { return model_; }
+  int max_model_len() const { return max_model_len_; }
+
+ private:
+  OpenAIBackendOptions o_;
+  std::string base_, model_;
+  int max_model_len_ = 0;
+};
+
+class OpenAIBackend : public GroupBackend {
+ public:
+  OpenAIBackend(const OpenAIBackendOptions& o, const Tokenizer* tok) : client_(o), tok_(tok), chat_(o.chat) {}
+
+  // Connects; without options.chat, a server whose /v1/completions answers a
+  // one-token request with 404 or 405 regenerates through chat completions.
+  Status Connect() {
+    FAMQ_RETURN_IF_ERROR(client_.Connect());
+    if (chat_) return Status::Ok();
+    const Json probe{{"model", client_.model()}, {"prompt", std::vector<int32_t>{0}}, {"max_tokens", 1}};
+    int http_status = 0;
+    (void)client_.Call("POST", "/v1/completions", probe.dump(), &http_status, 0);
+    if (http_status == 404 || http_status == 405) {
+      chat_ = true;
+      std::fprintf(stderr, "[famq regenerate] %s has no /v1/completions: regenerating through "
+                           "/v1/chat/completions, one request per candidate (candidates differ from the "
+                           "completions path)\n", client_.base().c_str());
+    }
+    return Status::Ok();
+  }
+
+  std::string Describe() const override { return (chat_ ? "openai-chat:" : "openai:") + client_.base(); }
+
+  Result<std::vector<GeneratedCandidate>> Generate(const GroupRequest& request, const GroupParams& p) override {
+    return chat_ ? GenerateChat(request, p) : GenerateCompletions(request, p);
+  }
+
+ private:
+  Result<std::vector<GeneratedCandidate>> GenerateCompletions(const GroupRequest& request, const GroupParams& p) {
+    Json req{{"model", client_.model()},
+             {"prompt", request.prompt},
              {"n", p.n},
              {"temperature", p.temperature},
              {"top_p", p.top_p},
@@ -61,31 +152,64 @@ class OpenAIBackend : public GroupBackend {
              {"return_tokens_as_token_ids", true}};  // vLLM: logprobs tokens as "token_id:N"
     if (p.top_k > 0) req["top_k"] = p.top_k;
     if (!p.stop_tokens.empty()) req["stop_token_ids"] = p.stop_tokens;
-    FAMQ_ASSIGN_OR_RETURN(Json r, Call("POST", "/v1/completions", req.dump()));
+    FAMQ_ASSIGN_OR_RETURN(Json r, client_.Call("POST", "/v1/completions", req.dump()));
     if (!r.contains("choices") || !r["choices"].is_array() || r["choices"].size() != static_cast<size_t>(p.n)) {
-      return InvalidFormat(base_ + ": expected " + std::to_string(p.n) + " choices, got: " + Snippet(r.dump()));
+      return InvalidFormat(client_.base() + ": expected " + std::to_string(p.n) + " choices, got: " + Snippet(r.dump()));
     }
     std::vector<GeneratedCandidate> out(static_cast<size_t>(p.n));
     for (const auto& ch : r["choices"]) {
       const int idx = ch.value("index", -1);
-      if (idx < 0 || idx >= p.n) return InvalidFormat(base_ + ": choice index out of range: " + Snippet(ch.dump()));
-      GeneratedCandidate& c = out[static_cast<size_t>(idx)];
-      FAMQ_RETURN_IF_ERROR(TokenIds(ch, &c.ids));
-      c.finished = ch.value("finish_reason", std::string()) == "stop";
-      // Servers leave the stop token out of the ids; the candidate record keeps it like the engine does.
-      if (c.finished && !p.stop_tokens.empty() &&
-          (c.ids.empty() || std::find(p.stop_tokens.begin(), p.stop_tokens.end(), c.ids.back()) == p.stop_tokens.end())) {
-        c.ids.push_back(p.stop_tokens.front());
+      if (idx < 0 || idx >= p.n) {
+        return InvalidFormat(client_.base() + ": choice index out of range: " + Snippet(ch.dump()));
       }
+      FAMQ_RETURN_IF_ERROR(ToCandidate(ch, "text", p, &out[static_cast<size_t>(idx)]));
     }
     return out;
   }
 
- private:
-  Status TokenIds(const Json& ch, std::vector<int32_t>* ids) {
+  // One request per candidate: chat servers may have no `n`.
+  Result<std::vector<GeneratedCandidate>> GenerateChat(const GroupRequest& request, const GroupParams& p) {
+    std::vector<GeneratedCandidate> out(static_cast<size_t>(p.n));
+    for (int j = 0; j < p.n; ++j) {
+      Json req{{"model", client_.model()},
+               {"messages", Json::array({{{"role", "user"}, {"content", request.original}}})},
+               {"n", 1},
+               {"temperature", p.temperature},
+               {"top_p", p.top_p},
+               {"seed", CandidateSeed(p.seed, static_cast<uint64_t>(j))},
+               {"max_tokens", p.max_new_tokens},
+               {"chat_template_kwargs", {{"enable_thinking", !request.no_cot}}}};
+      if (p.top_k > 0) req["top_k"] = p.top_k;
+      FAMQ_ASSIGN_OR_RETURN(Json r, client_.Call("POST", "/v1/chat/completions", req.dump()));
+      if (!r.contains("choices") || !r["choices"].is_array() || r["choices"].empty() ||
+          !r["choices"][0].is_object() || !r["choices"][0].contains("message") ||
+          !r["choices"][0]["message"].is_object()) {
+        return InvalidFormat(client_.base() + "/v1/chat/completions: expected a choice with a message, got: " +
+                             Snippet(r.dump()));
+      }
+      Json ch = r["choices"][0];
+      ch["content"] = ch["message"].value("content", Json());
+      FAMQ_RETURN_IF_ERROR(ToCandidate(ch, "content", p, &out[static_cast<size_t>(j)]));
+    }
+    return out;
+  }
+
+  Status ToCandidate(const Json& ch, const char* text_field, const GroupParams& p, GeneratedCandidate* c) {
+    FAMQ_RETURN_IF_ERROR(TokenIds(ch, text_field, &c->ids));
+    c->finished = ch.value("finish_reason", std::string()) == "stop";
+    // Servers leave the stop token out of the ids; the candidate record keeps it like the engine does.
+    if (c->finished && !p.stop_tokens.empty() &&
+        (c->ids.empty() ||
+         std::find(p.stop_tokens.begin(), p.stop_tokens.end(), c->ids.back()) == p.stop_tokens.end())) {
+      c->ids.push_back(p.stop_tokens.front());
+    }
+    return Status::Ok();
+  }
+
+  Status TokenIds(const Json& ch, const char* text_field, std::vector<int32_t>* ids) {
     if (ch.contains("token_ids") && ch["token_ids"].is_array()) {  // famq serve, newer vLLM
       for (const auto& v : ch["token_ids"]) {
-        if (!v.is_number_integer()) return InvalidFormat(base_ + ": token_ids holds a non-integer");
+        if (!v.is_number_integer()) return InvalidFormat(client_.base() + ": token_ids holds a non-integer");
         ids->push_back(v.get<int32_t>());
       }
       return Status::Ok();
@@ -106,56 +230,105 @@ class OpenAIBackend : public GroupBackend {
         return Status::Ok();
       }
     }
-    if (!ch.contains("text") || !ch["text"].is_string()) return InvalidFormat(base_ + ": a choice has no text");
+    if (!ch.contains(text_field) || !ch[text_field].is_string()) {
+      return InvalidFormat(client_.base() + ": a choice has no " + text_field);
+    }
     if (!warned_.exchange(true)) {
       std::fprintf(stderr, "[famq] warning: %s returns no token ids; re-tokenizing the text (ids may differ from "
-                           "those sampled)\n", base_.c_str());
+                           "those sampled)\n", client_.base().c_str());
     }
-    return tok_->Encode(ch["text"].get<std::string>(), ids);
+    return tok_->Encode(ch[text_field].get<std::string>(), ids);
   }
 
-  Result<Json> Call(const std::string& method, const std::string& path, const std::string& body) {
-    httplib::Client cli(base_);
-    const auto secs = static_cast<time_t>(o_.timeout_s);
-    const auto usecs = static_cast<time_t>((o_.timeout_s - static_cast<double>(secs)) * 1e6);
-    cli.set_connection_timeout(10, 0);
-    cli.set_read_timeout(secs, usecs);
-    cli.set_write_timeout(secs, usecs);
-    std::string last_error;
-    double delay = o_.backoff_s;
-    for (int attempt = 0; attempt <= o_.retries; ++attempt) {
-      if (attempt > 0) {
-        std::fprintf(stderr, "[famq] %s %s%s: %s; retry %d/%d in %.1fs\n", method.c_str(), base_.c_str(), path.c_str(),
-                     last_error.c_str(), attempt, o_.retries, delay);
-        std::this_thread::sleep_for(std::chrono::duration<double>(delay));
-        delay *= 2;
-      }
-      auto res = method == "GET" ? cli.Get(path) : cli.Post(path, body, "application/json");
-      if (!res) {
-        last_error = "cannot reach the server (" + httplib::to_string(res.error()) + ")";
-        continue;
-      }
-      if (res->status == 429 || res->status >= 500) {
-        last_error = "HTTP " + std::to_string(res->status) + ": " + Snippet(res->body);
-        continue;
-      }
-      if (res->status != 200) {
-        return InvalidArgument(base_ + path + " refused the request: HTTP " + std::to_string(res->status) + ": " +
-                               Snippet(res->body));
-      }
-      auto j = Json::parse(res->body, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) {
-        return InvalidFormat(base_ + path + " answered garbage (not a JSON object): " + Snippet(res->body));
-      }
-      return j;
-    }
-    return IoError(base_ + path + ": " + last_error + " (gave up after " + std::to_string(o_.retries) + " retries)");
-  }
-
-  OpenAIBackendOptions o_;
+  OpenAIClient client_;
   const Tokenizer* tok_;
-  std::string base_, model_;
+  bool chat_;
   std::atomic<bool> warned_{false};
+};
+
+// token_logprobs of an echo response (one per prompt token, the first null), or an error naming what is wrong.
+Result<Json> PromptLogprobs(const Json& r, size_t n, const std::string& where) {
+  if (r.contains("choices") && r["choices"].is_array() && !r["choices"].empty() && r["choices"][0].is_object() &&
+      r["choices"][0].contains("logprobs") && r["choices"][0]["logprobs"].is_object() &&
+      r["choices"][0]["logprobs"].contains("token_logprobs") &&
+      r["choices"][0]["logprobs"]["token_logprobs"].is_array()) {
+    const Json& lp = r["choices"][0]["logprobs"]["token_logprobs"];
+    bool numbers = lp.size() >= n;
+    for (size_t t = 1; numbers && t < n; ++t) numbers = lp[t].is_number();
+    if (numbers) return lp;
+  }
+  return InvalidFormat(where + " answered without the prompt's token_logprobs: " + Snippet(r.dump()));
+}
+
+// data[0].embedding of an embeddings response with the pool_from it echoes.
+Status PooledEmbedding(const Json& r, int pool_from, const std::string& where, std::vector<float>* out) {
+  if (r.contains("data") && r["data"].is_array() && !r["data"].empty() && r["data"][0].is_object()) {
+    const Json& d = r["data"][0];
+    const bool echoed = d.contains("pool_from") && d["pool_from"].is_number_integer() &&
+                        d["pool_from"].get<int64_t>() == pool_from;
+    if (echoed && d.contains("embedding") && d["embedding"].is_array() && !d["embedding"].empty()) {
+      out->clear();
+      for (const auto& v : d["embedding"]) {
+        if (!v.is_number()) return InvalidFormat(where + ": the embedding holds a non-number");
+        out->push_back(v.get<float>());
+      }
+      return Status::Ok();
+    }
+  }
+  return InvalidFormat(where + " answered without an embedding pooled from " + std::to_string(pool_from) + ": " +
+                       Snippet(r.dump()));
+}
+
+class OpenAIScorer : public ScoringBackend {
+ public:
+  OpenAIScorer(std::unique_ptr<OpenAIClient> client, int max_seq_len)
+      : client_(std::move(client)), max_seq_len_(max_seq_len) {}
+
+  Status Run(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
+             std::vector<float>* pooled) override {
+    const int n = static_cast<int>(ids.size());
+    if (n == 0) return InvalidArgument("expert: no tokens");
+    if (n > max_seq_len_) {
+      return InvalidArgument("expert: " + std::to_string(n) + " tokens exceed the context of " +
+                             std::to_string(max_seq_len_));
+    }
+    // The clamps and the sum order of RunExpertPass: the same doubles, the same mean.
+    score_from = std::clamp(score_from, 1, n);
+    pool_from = std::clamp(pool_from, 0, n - 1);
+    const std::vector<int32_t> prompt(ids.begin(), ids.end());
+    if (mean_logprob) {
+      FAMQ_ASSIGN_OR_RETURN(Json lp, Logprobs(prompt));
+      double sum = 0.0;
+      int count = 0;
+      for (int t = score_from; t < n; ++t, ++count) sum += lp[static_cast<size_t>(t)].get<double>();
+      *mean_logprob = count > 0 ? sum / count : 0.0;
+    }
+    if (pooled) FAMQ_RETURN_IF_ERROR(Pool(prompt, pool_from, pooled));
+    return Status::Ok();
+  }
+
+  int max_seq_len() const override { return max_seq_len_; }
+  std::string Describe() const override { return "openai:" + client_->base(); }
+
+  // retries < 0: the options'; *http_status as in OpenAIClient::Call.
+  Result<Json> Logprobs(const std::vector<int32_t>& prompt, int retries = -1, int* http_status = nullptr) const {
+    const Json req{{"model", client_->model()}, {"prompt", prompt}, {"max_tokens", 0}, {"echo", true},
+                   {"logprobs", 0}};
+    FAMQ_ASSIGN_OR_RETURN(Json r, client_->Call("POST", "/v1/completions", req.dump(), http_status, retries));
+    return PromptLogprobs(r, prompt.size(), client_->base() + "/v1/completions");
+  }
+
+  Status Pool(const std::vector<int32_t>& input, int pool_from, std::vector<float>* pooled, int retries = -1,
+              int* http_status = nullptr) const {
+    const Json req{{"model", client_->model()}, {"input", input}, {"encoding_format", "float"},
+                   {"pool_from", pool_from}};
+    FAMQ_ASSIGN_OR_RETURN(Json r, client_->Call("POST", "/v1/embeddings", req.dump(), http_status, retries));
+    return PooledEmbedding(r, pool_from, client_->base() + "/v1/embeddings", pooled);
+  }
+
+ private:
+  std::unique_ptr<OpenAIClient> client_;
+  int max_seq_len_;
 };
 
 }  // namespace
@@ -164,6 +337,32 @@ Result<std::unique_ptr<GroupBackend>> MakeOpenAIBackend(const OpenAIBackendOptio
   auto b = std::make_unique<OpenAIBackend>(options, tokenizer);
   FAMQ_RETURN_IF_ERROR(b->Connect());
   return std::unique_ptr<GroupBackend>(std::move(b));
+}
+
+Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options, int default_max_seq_len) {
+  auto client = std::make_unique<OpenAIClient>(options);
+  FAMQ_RETURN_IF_ERROR(client->Connect());
+  const std::string base = client->base();
+  const int max_seq = client->max_model_len() > 0 ? client->max_model_len() : default_max_seq_len;
+  auto scorer = std::make_unique<OpenAIScorer>(std::move(client), max_seq);
+  OpenAIScorerProbe probe;
+  const std::vector<int32_t> two{0, 1};
+  int http_status = 0;  // 0 after a failure: no answer came (an error, not a missing feature)
+  if (auto lp = scorer->Logprobs(two, 0, &http_status); !lp.ok()) {
+    if (http_status == 0) return lp.status();
+    probe.missing = base + " has no /v1/completions with echo logprobs";
+    probe.detail = lp.status().message();
+    return probe;
+  }
+  std::vector<float> pooled;
+  if (Status s = scorer->Pool(two, 1, &pooled, 0, &http_status); !s.ok()) {
+    if (http_status == 0) return s;
+    probe.missing = base + " has no /v1/embeddings with pool_from";
+    probe.detail = s.message();
+    return probe;
+  }
+  probe.scorer = std::move(scorer);
+  return probe;
 }
 
 }  // namespace famq

@@ -1,12 +1,25 @@
-// Regeneration through an OpenAI-compatible completions server (vLLM,
-// SGLang, llama.cpp server, `famq serve`): one request per group with n, seed,
-// temperature, top_p, max_tokens and the prompt as token ids; timeouts,
-// retries with exponential backoff, and errors that say what the server did.
+// An OpenAI-compatible inference server (vLLM, SGLang, llama.cpp server,
+// distributed-llama, `famq serve`) as the regenerator and the expert:
+// timeouts, retries with exponential backoff, and errors that say what the
+// server did.
+//
+// Regeneration: one POST /v1/completions per group with n, seed,
+// temperature, top_p, max_tokens and the prompt as token ids. A server
+// without /v1/completions (it answers a probe at connect with 404/405), or
+// `chat` set, regenerates through POST /v1/chat/completions instead: one
+// request per candidate (n = 1, seed CandidateSeed(group seed, j)), the
+// original as the user turn, rendered by the server's chat template.
+//
+// Scoring: fidelity through POST /v1/completions {prompt: ids, max_tokens: 0,
+// echo: true, logprobs: 0}, the pooled state through POST /v1/embeddings
+// with famq's `pool_from` extension; the numbers equal the in-process
+// expert's when the server is `famq serve` with the same model.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "pipeline/scoring.h"
 #include "pipeline/stages.h"
 #include "tokenizer/tokenizer.h"
 
@@ -18,11 +31,30 @@ struct OpenAIBackendOptions {
   double timeout_s = 120.0;   // per request
   int retries = 3;            // after the first attempt, on connection errors, 429 and 5xx
   double backoff_s = 0.5;     // first retry delay, doubled each time
+  bool chat = false;          // regenerate through /v1/chat/completions without probing (openai-chat:URL)
 };
 
-// `tokenizer` re-tokenizes choice text when a server returns no token ids
-// (then the ids may differ from the sampled ones; a warning says so once).
+// Connects (GET /v1/models) and probes /v1/completions. `tokenizer`
+// re-tokenizes choice text when a server returns no token ids (then the ids
+// may differ from the sampled ones; a warning says so once). Describe():
+// "openai:URL" or "openai-chat:URL".
+// Errors: InvalidArgument (a URL that is not http(s)://), IoError (the
+// server cannot be reached), InvalidFormat (no model id).
 Result<std::unique_ptr<GroupBackend>> MakeOpenAIBackend(const OpenAIBackendOptions& options,
                                                         const Tokenizer* tokenizer);
+
+// The outcome of probing a server for scoring.
+struct OpenAIScorerProbe {
+  std::unique_ptr<ScoringBackend> scorer;  // null: the server cannot score
+  std::string missing;                     // then why: "URL has no /v1/embeddings with pool_from"
+  std::string detail;                      // and what the server answered
+};
+
+// Connects and probes echo logprobs and embeddings with pool_from on two
+// tokens. max_seq_len() is the server's max_model_len, else
+// `default_max_seq_len`. Errors: InvalidArgument (bad URL), IoError (the
+// server cannot be reached), InvalidFormat (no model id); a server that
+// answers without the features is not an error (see `missing`).
+Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options, int default_max_seq_len);
 
 }  // namespace famq

@@ -78,6 +78,17 @@ Result<RegenPrompt> BuildRegenerationPrompt(const ModelDir& model, const std::st
   return p;
 }
 
+int DecodeSlots(const ModelConfig& c, const EngineOptions& o, int group_size, int requested,
+                size_t cache_budget_bytes) {
+  const int want = std::max(1, std::min(group_size, requested > 0 ? requested : group_size));
+  const size_t context = static_cast<size_t>(o.max_seq_len > 0 ? o.max_seq_len
+                                                                 : std::min(c.max_position_embeddings, 2048));
+  const size_t per_slot = 2 * static_cast<size_t>(c.num_layers) * context * static_cast<size_t>(c.kv_dim()) *
+                          sizeof(float);
+  const size_t fit = per_slot == 0 ? static_cast<size_t>(want) : cache_budget_bytes / per_slot;
+  return static_cast<int>(std::clamp<size_t>(fit, 1, static_cast<size_t>(want)));
+}
+
 uint64_t GroupSeed(uint64_t run_seed, uint64_t group) { return Mix(run_seed, group); }
 uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate) { return Mix(group_seed, candidate + 1); }
 

@@ -61,6 +61,13 @@ struct GeneratedCandidate {
   bool finished = false;     // ended with a stop token
 };
 
+// KV-cache sequence slots for an engine that decodes groups of `group_size`:
+// `requested` (0: the group size), at most the group size, and fewer when
+// the slots' caches (2 * layers * context * kv_dim floats each) would exceed
+// `cache_budget_bytes`; at least 1.
+int DecodeSlots(const ModelConfig& config, const EngineOptions& options, int group_size, int requested,
+                size_t cache_budget_bytes = size_t{1} << 30);
+
 uint64_t GroupSeed(uint64_t run_seed, uint64_t group);
 uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate);
 

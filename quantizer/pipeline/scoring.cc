@@ -28,26 +28,19 @@ float Cosine(std::span<const float> a, std::span<const float> b) {
   return static_cast<float>(dot / std::sqrt(na * nb));
 }
 
-Result<std::unique_ptr<Expert>> Expert::Create(const ModelDir& model, const EngineOptions& options) {
-  auto e = std::make_unique<Expert>();
-  FAMQ_ASSIGN_OR_RETURN(e->engine_, Engine::Create(model.checkpoint, options));
-  const size_t B = static_cast<size_t>(e->engine_->max_batch());
-  e->logits_.resize(B * static_cast<size_t>(e->engine_->vocab_size()));
-  e->hidden_.resize(B * static_cast<size_t>(e->engine_->config().hidden_size));
-  return e;
-}
-
-Status Expert::Run(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
-                   std::vector<float>* pooled) {
+Status RunExpertPass(Engine& engine, std::span<const int32_t> ids, int score_from, int pool_from,
+                     double* mean_logprob, std::vector<float>* pooled, ExpertBuffers* buffers) {
   const int n = static_cast<int>(ids.size());
   if (n == 0) return InvalidArgument("expert: no tokens");
-  if (n > engine_->max_seq_len()) {
+  if (n > engine.max_seq_len()) {
     return InvalidArgument("expert: " + std::to_string(n) + " tokens exceed the context of " +
-                           std::to_string(engine_->max_seq_len()));
+                           std::to_string(engine.max_seq_len()));
   }
-  const size_t V = static_cast<size_t>(engine_->vocab_size());
-  const size_t H = static_cast<size_t>(hidden_size());
-  const int B = engine_->max_batch();
+  const size_t V = static_cast<size_t>(engine.vocab_size());
+  const size_t H = static_cast<size_t>(engine.config().hidden_size);
+  const int B = engine.max_batch();
+  if (buffers->logits.size() < static_cast<size_t>(B) * V) buffers->logits.resize(static_cast<size_t>(B) * V);
+  if (buffers->hidden.size() < static_cast<size_t>(B) * H) buffers->hidden.resize(static_cast<size_t>(B) * H);
   score_from = std::clamp(score_from, 1, n);
   pool_from = std::clamp(pool_from, 0, n - 1);
   if (pooled) pooled->assign(H, 0.0f);
@@ -58,17 +51,18 @@ Status Expert::Run(std::span<const int32_t> ids, int score_from, int pool_from, 
     const int len = std::min(B, n - start);
     // Logits only when some position in this chunk predicts a scored token.
     const bool need_logits = mean_logprob != nullptr && start + len >= score_from;
-    FAMQ_RETURN_IF_ERROR(engine_->ForwardHidden(ids.subspan(static_cast<size_t>(start), static_cast<size_t>(len)),
-                                                start, need_logits ? logits_.data() : nullptr, hidden_.data()));
+    FAMQ_RETURN_IF_ERROR(engine.ForwardHidden(ids.subspan(static_cast<size_t>(start), static_cast<size_t>(len)),
+                                              start, need_logits ? buffers->logits.data() : nullptr,
+                                              buffers->hidden.data()));
     for (int t = 0; t < len; ++t) {
       const int p = start + t;
       if (pooled && p >= pool_from) {
-        const float* h = &hidden_[static_cast<size_t>(t) * H];
+        const float* h = &buffers->hidden[static_cast<size_t>(t) * H];
         for (size_t d = 0; d < H; ++d) acc[d] += h[d];
       }
       // Row p predicts token p + 1.
       if (need_logits && p + 1 >= score_from && p + 1 < n) {
-        const float* row = &logits_[static_cast<size_t>(t) * V];
+        const float* row = &buffers->logits[static_cast<size_t>(t) * V];
         logprob_sum += double(row[ids[static_cast<size_t>(p + 1)]]) - ops::LogSumExp(row, V);
         ++logprob_n;
       }
@@ -80,6 +74,20 @@ Status Expert::Run(std::span<const int32_t> ids, int score_from, int pool_from, 
   }
   if (mean_logprob) *mean_logprob = logprob_n > 0 ? logprob_sum / logprob_n : 0.0;
   return Status::Ok();
+}
+
+Result<std::unique_ptr<Expert>> Expert::Create(const ModelDir& model, const EngineOptions& options) {
+  auto e = std::make_unique<Expert>();
+  FAMQ_ASSIGN_OR_RETURN(e->engine_, Engine::Create(model.checkpoint, options));
+  const size_t B = static_cast<size_t>(e->engine_->max_batch());
+  e->buffers_.logits.resize(B * static_cast<size_t>(e->engine_->vocab_size()));
+  e->buffers_.hidden.resize(B * static_cast<size_t>(e->engine_->config().hidden_size));
+  return e;
+}
+
+Status Expert::Run(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
+                   std::vector<float>* pooled) {
+  return RunExpertPass(*engine_, ids, score_from, pool_from, mean_logprob, pooled, &buffers_);
 }
 
 ScoreTerms CombineScore(double fidelity, float consistency, float diversity, std::span<const int32_t> generated,

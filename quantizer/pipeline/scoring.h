@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "bundle/bundle_contents.h"
@@ -35,23 +36,58 @@ float Distinct2(std::span<const int32_t> ids);
 // Cosine similarity (0 when either vector is zero).
 float Cosine(std::span<const float> a, std::span<const float> b);
 
-class Expert {
+// Scratch rows of RunExpertPass (grown to the engine's max_batch on first use).
+struct ExpertBuffers {
+  std::vector<float> logits, hidden;
+};
+
+// The expert's pass over `ids` on `engine` (its KV cache slot 0 is
+// overwritten): chunks of engine.max_batch() tokens from position 0 through
+// Engine::ForwardHidden, sums in double, in position order. Expert::Run and
+// `famq serve`'s /v1/embeddings both call it, so in-process and served
+// scores are bit-identical.
+//   mean_logprob: mean natural log-probability of ids[t] given ids[..t) over
+//     t in [score_from, n), score_from clamped to [1, n] (0 when empty;
+//     nullptr: not computed).
+//   pooled: mean of the final-normalized last hidden state over positions
+//     [pool_from, n), pool_from clamped to [0, n - 1] (resized to
+//     hidden_size; nullptr: not computed).
+// Errors: InvalidArgument (no tokens, more than the engine's context), or the
+// engine's.
+Status RunExpertPass(Engine& engine, std::span<const int32_t> ids, int score_from, int pool_from,
+                     double* mean_logprob, std::vector<float>* pooled, ExpertBuffers* buffers);
+
+// Where the compete step's numbers come from: the in-process expert, or an
+// inference server (pipeline/openai_backend.h). Both give the same numbers
+// for the same model.
+class ScoringBackend {
+ public:
+  virtual ~ScoringBackend() = default;
+  // The expert over `ids` from position 0; the terms as in RunExpertPass.
+  virtual Status Run(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
+                     std::vector<float>* pooled) = 0;
+  // Longest sequence Run accepts (select cuts longer ones to it).
+  virtual int max_seq_len() const = 0;
+  // "engine" or "openai:URL" (recorded in the select header).
+  virtual std::string Describe() const = 0;
+};
+
+class Expert : public ScoringBackend {
  public:
   static Result<std::unique_ptr<Expert>> Create(const ModelDir& model, const EngineOptions& options);
 
-  // Runs the expert over `ids` from position 0. mean_logprob: mean natural
-  // log-probability of ids[t] given ids[..t) over t in [score_from, n)
-  // (nullptr: not computed). pooled: mean of the last hidden state over
-  // positions [pool_from, n) (resized to hidden_size).
+  // RunExpertPass on the expert's engine.
   Status Run(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
-             std::vector<float>* pooled);
+             std::vector<float>* pooled) override;
+  int max_seq_len() const override { return engine_->max_seq_len(); }
+  std::string Describe() const override { return "engine"; }
 
   int hidden_size() const { return engine_->config().hidden_size; }
   const Engine& engine() const { return *engine_; }
 
  private:
   std::unique_ptr<Engine> engine_;
-  std::vector<float> logits_, hidden_;
+  ExpertBuffers buffers_;
 };
 
 // Combines the terms into ScoreTerms (total = a*fidelity + b*consistency +

@@ -36,11 +36,12 @@ ModelIdentity IdentityFrom(const OJson& j) {
   return m;
 }
 
-// Headers must agree on everything but the tool string and the backend (the
-// backend does not change the results).
+// Headers must agree on everything but the tool string and the backends (a
+// resumed run may use another server for the rest).
 OJson Comparable(OJson h) {
   h.erase("tool");
   h.erase("backend");
+  h.erase("scoring_backend");
   if (h.contains("regenerate")) h["regenerate"] = Comparable(h["regenerate"]);
   return h;
 }
@@ -70,6 +71,67 @@ std::vector<int32_t> Cut(std::vector<int32_t> ids, int cap) {
   return ids;
 }
 
+// The URL of an "openai:URL" or "openai-chat:URL" backend ("" for others).
+std::string BackendUrl(const std::string& backend, bool* chat) {
+  *chat = backend.rfind("openai-chat:", 0) == 0;
+  if (*chat) return backend.substr(12);
+  return backend.rfind("openai:", 0) == 0 ? backend.substr(7) : std::string();
+}
+
+// The HTTP regeneration backend of c.backend, connected; nullptr for "engine".
+Result<std::unique_ptr<GroupBackend>> MakeHttpGroupBackend(const RegenerateConfig& c, const ModelDir& regen) {
+  bool chat = false;
+  const std::string url = BackendUrl(c.backend, &chat);
+  if (c.backend == "engine") return std::unique_ptr<GroupBackend>();
+  if (url.empty()) {
+    return InvalidArgument("regenerate: unknown backend '" + c.backend + "' (engine, openai:URL or openai-chat:URL)");
+  }
+#ifndef FAMQ_HAVE_HTTP
+  (void)regen;
+  return Unsupported("regenerate: this famq was built without HTTP support (cpp-httplib)");
+#else
+  OpenAIBackendOptions bo;
+  bo.url = url;
+  bo.chat = chat;
+  bo.timeout_s = c.timeout_s;
+  bo.retries = c.retries;
+  return MakeOpenAIBackend(bo, &regen.tokenizer);
+#endif
+}
+
+// The scorer of c.scoring_backend: a server that passed the probe, or null
+// (the in-process expert, created once there is work) with *description
+// saying why when a server was asked for.
+Result<std::unique_ptr<ScoringBackend>> MakeHttpScorer(const SelectConfig& c, const ModelDir& expert,
+                                                       std::string* description) {
+  *description = "engine";
+  if (c.scoring_backend == "engine") return std::unique_ptr<ScoringBackend>();
+  if (c.scoring_backend.rfind("openai:", 0) != 0) {
+    return InvalidArgument("select: unknown scoring backend '" + c.scoring_backend + "' (engine or openai:URL)");
+  }
+#ifndef FAMQ_HAVE_HTTP
+  (void)expert;
+  return Unsupported("select: this famq was built without HTTP support (cpp-httplib)");
+#else
+  OpenAIBackendOptions bo;
+  bo.url = c.scoring_backend.substr(7);
+  bo.timeout_s = c.timeout_s;
+  bo.retries = c.retries;
+  const int local_max_seq = c.engine.max_seq_len > 0
+                                ? c.engine.max_seq_len
+                                : std::min(expert.checkpoint.config().max_position_embeddings, 2048);
+  FAMQ_ASSIGN_OR_RETURN(OpenAIScorerProbe probe, ProbeOpenAIScorer(bo, local_max_seq));
+  if (probe.scorer) {
+    *description = probe.scorer->Describe();
+    return std::move(probe.scorer);
+  }
+  *description = "engine (fallback: " + probe.missing + ")";
+  std::fprintf(stderr, "[famq select] %s (%s): scoring falls back to the in-process expert\n", probe.missing.c_str(),
+               probe.detail.c_str());
+  return std::unique_ptr<ScoringBackend>();
+#endif
+}
+
 }  // namespace
 
 Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
@@ -85,6 +147,7 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
     FAMQ_RETURN_IF_ERROR(CheckSameFamily(tm, rm, "regenerator", c.allow_foreign_family));
   }
   const ModelDir& regen = regen_dir ? *regen_dir : target;
+  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<GroupBackend> backend, MakeHttpGroupBackend(c, regen));
   const std::string cue = EffectiveReasoningCue(c.prompt);
   OJson header{{"famq_stage", "regenerate"},
                {"version", 1},
@@ -107,7 +170,7 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
                             {"seed", c.seed},
                             {"original_cap", c.original_cap},
                             {"separator", SeparatorToken(target)}}},
-               {"backend", c.backend}};
+               {"backend", backend ? backend->Describe() : std::string("engine")}};
   std::vector<GroupRecord> done;
   FAMQ_ASSIGN_OR_RETURN(auto writer, OpenStage(out, "regenerate", header, &done));
   const size_t n = c.calib.samples.size();
@@ -120,24 +183,14 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
   }
 
   std::unique_ptr<Engine> engine;
-  std::unique_ptr<GroupBackend> backend;
   int inflight = 1;
-  if (c.backend == "engine") {
-    FAMQ_ASSIGN_OR_RETURN(engine, Engine::Create(regen.checkpoint, c.engine));
-    backend = std::make_unique<EngineGroupBackend>(engine.get());
-  } else if (c.backend.rfind("openai:", 0) == 0) {
-#ifndef FAMQ_HAVE_HTTP
-    return Unsupported("regenerate: this famq was built without HTTP support (cpp-httplib)");
-#else
-    OpenAIBackendOptions bo;
-    bo.url = c.backend.substr(7);
-    bo.timeout_s = c.timeout_s;
-    bo.retries = c.retries;
-    FAMQ_ASSIGN_OR_RETURN(backend, MakeOpenAIBackend(bo, &regen.tokenizer));
+  if (backend) {
     inflight = std::max(1, c.max_inflight);
-#endif
   } else {
-    return InvalidArgument("regenerate: unknown backend '" + c.backend + "' (engine or openai:URL)");
+    EngineOptions eo = c.engine;
+    eo.max_sequences = DecodeSlots(regen.checkpoint.config(), eo, c.group.n, c.parallel_candidates);
+    FAMQ_ASSIGN_OR_RETURN(engine, Engine::Create(regen.checkpoint, eo));
+    backend = std::make_unique<EngineGroupBackend>(engine.get());
   }
   GroupParams gp = c.group;
   gp.stop_tokens = regen.stop_tokens;
@@ -183,7 +236,8 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
     g.template_mask = prompt->template_mask;
     gp.seed = GroupSeed(c.seed, i);
     GroupBackend* be = backend.get();
-    auto job = [be, ids = g.prompt_ids, gp] { return be->Generate(ids, gp); };
+    GroupRequest request{g.prompt_ids, regen.tokenizer.Decode(prompt->original_ids), c.prompt.no_cot};
+    auto job = [be, request = std::move(request), gp] { return be->Generate(request, gp); };
     window.push_back({std::move(g), std::async(inflight > 1 ? std::launch::async : std::launch::deferred, job)});
     if (static_cast<int>(window.size()) >= inflight) FAMQ_RETURN_IF_ERROR(finish_front());
   }
@@ -209,6 +263,8 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
   tm.tokenizer_sha256 = regen.header["family"].value("tokenizer_sha256", std::string());
   FAMQ_RETURN_IF_ERROR(CheckSameFamily(tm, em, "expert", c.allow_foreign_family));
   const uint64_t seed = regen.header["options"].value("seed", uint64_t{0});
+  std::string scoring;
+  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<ScoringBackend> scorer, MakeHttpScorer(c, expert_model, &scoring));
   OJson header{{"famq_stage", "select"},
                {"version", 1},
                {"tool", kTool},
@@ -221,7 +277,8 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
                             {"min_distinct2", c.penalties.min_distinct2},
                             {"unfinished_penalty", c.penalties.unfinished},
                             {"keep", c.keep},
-                            {"no_compete", c.no_compete}}}};
+                            {"no_compete", c.no_compete}}},
+               {"scoring_backend", scoring}};
   std::vector<GroupRecord> done;
   FAMQ_ASSIGN_OR_RETURN(auto writer, OpenStage(out, "select", header, &done));
   if (done.size() >= n) {
@@ -232,13 +289,16 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
   for (const auto& g : done) {
     for (uint32_t k : g.kept) kept_embeddings.push_back(g.candidates[k].embedding);
   }
-  FAMQ_ASSIGN_OR_RETURN(auto expert, Expert::Create(expert_model, c.engine));
+  if (!scorer) {
+    FAMQ_ASSIGN_OR_RETURN(scorer, Expert::Create(expert_model, c.engine));
+  }
+  ScoringBackend* expert = scorer.get();
   Progress progress("select", static_cast<int>(n), c.progress);
   long long tokens = 0;
   std::vector<float> orig_emb;
   for (size_t i = done.size(); i < n; ++i) {
     GroupRecord g = regen.groups[i];
-    const int max_seq = expert->engine().max_seq_len();
+    const int max_seq = expert->max_seq_len();
     std::vector<int32_t> orig = Cut(g.original_ids, max_seq);
     if (orig.empty()) return InvalidFormat(regenerate_jsonl + ": group " + std::to_string(i) + " has no original tokens");
     FAMQ_RETURN_IF_ERROR(expert->Run(orig, static_cast<int>(orig.size()), orig.size() > 1 ? 1 : 0, nullptr, &orig_emb));
@@ -359,7 +419,8 @@ Status RunPack(const PackConfig& c, const std::string& select_jsonl, const std::
     b.recipe.min_distinct2 = so.value("min_distinct2", 0.0f);
     ro.uniform_in_group = ro.uniform_in_group || b.recipe.no_compete;
     b.provenance = {regen_header.value("tool", std::string(kTool)), o.value("seed", uint64_t{0}),
-                    regen_header.value("backend", std::string("engine")), "engine",
+                    regen_header.value("backend", std::string("engine")),
+                    sel_header.value("scoring_backend", std::string("engine")),
                     regen_header["calib"].value("sha256", std::string()),
                     regen_header["calib"].value("source", std::string())};
   }

@@ -20,12 +20,23 @@
 
 namespace famq {
 
+// What a group is regenerated from.
+struct GroupRequest {
+  std::vector<int32_t> prompt;  // the prompt's token ids (the engine, completions servers)
+  std::string original;         // the original as the prompt holds it (cut to P tokens, decoded): the
+                                // user turn when a chat-completions server renders its own template
+  bool no_cot = false;          // chat completions: enable_thinking = false
+};
+
 // Where candidates come from: the in-process engine or an OpenAI-compatible
-// server. Both must give the same candidates for the same request.
+// server. The engine and a completions server give the same candidates for
+// the same request; a chat-completions server gives others (its own template,
+// one request per candidate).
 class GroupBackend {
  public:
   virtual ~GroupBackend() = default;
-  virtual Result<std::vector<GeneratedCandidate>> Generate(std::span<const int32_t> prompt, const GroupParams& p) = 0;
+  virtual Result<std::vector<GeneratedCandidate>> Generate(const GroupRequest& request, const GroupParams& p) = 0;
+  // "engine", "openai:URL" or "openai-chat:URL" (recorded in the regenerate header).
   virtual std::string Describe() const = 0;
 };
 
@@ -33,8 +44,8 @@ class GroupBackend {
 class EngineGroupBackend : public GroupBackend {
  public:
   explicit EngineGroupBackend(Engine* engine) : engine_(engine) {}
-  Result<std::vector<GeneratedCandidate>> Generate(std::span<const int32_t> prompt, const GroupParams& p) override {
-    return GenerateGroup(*engine_, prompt, p);
+  Result<std::vector<GeneratedCandidate>> Generate(const GroupRequest& request, const GroupParams& p) override {
+    return GenerateGroup(*engine_, request.prompt, p);
   }
   std::string Describe() const override { return "engine"; }
 
@@ -52,10 +63,15 @@ struct RegenerateConfig {
   bool self_calibration = false;     // --self: recorded (the regenerator is the target)
   int original_cap = 1024;           // original tokens kept per record (pack cuts to L)
   EngineOptions engine;
-  std::string backend = "engine";    // or "openai:URL"
+  // "engine", "openai:URL" (chat completions when the server has no
+  // /v1/completions) or "openai-chat:URL" (chat completions, no probe).
+  std::string backend = "engine";
   int max_inflight = 4;
   double timeout_s = 120.0;
   int retries = 3;
+  // In-process engine: candidates decoded in one batch (KV-cache slots;
+  // 0: the group size, capped by DecodeSlots). Does not change the results.
+  int parallel_candidates = 0;
   ProgressMode progress = ProgressMode::kHuman;
 };
 
@@ -71,6 +87,14 @@ struct SelectConfig {
   int keep = 1;                      // k per group
   bool no_compete = false;           // random pick of k (seeded), scores still computed
   EngineOptions engine;
+  // "engine" (the in-process expert) or "openai:URL": fidelity and pooled
+  // states from the server, which must serve the expert. A server without
+  // echo logprobs or /v1/embeddings with pool_from falls back to the
+  // in-process expert (one line on stderr; the header's scoring_backend says
+  // "engine (fallback: why)").
+  std::string scoring_backend = "engine";
+  double timeout_s = 120.0;          // per scoring request
+  int retries = 3;
   ProgressMode progress = ProgressMode::kHuman;
 };
 

@@ -1,6 +1,6 @@
-// The OpenAI-compatible completions API over famq's engine (`famq serve`):
-// request validation and the response, as a function of JSON in and out, so
-// the HTTP layer is thin and the protocol is testable without sockets.
+// The OpenAI-compatible API over famq's engine (`famq serve`): request
+// validation and the responses, as functions of JSON in and out, so the HTTP
+// layer is thin and the protocol is testable without sockets.
 //
 // POST /v1/completions fields: model, prompt (string, token-id array, or a
 // one-element array of either), n, temperature, top_p, top_k (vLLM
@@ -8,22 +8,52 @@
 // or array of strings), stop_token_ids (vLLM extension). Choices carry the
 // OpenAI fields (text, index, logprobs, finish_reason) plus token_ids.
 // Candidate j of a request samples with CandidateSeed(seed, j): the same
-// request gives the same choices as the in-process regenerator.
+// request gives the same choices as the in-process regenerator. With
+// max_tokens 0, echo and logprobs, token_logprobs are computed in the
+// expert's chunking, so their mean equals Expert::Run's fidelity bit for bit.
+//
+// POST /v1/chat/completions fields: model, messages ([{role, content}],
+// content a string), n, temperature, top_p, top_k, seed, max_tokens or
+// max_completion_tokens (default: the rest of the context, at most the
+// limit), stop, stop_token_ids, chat_template_kwargs.enable_thinking (vLLM
+// extension, default true). The messages are rendered with the model's chat
+// template (add_generation_prompt) and sampled like /v1/completions. Choices:
+// {index, message: {role: "assistant", content}, finish_reason, token_ids}.
+//
+// POST /v1/embeddings fields: model, input (like prompt), encoding_format
+// ("float" only), pool_from (famq extension, int >= 0, default 0). The
+// embedding is the mean of the final-normalized last hidden state over
+// positions [pool_from, n) (pipeline/scoring.h RunExpertPass: the expert's
+// pooled state bit for bit); the data item echoes the pool_from it used.
 #pragma once
 
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/status.h"
 #include "engine/engine.h"
 #include "model/model_dir.h"
+#include "pipeline/regenerate.h"
+#include "pipeline/scoring.h"
+#include "tokenizer/chat_template.h"
 
 namespace famq {
+
+// Which routes a server offers. kChatOnly mimics servers such as
+// distributed-llama's API server: GET /v1/models and POST
+// /v1/chat/completions only, n = 1 only (a test aid for the clients'
+// fallback paths).
+enum class ServeApi { kFull, kChatOnly };
 
 struct ServeLimits {
   int max_n = 64;
   int max_tokens = 4096;
+  ServeApi api = ServeApi::kFull;
+  // A request's n choices decode this many at a time in one batch
+  // (KV-cache slots; capped at max_n and by DecodeSlots' 1 GiB budget).
+  int decode_slots = 8;
 };
 
 class CompletionService {
@@ -36,13 +66,40 @@ class CompletionService {
   nlohmann::ordered_json Models() const;
   // POST /v1/completions. Errors: InvalidArgument (400), NotFound (404: unknown model).
   Result<nlohmann::ordered_json> Complete(const nlohmann::json& request);
+  // POST /v1/chat/completions. Errors: InvalidArgument (400: bad request, n > 1
+  // under ServeApi::kChatOnly, a model without a chat template), NotFound (404).
+  Result<nlohmann::ordered_json> ChatComplete(const nlohmann::json& request);
+  // POST /v1/embeddings. Errors: InvalidArgument (400), NotFound (404).
+  Result<nlohmann::ordered_json> Embed(const nlohmann::json& request);
 
   const std::string& name() const { return name_; }
+  ServeApi api() const { return limits_.api; }
 
  private:
+  // The sampling fields of a request, validated.
+  struct Sampling {
+    int n = 1;
+    float temperature = 1.0f, top_p = 1.0f;
+    int top_k = 0;
+    uint64_t seed = 0;
+    int max_tokens = 16;
+    std::vector<std::string> stop;      // stop strings
+    std::vector<int32_t> stop_ids;      // the model's stop tokens + stop_token_ids
+  };
+  Result<std::vector<int32_t>> ParseTokens(const nlohmann::json& request, const char* field) const;
+  // default_max_tokens < 0: the rest of the context after `prompt_len`, at most limits.max_tokens.
+  Result<Sampling> ParseSampling(const nlohmann::json& request, int default_max_tokens, size_t prompt_len) const;
+  Result<std::vector<GeneratedCandidate>> Sample(std::span<const int32_t> prompt, const Sampling& s);
+  // Cuts a candidate at its first stop string: its ids, text and finish reason.
+  void ApplyStops(const Sampling& s, std::vector<int32_t>* ids, std::string* text, std::string* finish) const;
+  Status CheckModel(const nlohmann::json& request) const;
+  Result<std::vector<int32_t>> RenderChat(const nlohmann::json& request) const;
+
   std::string name_;
   std::unique_ptr<ModelDir> model_;
   std::unique_ptr<Engine> engine_;
+  std::optional<ChatTemplate> chat_template_;  // absent: the model has none
+  ExpertBuffers expert_buffers_;
   ServeLimits limits_;
   std::mutex mu_;  // one request at a time on the engine
   uint64_t next_id_ = 0;

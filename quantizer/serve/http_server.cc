@@ -18,7 +18,44 @@ void SendError(httplib::Response& res, int http_status, const std::string& messa
   res.set_content(j.dump(), "application/json");
 }
 
+using Handler = Result<nlohmann::ordered_json> (CompletionService::*)(const nlohmann::json&);
+
+// One POST route: JSON in, the service's answer or an OpenAI-style error out,
+// and a log line per request.
+void Route(httplib::Server& svr, CompletionService& service, const HttpServeOptions& o, const std::string& path,
+           Handler handler) {
+  svr.Post(path, [&service, &o, path, handler](const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto body = nlohmann::json::parse(req.body, nullptr, false);
+    if (body.is_discarded()) return SendError(res, 400, "the request body is not valid JSON", "invalid_request_error");
+    auto r = (service.*handler)(body);
+    if (!r.ok()) {
+      const int code = r.status().code() == StatusCode::kNotFound ? 404
+                       : r.status().code() == StatusCode::kInvalidArgument ? 400
+                                                                            : 500;
+      return SendError(res, code, r.status().message(), code == 500 ? "server_error" : "invalid_request_error");
+    }
+    res.set_content(r->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace), "application/json");
+    if (!o.log_requests) return;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto& usage = (*r)["usage"];
+    if (r->contains("choices")) {
+      std::fprintf(stderr, "[famq serve] POST %s n=%zu completion_tokens=%lld %.2fs\n", path.c_str(),
+                   (*r)["choices"].size(), usage["completion_tokens"].get<long long>(), secs);
+    } else {
+      std::fprintf(stderr, "[famq serve] POST %s prompt_tokens=%lld %.2fs\n", path.c_str(),
+                   usage["prompt_tokens"].get<long long>(), secs);
+    }
+  });
+}
+
 }  // namespace
+
+std::string ServedRoutes(ServeApi api) {
+  return api == ServeApi::kChatOnly
+             ? "GET /v1/models, POST /v1/chat/completions"
+             : "GET /v1/models, POST /v1/completions, POST /v1/chat/completions, POST /v1/embeddings";
+}
 
 Status ServeHttp(CompletionService& service, const HttpServeOptions& o, const std::function<void(int)>& on_listening) {
   // Block SIGINT/SIGTERM in every thread; one thread waits for them and stops the server.
@@ -33,28 +70,16 @@ Status ServeHttp(CompletionService& service, const HttpServeOptions& o, const st
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(service.Models().dump(), "application/json");
   });
-  svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto body = nlohmann::json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) return SendError(res, 400, "the request body is not valid JSON", "invalid_request_error");
-    auto r = service.Complete(body);
-    if (!r.ok()) {
-      const int code = r.status().code() == StatusCode::kNotFound ? 404
-                       : r.status().code() == StatusCode::kInvalidArgument ? 400
-                                                                            : 500;
-      return SendError(res, code, r.status().message(), code == 500 ? "server_error" : "invalid_request_error");
-    }
-    res.set_content(r->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace), "application/json");
-    if (o.log_requests) {
-      std::fprintf(stderr, "[famq serve] POST /v1/completions n=%zu completion_tokens=%lld %.2fs\n",
-                   (*r)["choices"].size(), (*r)["usage"]["completion_tokens"].get<long long>(),
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-  });
-  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  Route(svr, service, o, "/v1/chat/completions", &CompletionService::ChatComplete);
+  if (service.api() == ServeApi::kFull) {
+    Route(svr, service, o, "/v1/completions", &CompletionService::Complete);
+    Route(svr, service, o, "/v1/embeddings", &CompletionService::Embed);
+  }
+  const std::string routes = ServedRoutes(service.api());
+  svr.set_error_handler([routes](const httplib::Request& req, httplib::Response& res) {
     if (res.body.empty()) {
-      SendError(res, res.status, "no route for " + req.method + " " + req.path + " (famq serves GET /v1/models and "
-                                 "POST /v1/completions)", "invalid_request_error");
+      SendError(res, res.status, "no route for " + req.method + " " + req.path + " (famq serves " + routes + ")",
+                "invalid_request_error");
     }
   });
   int port = o.port;

@@ -1,5 +1,7 @@
 // `famq serve`: the completions service over HTTP (cpp-httplib) on
-// GET /v1/models and POST /v1/completions, errors as OpenAI-style JSON
+// GET /v1/models and POST /v1/completions, /v1/chat/completions and
+// /v1/embeddings (ServeApi::kChatOnly: models and chat completions only;
+// other routes answer 404), errors as OpenAI-style JSON
 // {"error": {"message", "type", "code"}}.
 #pragma once
 
@@ -17,6 +19,9 @@ struct HttpServeOptions {
   size_t max_body_bytes = 16 << 20;
   bool log_requests = true;        // one line per request on stderr
 };
+
+// The routes served under `api`, for messages ("GET /v1/models, POST ...").
+std::string ServedRoutes(ServeApi api);
 
 // Serves until SIGINT or SIGTERM. `on_listening(port)` runs once the socket
 // is bound (the actual port when options.port is 0).

@@ -4,8 +4,12 @@
 #   - the signed bundle verifies; inspect shows chain-of-thought samples grown
 #     from reasoning originals; every sample carries tokens/weight/group/score/kind
 #   - a rerun gives the byte-identical bundle
-#   - the same run through `famq serve` (--backend openai:URL) gives identical
-#     samples, scores and weights (only the provenance differs)
+#   - the same run through `famq serve` (--backend openai:URL, scoring through
+#     the server too) gives identical samples, scores and weights (only the
+#     provenance differs)
+#   - a chat-only server (`famq serve --api chat-only`): regeneration through
+#     chat completions, scoring falls back to the in-process expert, and the
+#     provenance says both
 #   - SIGKILL at random points, then the same command: the byte-identical bundle
 #   - refusals: flipped bytes, wrong key, unsigned, foreign family, empty and
 #     bad calibration files, a server that is down
@@ -83,12 +87,41 @@ $py - "$work/a.json" "$work/h.json" <<'PY'
 import json, sys
 a, h = (json.load(open(p)) for p in sys.argv[1:3])
 assert h["provenance"]["backend"].startswith("openai:"), h["provenance"]
+assert h["provenance"]["scoring_backend"].startswith("openai:"), h["provenance"]
+assert a["provenance"]["scoring_backend"] == "engine", a["provenance"]
 for j in (a, h):
     del j["provenance"], j["verification"]
 assert a == h, "samples, scores or weights differ between the engine and famq serve"
 PY
 kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true; serve_pid=
-ok "famq serve: identical samples, scores and weights (provenance: openai)"
+ok "famq serve: identical samples, scores and weights, scored through the server (provenance: openai)"
+
+# A chat-only server (no /v1/completions, no n, no logprobs): regeneration
+# through chat completions, scoring on the in-process expert.
+"$famq" serve --model "$L" --port 0 --threads 2 -q --api chat-only >"$work/chat.out" &
+serve_pid=$!
+for _ in $(seq 100); do grep -q "http://" "$work/chat.out" 2>/dev/null && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*' "$work/chat.out") || fail "famq serve --api chat-only did not start"
+"$famq" bundle --target "$S" --regenerator "$L" -G 4 --max-new-tokens 24 --min-new-tokens 1 --seed 1 \
+  --sign "$work/key.pem" --threads 2 --calib "$work/calib.jsonl" --max-samples 4 --out "$work/c.famqb" \
+  --backend "openai:$url" --progress json 2>"$work/c.err" ||
+  { cat "$work/c.err" >&2; fail "bundle through a chat-only server"; }
+kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true; serve_pid=
+"$famq" verify "$work/c.famqb" --trust "$work/pub.pem" >/dev/null || fail "the chat-only bundle does not verify"
+chat_err=$(cat "$work/c.err")
+grep -q "regenerating through /v1/chat/completions" <<<"$chat_err" || fail "no word of chat completions on stderr"
+grep -q "scoring falls back to the in-process expert" <<<"$chat_err" || fail "no word of the scoring fallback on stderr"
+"$famq" inspect "$work/c.famqb" --trust "$work/pub.pem" --json --no-tokens >"$work/c.json"
+$py - "$work/c.json" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))
+p = b["provenance"]
+assert p["backend"].startswith("openai-chat:"), p
+assert p["scoring_backend"].startswith("engine (fallback"), p
+assert b["counts"]["originals"] == 4 and b["counts"]["candidates"] == 16, b["counts"]
+assert any(x["kind"] == "regenerated" for x in b["samples"]), "no regenerated sample"
+PY
+ok "chat-only server: regenerated through chat completions, scored in-process (fallback recorded)"
 
 # SIGKILL at random points, then resume.
 RANDOM=$kill_seed

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <mutex>
 #include <thread>
 
 #include "pipeline/calib_input.h"
@@ -16,6 +18,7 @@
 #include "pipeline/renormalize.h"
 #include "pipeline/scoring.h"
 #include "serve/completions.h"
+#include "tokenizer/chat_template.h"
 #ifdef FAMQ_HAVE_HTTP
 #include <httplib.h>
 
@@ -187,7 +190,7 @@ TEST(Scoring, FiltersAndRanks) {
   EXPECT_EQ(TopK(s, 4), (std::vector<uint32_t>{3, 0}));  // the filtered ones never come back
 }
 
-TEST(Scoring, ExpertFidelityMatchesTheServedPromptLogprobs) {
+TEST(Scoring, ServedLogprobsAndEmbeddingsEqualTheExpertBitForBit) {
   auto m = OpenModelDir(kModel);
   ASSERT_TRUE(m.ok());
   EngineOptions eo;
@@ -195,21 +198,40 @@ TEST(Scoring, ExpertFidelityMatchesTheServedPromptLogprobs) {
   eo.max_batch = 5;  // several chunks
   auto ex = Expert::Create(*m, eo);
   ASSERT_TRUE(ex.ok()) << ex.status().ToString();
-  std::vector<int32_t> ids{3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
-  double mean = 0.0;
-  std::vector<float> pooled;
-  ASSERT_TRUE((*ex)->Run(ids, 4, 4, &mean, &pooled).ok());
-  EXPECT_EQ(pooled.size(), 64u);
   auto svc = CompletionService::Create(kModel, "", eo, ServeLimits{});
   ASSERT_TRUE(svc.ok());
-  auto r = (*svc)->Complete({{"prompt", ids}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}});
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  const auto& lp = (*r)["choices"][0]["logprobs"]["token_logprobs"];
-  ASSERT_EQ(lp.size(), ids.size());
-  EXPECT_TRUE(lp[0].is_null());
-  double sum = 0.0;
-  for (size_t t = 4; t < ids.size(); ++t) sum += lp[t].get<double>();
-  EXPECT_NEAR(mean, sum / static_cast<double>(ids.size() - 4), 1e-9);
+  std::vector<int32_t> ids{3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26};
+  for (int from : {0, 1, 4, 7, 11, 30}) {
+    double mean = 0.0;
+    std::vector<float> pooled;
+    ASSERT_TRUE((*ex)->Run(ids, from, from, &mean, &pooled).ok());
+    EXPECT_EQ(pooled.size(), 64u);
+    // Fidelity: the client's mean over [score_from, n) of the echoed prompt logprobs (through JSON text).
+    auto r = (*svc)->Complete({{"prompt", ids}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 0}});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const auto lp = nlohmann::json::parse((*r)["choices"][0]["logprobs"]["token_logprobs"].dump());
+    ASSERT_EQ(lp.size(), ids.size());
+    EXPECT_TRUE(lp[0].is_null());
+    const int n = static_cast<int>(ids.size()), score_from = std::clamp(from, 1, n);
+    double sum = 0.0;
+    int count = 0;
+    for (int t = score_from; t < n; ++t, ++count) sum += lp[static_cast<size_t>(t)].get<double>();
+    EXPECT_EQ(mean, count > 0 ? sum / count : 0.0) << "score_from " << from;
+    // Consistency/diversity: the served embedding with pool_from.
+    auto e = (*svc)->Embed({{"input", ids}, {"pool_from", from}});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    const auto data = nlohmann::json::parse((*e)["data"].dump());
+    EXPECT_EQ(data[0]["pool_from"].get<int>(), std::min(from, n - 1));
+    EXPECT_EQ(data[0]["embedding"].get<std::vector<float>>(), pooled) << "pool_from " << from;
+  }
+  EXPECT_EQ((*svc)->Embed({{"input", ids}, {"encoding_format", "base64"}}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_FALSE((*svc)->Embed({{"input", ids}, {"pool_from", -1}}).ok());
+  EXPECT_FALSE((*svc)->Embed({{"input", nlohmann::json::array()}}).ok());
+  EXPECT_EQ((*svc)->Embed({{"input", ids}, {"model", "x"}}).status().code(), StatusCode::kNotFound);
+  auto text = (*svc)->Embed({{"input", std::vector<std::string>{"hello world"}}});
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_EQ((*text)["data"][0]["embedding"].size(), 64u);
 }
 
 GroupRecord MakeGroup(uint32_t group, std::vector<float> scores, std::vector<uint32_t> kept) {
@@ -351,15 +373,88 @@ TEST(CompletionService, ValidatesRequests) {
   }
 }
 
+TEST(CompletionService, ChatCompletionsRenderTheTemplateAndValidate) {
+  EngineOptions eo;
+  eo.num_threads = 1;
+  auto svc = CompletionService::Create(kModel, "tiny", eo, ServeLimits{});
+  ASSERT_TRUE(svc.ok());
+  auto& s = **svc;
+  const nlohmann::json msgs = nlohmann::json::array({{{"role", "user"}, {"content", "hello world"}}});
+  nlohmann::json req{{"messages", msgs}, {"n", 2}, {"max_tokens", 6}, {"seed", 3}, {"temperature", 0.9},
+                     {"chat_template_kwargs", {{"enable_thinking", false}}}};
+  auto r = s.ChatComplete(req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ((*r)["choices"].size(), 2u);
+  EXPECT_EQ((*r)["object"], "chat.completion");
+  EXPECT_EQ((*r)["choices"][1]["message"]["role"], "assistant");
+  EXPECT_TRUE((*r)["choices"][1]["message"]["content"].is_string());
+  // The choices are GenerateGroup's over the rendered template (thinking off, generation prompt).
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  auto tmpl = ChatTemplate::Parse(m->tokenizer_config->chat_template);
+  ASSERT_TRUE(tmpl.ok());
+  ChatTemplateOptions opt;
+  opt.enable_thinking = false;
+  opt.bos_token = m->tokenizer_config->bos_token;
+  opt.eos_token = m->tokenizer_config->eos_token;
+  auto rendered = tmpl->Render({ChatMessage{"user", "hello world"}}, opt);
+  ASSERT_TRUE(rendered.ok());
+  std::vector<int32_t> prompt;
+  ASSERT_TRUE(m->tokenizer.Encode(*rendered, &prompt).ok());
+  EXPECT_EQ((*r)["usage"]["prompt_tokens"].get<size_t>(), prompt.size());
+  auto e = Engine::Create(m->checkpoint, eo);
+  ASSERT_TRUE(e.ok());
+  GroupParams g;
+  g.n = 2;
+  g.max_new_tokens = 6;
+  g.seed = 3;
+  g.temperature = 0.9f;
+  g.top_p = 1.0f;
+  g.stop_tokens = m->stop_tokens;
+  auto direct = GenerateGroup(**e, prompt, g);
+  ASSERT_TRUE(direct.ok());
+  for (int j = 0; j < 2; ++j) {
+    EXPECT_EQ((*r)["choices"][j]["token_ids"].get<std::vector<int32_t>>(), (*direct)[static_cast<size_t>(j)].ids);
+  }
+  nlohmann::json mct = req;
+  mct.erase("max_tokens");
+  mct["max_completion_tokens"] = 3;
+  auto short_r = s.ChatComplete(mct);
+  ASSERT_TRUE(short_r.ok()) << short_r.status().ToString();
+  EXPECT_LE((*short_r)["choices"][0]["token_ids"].size(), 3u);
+  // Validation.
+  EXPECT_FALSE(s.ChatComplete({{"messages", nlohmann::json::array()}}).ok());
+  EXPECT_FALSE(s.ChatComplete({{"messages", "hi"}}).ok());
+  EXPECT_FALSE(s.ChatComplete({{"messages", nlohmann::json::array({{{"role", "user"}}})}}).ok());
+  EXPECT_FALSE(s.ChatComplete({{"messages", nlohmann::json::array({{{"role", "user"}, {"content", 5}}})}}).ok());
+  EXPECT_FALSE(s.ChatComplete({{"messages", msgs}, {"chat_template_kwargs", 1}}).ok());
+  EXPECT_FALSE(s.ChatComplete({{"messages", msgs}, {"n", 0}}).ok());
+  EXPECT_EQ(s.ChatComplete({{"messages", msgs}, {"model", "x"}}).status().code(), StatusCode::kNotFound);
+  // chat-only: n > 1 refused, n = 1 served.
+  ServeLimits chat_only;
+  chat_only.api = ServeApi::kChatOnly;
+  auto co = CompletionService::Create(kModel, "tiny", eo, chat_only);
+  ASSERT_TRUE(co.ok());
+  auto refused = (*co)->ChatComplete({{"messages", msgs}, {"n", 2}, {"max_tokens", 2}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("chat-only"), std::string::npos) << refused.status().ToString();
+  EXPECT_TRUE((*co)->ChatComplete({{"messages", msgs}, {"max_tokens", 2}}).ok());
+}
+
 #ifdef FAMQ_HAVE_HTTP
 // A server that misbehaves in a chosen way, on a free loopback port.
+using FakeHandler = std::function<void(const httplib::Request&, httplib::Response&)>;
+
 class FakeServer {
  public:
-  explicit FakeServer(std::function<void(const httplib::Request&, httplib::Response&)> completions) {
+  // A null handler leaves its route out (404).
+  explicit FakeServer(FakeHandler completions, FakeHandler chat = nullptr, FakeHandler embeddings = nullptr) {
     svr_.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"data":[{"id":"m"}]})", "application/json");
     });
-    svr_.Post("/v1/completions", completions);
+    if (completions) svr_.Post("/v1/completions", completions);
+    if (chat) svr_.Post("/v1/chat/completions", chat);
+    if (embeddings) svr_.Post("/v1/embeddings", embeddings);
     port_ = svr_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { svr_.listen_after_bind(); });
   }
@@ -390,7 +485,7 @@ TEST(OpenAIBackend, ClearErrorsWhenTheServerMisbehaves) {
     o.url = garbage.url();
     auto b = MakeOpenAIBackend(o, &m->tokenizer);
     ASSERT_TRUE(b.ok()) << b.status().ToString();
-    auto r = (*b)->Generate(std::vector<int32_t>{1, 2}, g);
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.status().message().find("garbage"), std::string::npos) << r.status().ToString();
   }
@@ -404,9 +499,9 @@ TEST(OpenAIBackend, ClearErrorsWhenTheServerMisbehaves) {
     o.url = failing.url();
     auto b = MakeOpenAIBackend(o, &m->tokenizer);
     ASSERT_TRUE(b.ok());
-    auto r = (*b)->Generate(std::vector<int32_t>{1, 2}, g);
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(calls, 2);  // first attempt + 1 retry
+    EXPECT_EQ(calls, 3);  // the probe at connect (no retries), the first attempt, 1 retry
     EXPECT_NE(r.status().message().find("503"), std::string::npos) << r.status().ToString();
   }
   {
@@ -417,7 +512,7 @@ TEST(OpenAIBackend, ClearErrorsWhenTheServerMisbehaves) {
     o.url = few.url();
     auto b = MakeOpenAIBackend(o, &m->tokenizer);
     ASSERT_TRUE(b.ok());
-    auto r = (*b)->Generate(std::vector<int32_t>{1, 2}, g);
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.status().message().find("expected 2 choices"), std::string::npos) << r.status().ToString();
   }
@@ -429,7 +524,7 @@ TEST(OpenAIBackend, ClearErrorsWhenTheServerMisbehaves) {
     o.url = bad_request.url();
     auto b = MakeOpenAIBackend(o, &m->tokenizer);
     ASSERT_TRUE(b.ok());
-    auto r = (*b)->Generate(std::vector<int32_t>{1, 2}, g);
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.status().message().find("n too large"), std::string::npos) << r.status().ToString();
   }
@@ -441,6 +536,102 @@ TEST(OpenAIBackend, ClearErrorsWhenTheServerMisbehaves) {
   EXPECT_NE(down.status().message().find("cannot reach"), std::string::npos) << down.status().ToString();
   o.url = "ftp://x";
   EXPECT_FALSE(MakeOpenAIBackend(o, &m->tokenizer).ok());
+}
+
+TEST(OpenAIBackend, ChatOnlyServersRegenerateOneRequestPerCandidate) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  std::vector<nlohmann::json> seen;
+  std::mutex mu;
+  FakeServer chat_only(nullptr, [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(nlohmann::json::parse(req.body));
+    res.set_content(R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},)"
+                    R"("finish_reason":"stop"}]})", "application/json");
+  });
+  OpenAIBackendOptions o;
+  o.url = chat_only.url();
+  o.retries = 0;
+  auto b = MakeOpenAIBackend(o, &m->tokenizer);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ((*b)->Describe(), "openai-chat:" + chat_only.url());
+  GroupParams g;
+  g.n = 3;
+  g.max_new_tokens = 4;
+  g.seed = 77;
+  g.stop_tokens = m->stop_tokens;
+  auto r = (*b)->Generate(GroupRequest{{1, 2}, "the original", true}, g);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 3u);
+  ASSERT_EQ(seen.size(), 3u);
+  std::vector<int32_t> hello;
+  ASSERT_TRUE(m->tokenizer.Encode("hello", &hello).ok());
+  hello.push_back(m->stop_tokens.front());  // finished: the stop token is kept like the engine keeps it
+  for (uint64_t j = 0; j < 3; ++j) {
+    EXPECT_EQ(seen[j]["n"], 1);
+    EXPECT_EQ(seen[j]["seed"].get<uint64_t>(), CandidateSeed(77, j));
+    EXPECT_EQ(seen[j]["messages"][0]["content"], "the original");
+    EXPECT_EQ(seen[j]["chat_template_kwargs"]["enable_thinking"], false);
+    EXPECT_EQ((*r)[j].ids, hello);
+    EXPECT_TRUE((*r)[j].finished);
+  }
+}
+
+TEST(OpenAIBackend, ScoringProbeSaysWhatTheServerLacks) {
+  FakeHandler echo = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"choices":[{"index":0,"text":"","logprobs":{"token_logprobs":[null,-1.5]}}]})",
+                    "application/json");
+  };
+  FakeHandler no_logprobs = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"choices":[{"index":0,"text":"","logprobs":null}]})", "application/json");
+  };
+  FakeHandler embeddings = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"data":[{"index":0,"embedding":[0.5,0.25],"pool_from":1}]})", "application/json");
+  };
+  FakeHandler plain_embeddings = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"data":[{"index":0,"embedding":[0.5,0.25]}]})", "application/json");
+  };
+  OpenAIBackendOptions o;
+  o.retries = 0;
+  {
+    FakeServer full(echo, nullptr, embeddings);
+    o.url = full.url();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    ASSERT_NE(p->scorer, nullptr) << p->missing;
+    EXPECT_EQ(p->scorer->Describe(), "openai:" + full.url());
+    double mean = 0.0;
+    std::vector<float> pooled;
+    ASSERT_TRUE(p->scorer->Run(std::vector<int32_t>{4, 5}, 1, 1, &mean, &pooled).ok());
+    EXPECT_EQ(mean, -1.5);
+    EXPECT_EQ(pooled, (std::vector<float>{0.5f, 0.25f}));
+  }
+  {
+    FakeServer chat_only(nullptr, echo, embeddings);
+    o.url = chat_only.url();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    EXPECT_EQ(p->scorer, nullptr);
+    EXPECT_EQ(p->missing, chat_only.url() + " has no /v1/completions with echo logprobs");
+  }
+  {
+    FakeServer null_logprobs(no_logprobs, nullptr, embeddings);
+    o.url = null_logprobs.url();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p->scorer, nullptr);
+    EXPECT_NE(p->missing.find("echo logprobs"), std::string::npos);
+  }
+  for (FakeHandler emb : {FakeHandler(), plain_embeddings}) {
+    FakeServer no_pool(echo, nullptr, emb);
+    o.url = no_pool.url();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p->scorer, nullptr);
+    EXPECT_EQ(p->missing, no_pool.url() + " has no /v1/embeddings with pool_from");
+  }
+  o.url = "http://127.0.0.1:1";
+  EXPECT_FALSE(ProbeOpenAIScorer(o, 512).ok());  // down: an error, not a fallback
 }
 #endif
 

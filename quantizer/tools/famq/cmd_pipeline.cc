@@ -23,10 +23,11 @@ struct PipelineArgs {
   float temperature = 0.8f, top_p = 0.95f;
   uint64_t seed = 0;
   std::string backend = "engine";
-  int max_inflight = 4;
+  int max_inflight = 4, parallel_candidates = 0;
   double timeout_s = 120.0;
   int retries = 3;
   // select
+  std::string score_backend;  // "": engine (select), or the --backend server when it serves the expert (bundle)
   int keep = 1;
   ScoreWeights weights;
   PenaltyOptions penalties;
@@ -78,15 +79,33 @@ Result<RegenerateConfig> MakeRegenerateConfig(const PipelineArgs& a) {
   c.engine.num_threads = a.threads;
   c.backend = a.backend;
   c.max_inflight = a.max_inflight;
+  c.parallel_candidates = a.parallel_candidates;
   c.timeout_s = a.timeout_s;
   c.retries = a.retries;
   c.progress = Mode(a);
   return c;
 }
 
-SelectConfig MakeSelectConfig(const PipelineArgs& a) {
+// --score-backend, or its default: `famq bundle` scores on the --backend
+// server when the expert is the regenerator it serves; otherwise the engine.
+std::string ScoreBackendArg(const PipelineArgs& a, bool bundle) {
+  if (!a.score_backend.empty()) return a.score_backend;
+  if (!bundle) return "engine";
+  const bool expert_is_regenerator = a.expert.empty() || a.expert == (a.self ? a.target : a.regenerator);
+  for (const char* scheme : {"openai:", "openai-chat:"}) {
+    if (expert_is_regenerator && a.backend.rfind(scheme, 0) == 0) {
+      return "openai:" + a.backend.substr(std::string(scheme).size());
+    }
+  }
+  return "engine";
+}
+
+SelectConfig MakeSelectConfig(const PipelineArgs& a, bool bundle) {
   SelectConfig c;
   c.expert = a.expert;
+  c.scoring_backend = ScoreBackendArg(a, bundle);
+  c.timeout_s = a.timeout_s;
+  c.retries = a.retries;
   c.allow_foreign_family = a.allow_foreign;
   c.weights = a.weights;
   c.penalties = a.penalties;
@@ -120,6 +139,15 @@ void AddInputOptions(CLI::App* cmd, PipelineArgs* a) {
   cmd->add_flag("--allow-foreign-family", a->allow_foreign, "Accept a regenerator/expert with another tokenizer");
 }
 
+void AddHttpOptions(CLI::App* cmd, PipelineArgs* a) {
+  cmd->add_option("--timeout", a->timeout_s, "Seconds per HTTP request (regeneration and scoring)")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--retries", a->retries, "Retries per HTTP request (backoff doubles from 0.5 s)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+}
+
 void AddRegenerateOptions(CLI::App* cmd, PipelineArgs* a) {
   cmd->add_option("--regenerator", a->regenerator, "The larger family member that regenerates");
   cmd->add_flag("--self", a->self, "Ablation: the target regenerates its own data (self-calibration)");
@@ -142,18 +170,27 @@ void AddRegenerateOptions(CLI::App* cmd, PipelineArgs* a) {
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Run seed (group i samples with a seed derived from it)")->capture_default_str();
-  cmd->add_option("--backend", a->backend, "engine (in-process) or openai:URL")->capture_default_str();
+  cmd->add_option("--backend", a->backend,
+                  "engine (in-process), openai:URL (an OpenAI-compatible server; one without /v1/completions is "
+                  "used through /v1/chat/completions) or openai-chat:URL (chat completions only)")
+      ->capture_default_str();
   cmd->add_option("--max-inflight", a->max_inflight, "Requests in flight with an HTTP backend")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  cmd->add_option("--timeout", a->timeout_s, "Seconds per HTTP request")->check(CLI::Range(0.1, 86400.0))->capture_default_str();
-  cmd->add_option("--retries", a->retries, "Retries per HTTP request (backoff doubles from 0.5 s)")
-      ->check(CLI::Range(0, 100))
+  cmd->add_option("--parallel-candidates", a->parallel_candidates,
+                  "In-process engine: candidates of a group decoded as one batch (0: all G, fewer if their KV "
+                  "caches would pass 1 GiB); does not change the candidates")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  AddHttpOptions(cmd, a);
 }
 
-void AddSelectOptions(CLI::App* cmd, PipelineArgs* a) {
+void AddSelectOptions(CLI::App* cmd, PipelineArgs* a, bool bundle) {
   cmd->add_option("--expert", a->expert, "Scoring model directory (default: the regenerator)");
+  cmd->add_option("--score-backend", a->score_backend,
+                  std::string("engine (the in-process expert) or openai:URL (echo logprobs and /v1/embeddings with "
+                              "pool_from; a server without them falls back to the engine). Default: ") +
+                      (bundle ? "the --backend server when the expert is the regenerator, else engine" : "engine"));
   cmd->add_option("--keep,-k", a->keep, "Candidates kept per group (k)")->check(CLI::Range(1, 256))->capture_default_str();
   cmd->add_option("--w-fidelity", a->weights.fidelity, "Score weight a of fidelity")->capture_default_str();
   cmd->add_option("--w-consistency", a->weights.consistency, "Score weight b of consistency")->capture_default_str();
@@ -198,7 +235,7 @@ int RunRegenerateCmd(const PipelineArgs& a) {
 }
 
 int RunSelectCmd(const PipelineArgs& a) {
-  Status s = RunSelect(MakeSelectConfig(a), a.in, a.out);
+  Status s = RunSelect(MakeSelectConfig(a, false), a.in, a.out);
   return s.ok() ? 0 : Fail(s);
 }
 
@@ -235,7 +272,7 @@ int RunBundleCmd(const PipelineArgs& a) {
   const std::string regen = work + "/regenerate.jsonl", sel = work + "/select.jsonl";
   Status s = RunRegenerate(*rc, regen);
   if (!s.ok()) return Fail(s);
-  s = RunSelect(MakeSelectConfig(a), regen, sel);
+  s = RunSelect(MakeSelectConfig(a, true), regen, sel);
   if (!s.ok()) return Fail(s);
   s = RunPack(MakePackConfig(a), sel, a.out);
   if (!s.ok()) return Fail(s);
@@ -258,7 +295,8 @@ void RegisterPipeline(CLI::App& app, ExitCode* exit_code) {
   {
     auto a = std::make_shared<PipelineArgs>();
     CLI::App* cmd = app.add_subcommand("select", "Score candidates with the expert and keep the top k per group");
-    AddSelectOptions(cmd, a.get());
+    AddSelectOptions(cmd, a.get(), false);
+    AddHttpOptions(cmd, a.get());
     AddRunOptions(cmd, a.get());
     cmd->add_flag("--allow-foreign-family", a->allow_foreign, "Accept an expert with another tokenizer");
     cmd->add_option("--in", a->in, "famq regenerate output")->required();
@@ -281,7 +319,7 @@ void RegisterPipeline(CLI::App& app, ExitCode* exit_code) {
         "bundle", "Regenerate, compete, re-normalize, pack and sign: the whole host stage (resumable)");
     AddInputOptions(cmd, a.get());
     AddRegenerateOptions(cmd, a.get());
-    AddSelectOptions(cmd, a.get());
+    AddSelectOptions(cmd, a.get(), true);
     AddPackOptions(cmd, a.get());
     AddRunOptions(cmd, a.get());
     cmd->add_option("--out", a->out, "Bundle file; stage files go to OUT.work/")->required();
