@@ -123,7 +123,11 @@ class OpenAIBackend : public GroupBackend {
     if (chat_) return Status::Ok();
     const Json probe{{"model", client_.model()}, {"prompt", std::vector<int32_t>{0}}, {"max_tokens", 1}};
     int http_status = 0;
-    (void)client_.Call("POST", "/v1/completions", probe.dump(), &http_status, 0);
+    auto r = client_.Call("POST", "/v1/completions", probe.dump(), &http_status, 0);
+    // A server that returns token_ids (famq serve, newer vLLM) needs no
+    // logprobs to name the sampled tokens: asking for them would only cost it work.
+    ids_in_choices_ = r.ok() && r->contains("choices") && (*r)["choices"].is_array() && !(*r)["choices"].empty() &&
+                      (*r)["choices"][0].contains("token_ids") && (*r)["choices"][0]["token_ids"].is_array();
     if (http_status == 404 || http_status == 405) {
       chat_ = true;
       std::fprintf(stderr, "[famq regenerate] %s has no /v1/completions: regenerating through "
@@ -147,9 +151,11 @@ class OpenAIBackend : public GroupBackend {
              {"temperature", p.temperature},
              {"top_p", p.top_p},
              {"seed", p.seed},
-             {"max_tokens", p.max_new_tokens},
-             {"logprobs", 0},
-             {"return_tokens_as_token_ids", true}};  // vLLM: logprobs tokens as "token_id:N"
+             {"max_tokens", p.max_new_tokens}};
+    if (!ids_in_choices_) {
+      req["logprobs"] = 0;
+      req["return_tokens_as_token_ids"] = true;  // vLLM: logprobs tokens as "token_id:N"
+    }
     if (p.top_k > 0) req["top_k"] = p.top_k;
     if (!p.stop_tokens.empty()) req["stop_token_ids"] = p.stop_tokens;
     FAMQ_ASSIGN_OR_RETURN(Json r, client_.Call("POST", "/v1/completions", req.dump()));
@@ -243,6 +249,7 @@ class OpenAIBackend : public GroupBackend {
   OpenAIClient client_;
   const Tokenizer* tok_;
   bool chat_;
+  bool ids_in_choices_ = false;  // the probe's choice carried token_ids
   std::atomic<bool> warned_{false};
 };
 
