@@ -78,22 +78,20 @@ Result<RegenPrompt> BuildRegenerationPrompt(const ModelDir& model, const std::st
   return p;
 }
 
-int DecodeSlots(const ModelConfig& c, const EngineOptions& o, int group_size, int requested,
-                size_t cache_budget_bytes) {
-  const int want = std::max(1, std::min(group_size, requested > 0 ? requested : group_size));
+int DecodeSlots(const ModelConfig& c, const EngineOptions& o, int wanted, size_t cache_budget_bytes) {
+  const size_t want = static_cast<size_t>(std::max(1, wanted));
   const size_t context = static_cast<size_t>(o.max_seq_len > 0 ? o.max_seq_len
                                                                  : std::min(c.max_position_embeddings, 2048));
   const size_t per_slot = 2 * static_cast<size_t>(c.num_layers) * context * static_cast<size_t>(c.kv_dim()) *
                           sizeof(float);
-  const size_t fit = per_slot == 0 ? static_cast<size_t>(want) : cache_budget_bytes / per_slot;
-  return static_cast<int>(std::clamp<size_t>(fit, 1, static_cast<size_t>(want)));
+  const size_t fit = per_slot == 0 ? want : cache_budget_bytes / per_slot;
+  return static_cast<int>(std::clamp<size_t>(fit, 1, want));
 }
 
 uint64_t GroupSeed(uint64_t run_seed, uint64_t group) { return Mix(run_seed, group); }
 uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate) { return Mix(group_seed, candidate + 1); }
 
-Result<std::vector<GeneratedCandidate>> GenerateGroup(Engine& engine, std::span<const int32_t> prompt,
-                                                      const GroupParams& g) {
+Result<SamplingParams> CheckGroupRequest(const Engine& engine, std::span<const int32_t> prompt, const GroupParams& g) {
   if (g.n < 1 || g.n > 1024) return InvalidArgument("regenerate: group size must be in [1, 1024]");
   if (g.max_new_tokens < 1) return InvalidArgument("regenerate: max new tokens must be positive");
   if (prompt.empty()) return InvalidArgument("regenerate: empty prompt");
@@ -102,11 +100,23 @@ Result<std::vector<GeneratedCandidate>> GenerateGroup(Engine& engine, std::span<
                            std::to_string(g.max_new_tokens) + ") exceed the context of " +
                            std::to_string(engine.max_seq_len()));
   }
+  for (int32_t t : prompt) {
+    if (t < 0 || t >= engine.vocab_size()) {
+      return InvalidArgument("regenerate: prompt token id " + std::to_string(t) + " outside the vocabulary of " +
+                             std::to_string(engine.vocab_size()));
+    }
+  }
   SamplingParams sp;
   sp.temperature = g.temperature;
   sp.top_p = g.top_p;
   sp.top_k = g.top_k;
   FAMQ_RETURN_IF_ERROR(ValidateSamplingParams(sp));
+  return sp;
+}
+
+Result<std::vector<GeneratedCandidate>> GenerateGroup(Engine& engine, std::span<const int32_t> prompt,
+                                                      const GroupParams& g) {
+  FAMQ_ASSIGN_OR_RETURN(SamplingParams sp, CheckGroupRequest(engine, prompt, g));
   const size_t vocab = static_cast<size_t>(engine.vocab_size());
   const int start = static_cast<int>(prompt.size());
   // Candidates decode `width` at a time, one sequence slot each, every step

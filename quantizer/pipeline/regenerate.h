@@ -11,6 +11,7 @@
 
 #include "core/status.h"
 #include "engine/engine.h"
+#include "engine/sampler.h"
 #include "model/model_dir.h"
 
 namespace famq {
@@ -61,15 +62,20 @@ struct GeneratedCandidate {
   bool finished = false;     // ended with a stop token
 };
 
-// KV-cache sequence slots for an engine that decodes groups of `group_size`:
-// `requested` (0: the group size), at most the group size, and fewer when
-// the slots' caches (2 * layers * context * kv_dim floats each) would exceed
-// `cache_budget_bytes`; at least 1.
-int DecodeSlots(const ModelConfig& config, const EngineOptions& options, int group_size, int requested,
+// KV-cache sequence slots for an engine that decodes `wanted` candidates at
+// a time: `wanted`, or fewer when their caches (2 * layers * context *
+// kv_dim floats each) would pass `cache_budget_bytes`; at least 1.
+int DecodeSlots(const ModelConfig& config, const EngineOptions& options, int wanted,
                 size_t cache_budget_bytes = size_t{1} << 30);
 
 uint64_t GroupSeed(uint64_t run_seed, uint64_t group);
 uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate);
+
+// Checks a group request against an engine (group size, max new tokens,
+// prompt ids, context, sampling parameters) and returns its sampling
+// parameters (seed 0). Errors: InvalidArgument.
+Result<SamplingParams> CheckGroupRequest(const Engine& engine, std::span<const int32_t> prompt,
+                                         const GroupParams& params);
 
 // Samples params.n continuations of `prompt`: the prompt is prefilled once
 // (slot 0) and copied into min(n, engine.max_sequences()) sequence slots;

@@ -183,14 +183,20 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
   }
 
   std::unique_ptr<Engine> engine;
+  std::unique_ptr<BatchDecoder> decoder;
   int inflight = 1;
   if (backend) {
     inflight = std::max(1, c.max_inflight);
   } else {
+    // Slot 0 is the decoder's scratch; enough groups in flight to fill the
+    // other slots, and one more ready to start as soon as a slot frees up.
     EngineOptions eo = c.engine;
-    eo.max_sequences = DecodeSlots(regen.checkpoint.config(), eo, c.group.n, c.parallel_candidates);
+    const int slots = DecodeSlots(regen.checkpoint.config(), eo, c.parallel_candidates);
+    eo.max_sequences = 1 + slots;
     FAMQ_ASSIGN_OR_RETURN(engine, Engine::Create(regen.checkpoint, eo));
-    backend = std::make_unique<EngineGroupBackend>(engine.get());
+    FAMQ_ASSIGN_OR_RETURN(decoder, BatchDecoder::Create(engine.get()));
+    backend = std::make_unique<EngineGroupBackend>(decoder.get());
+    inflight = (slots + c.group.n - 1) / c.group.n + 1;
   }
   GroupParams gp = c.group;
   gp.stop_tokens = regen.stop_tokens;

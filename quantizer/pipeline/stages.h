@@ -12,6 +12,7 @@
 
 #include "core/status.h"
 #include "engine/engine.h"
+#include "pipeline/batch_decoder.h"
 #include "pipeline/calib_input.h"
 #include "pipeline/progress.h"
 #include "pipeline/regenerate.h"
@@ -41,16 +42,18 @@ class GroupBackend {
 };
 
 // The in-process backend over an engine (not owned).
+// The in-process backend: groups in flight decode together on one engine
+// (BatchDecoder, not owned); the candidates are GenerateGroup's.
 class EngineGroupBackend : public GroupBackend {
  public:
-  explicit EngineGroupBackend(Engine* engine) : engine_(engine) {}
+  explicit EngineGroupBackend(BatchDecoder* decoder) : decoder_(decoder) {}
   Result<std::vector<GeneratedCandidate>> Generate(const GroupRequest& request, const GroupParams& p) override {
-    return GenerateGroup(*engine_, request.prompt, p);
+    return decoder_->Generate(request.prompt, p);
   }
   std::string Describe() const override { return "engine"; }
 
  private:
-  Engine* engine_;
+  BatchDecoder* decoder_;
 };
 
 struct RegenerateConfig {
@@ -69,9 +72,10 @@ struct RegenerateConfig {
   int max_inflight = 4;
   double timeout_s = 120.0;
   int retries = 3;
-  // In-process engine: candidates decoded in one batch (KV-cache slots;
-  // 0: the group size, capped by DecodeSlots). Does not change the results.
-  int parallel_candidates = 0;
+  // In-process engine: candidates decoded at a time in one batch, over as
+  // many groups in flight as it takes (KV-cache slots, capped by
+  // DecodeSlots' 1 GiB budget). Does not change the results.
+  int parallel_candidates = 16;
   ProgressMode progress = ProgressMode::kHuman;
 };
 

@@ -61,8 +61,10 @@ Result<std::unique_ptr<CompletionService>> CompletionService::Create(const std::
   FAMQ_ASSIGN_OR_RETURN(ModelDir m, OpenModelDir(model_dir));
   s->model_ = std::make_unique<ModelDir>(std::move(m));
   EngineOptions eo = options;
-  eo.max_sequences = DecodeSlots(s->model_->checkpoint.config(), eo, limits.max_n, limits.decode_slots);
+  // Slot 0 is the decoder's scratch, the others hold candidates.
+  eo.max_sequences = 1 + DecodeSlots(s->model_->checkpoint.config(), eo, limits.decode_slots);
   FAMQ_ASSIGN_OR_RETURN(s->engine_, Engine::Create(s->model_->checkpoint, eo));
+  FAMQ_ASSIGN_OR_RETURN(s->decoder_, BatchDecoder::Create(s->engine_.get()));
   if (s->model_->tokenizer_config && !s->model_->tokenizer_config->chat_template.empty()) {
     FAMQ_ASSIGN_OR_RETURN(ChatTemplate t, ChatTemplate::Parse(s->model_->tokenizer_config->chat_template));
     s->chat_template_ = std::move(t);
@@ -160,7 +162,6 @@ Result<CompletionService::Sampling> CompletionService::ParseSampling(const Json&
   return s;
 }
 
-// Call with mu_ held.
 Result<std::vector<GeneratedCandidate>> CompletionService::Sample(std::span<const int32_t> prompt,
                                                                   const Sampling& s) {
   if (s.max_tokens == 0) return std::vector<GeneratedCandidate>(static_cast<size_t>(s.n));
@@ -172,7 +173,7 @@ Result<std::vector<GeneratedCandidate>> CompletionService::Sample(std::span<cons
   g.max_new_tokens = s.max_tokens;
   g.seed = s.seed;
   g.stop_tokens = s.stop_ids;
-  return GenerateGroup(*engine_, prompt, g);
+  return decoder_->Generate(prompt, g);
 }
 
 void CompletionService::ApplyStops(const Sampling& s, std::vector<int32_t>* ids, std::string* text,
@@ -217,43 +218,46 @@ Result<OJson> CompletionService::Complete(const Json& req) {
   const int n = sp.n;
   const int max_tokens = sp.max_tokens;
 
-  std::lock_guard<std::mutex> lock(mu_);
   const size_t V = static_cast<size_t>(engine_->vocab_size());
   // Prompt logprobs (echo with logprobs): every prompt token given its prefix,
   // chunked like RunExpertPass (max_batch from position 0) so that the mean
   // equals the expert's fidelity bit for bit.
   OJson prompt_lp;
   if (echo && logprobs >= 0) {
-    std::vector<float> rows(static_cast<size_t>(engine_->max_batch()) * V);
-    OJson tokens = OJson::array(), token_lps = OJson::array(), tops = OJson::array(), offsets = OJson::array();
-    size_t offset = 0;
-    for (size_t start = 0; start < prompt.size(); start += static_cast<size_t>(engine_->max_batch())) {
-      const size_t len = std::min(prompt.size() - start, static_cast<size_t>(engine_->max_batch()));
-      FAMQ_RETURN_IF_ERROR(engine_->Forward(std::span<const int32_t>(prompt).subspan(start, len),
+    const Status st = decoder_->RunExclusive([&](Engine& engine) -> Status {
+      std::vector<float> rows(static_cast<size_t>(engine.max_batch()) * V);
+      OJson tokens = OJson::array(), token_lps = OJson::array(), tops = OJson::array(), offsets = OJson::array();
+      size_t offset = 0;
+      for (size_t start = 0; start < prompt.size(); start += static_cast<size_t>(engine.max_batch())) {
+        const size_t len = std::min(prompt.size() - start, static_cast<size_t>(engine.max_batch()));
+        FAMQ_RETURN_IF_ERROR(engine.Forward(std::span<const int32_t>(prompt).subspan(start, len),
                                             static_cast<int>(start), rows.data(), true));
-      for (size_t t = 0; t < len; ++t) {
-        const size_t pos = start + t;
-        if (pos == 0) {
-          token_lps.push_back(nullptr);
-          tops.push_back(nullptr);
-        }
-        if (pos + 1 < prompt.size()) {
-          const float* row = &rows[t * V];
-          const double lse = ops::LogSumExp(row, V);
-          token_lps.push_back(double(row[prompt[pos + 1]]) - lse);
-          OJson top = OJson::object();
-          for (const auto& [id, lp] : TopLogprobs(row, V, lse, logprobs)) top[model_->tokenizer.Decode({id})] = lp;
-          tops.push_back(top);
+        for (size_t t = 0; t < len; ++t) {
+          const size_t pos = start + t;
+          if (pos == 0) {
+            token_lps.push_back(nullptr);
+            tops.push_back(nullptr);
+          }
+          if (pos + 1 < prompt.size()) {
+            const float* row = &rows[t * V];
+            const double lse = ops::LogSumExp(row, V);
+            token_lps.push_back(double(row[prompt[pos + 1]]) - lse);
+            OJson top = OJson::object();
+            for (const auto& [id, lp] : TopLogprobs(row, V, lse, logprobs)) top[model_->tokenizer.Decode({id})] = lp;
+            tops.push_back(top);
+          }
         }
       }
-    }
-    for (int32_t id : prompt) {
-      const std::string piece = model_->tokenizer.Decode({id});
-      tokens.push_back(piece);
-      offsets.push_back(offset);
-      offset += piece.size();
-    }
-    prompt_lp = {{"tokens", tokens}, {"token_logprobs", token_lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+      for (int32_t id : prompt) {
+        const std::string piece = model_->tokenizer.Decode({id});
+        tokens.push_back(piece);
+        offsets.push_back(offset);
+        offset += piece.size();
+      }
+      prompt_lp = {{"tokens", tokens}, {"token_logprobs", token_lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+      return Status::Ok();
+    });
+    if (!st.ok()) return st;
   }
   const std::string prompt_text = echo ? model_->tokenizer.Decode(prompt) : std::string();
 
@@ -272,16 +276,17 @@ Result<OJson> CompletionService::Complete(const Json& req) {
       // Logprobs of the generated tokens under the model (unscaled distribution).
       OJson lp = echo ? prompt_lp : OJson{{"tokens", OJson::array()}, {"token_logprobs", OJson::array()},
                                           {"top_logprobs", OJson::array()}, {"text_offset", OJson::array()}};
-      if (!ids.empty()) {
-        std::vector<float> all(static_cast<size_t>(engine_->max_batch()) * V);
+      // Re-run prompt + generation on the decoder's thread.
+      const Status st = ids.empty() ? Status::Ok() : decoder_->RunExclusive([&](Engine& engine) -> Status {
+        std::vector<float> all(static_cast<size_t>(engine.max_batch()) * V);
         std::vector<int32_t> seq = prompt;
         seq.insert(seq.end(), ids.begin(), ids.end());
         size_t offset = prompt_text.size();
         // Re-run prompt + generation; rows prompt.size()-1 .. end-2 predict the generated tokens.
-        for (size_t start = 0; start + 1 < seq.size(); start += static_cast<size_t>(engine_->max_batch())) {
-          const size_t len = std::min(seq.size() - 1 - start, static_cast<size_t>(engine_->max_batch()));
-          FAMQ_RETURN_IF_ERROR(engine_->Forward(std::span<const int32_t>(seq).subspan(start, len),
-                                                static_cast<int>(start), all.data(), true));
+        for (size_t start = 0; start + 1 < seq.size(); start += static_cast<size_t>(engine.max_batch())) {
+          const size_t len = std::min(seq.size() - 1 - start, static_cast<size_t>(engine.max_batch()));
+          FAMQ_RETURN_IF_ERROR(engine.Forward(std::span<const int32_t>(seq).subspan(start, len),
+                                              static_cast<int>(start), all.data(), true));
           for (size_t t = 0; t < len; ++t) {
             const size_t pos = start + t;
             if (pos + 1 < prompt.size()) continue;
@@ -297,7 +302,9 @@ Result<OJson> CompletionService::Complete(const Json& req) {
             offset += piece.size();
           }
         }
-      }
+        return Status::Ok();
+      });
+      if (!st.ok()) return st;
       choice["logprobs"] = lp;
     } else {
       choice["logprobs"] = nullptr;
@@ -355,7 +362,6 @@ Result<OJson> CompletionService::ChatComplete(const Json& req) {
   if (limits_.api == ServeApi::kChatOnly && sp.n != 1) {
     return InvalidArgument("\"n\" must be 1 on this server (famq serve --api chat-only)");
   }
-  std::lock_guard<std::mutex> lock(mu_);
   FAMQ_ASSIGN_OR_RETURN(std::vector<GeneratedCandidate> cands, Sample(prompt, sp));
   OJson choices = OJson::array();
   long long completion_tokens = 0;
@@ -389,10 +395,9 @@ Result<OJson> CompletionService::Embed(const Json& req) {
   const int n = static_cast<int>(ids.size());
   const int used = static_cast<int>(std::min<int64_t>(pool_from, n - 1));  // RunExpertPass's clamp
   std::vector<float> pooled;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    FAMQ_RETURN_IF_ERROR(RunExpertPass(*engine_, ids, n, used, nullptr, &pooled, &expert_buffers_));
-  }
+  FAMQ_RETURN_IF_ERROR(decoder_->RunExclusive([&](Engine& engine) {
+    return RunExpertPass(engine, ids, n, used, nullptr, &pooled, &expert_buffers_);
+  }));
   return OJson{{"object", "list"},
                {"data", OJson::array({{{"object", "embedding"}, {"index", 0}, {"embedding", pooled},
                                        {"pool_from", used}}})},

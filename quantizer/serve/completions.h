@@ -27,7 +27,7 @@
 // pooled state bit for bit); the data item echoes the pool_from it used.
 #pragma once
 
-#include <mutex>
+#include <atomic>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -35,6 +35,7 @@
 #include "core/status.h"
 #include "engine/engine.h"
 #include "model/model_dir.h"
+#include "pipeline/batch_decoder.h"
 #include "pipeline/regenerate.h"
 #include "pipeline/scoring.h"
 #include "tokenizer/chat_template.h"
@@ -51,9 +52,9 @@ struct ServeLimits {
   int max_n = 64;
   int max_tokens = 4096;
   ServeApi api = ServeApi::kFull;
-  // A request's n choices decode this many at a time in one batch
-  // (KV-cache slots; capped at max_n and by DecodeSlots' 1 GiB budget).
-  int decode_slots = 8;
+  // Candidates decoded at a time in one batch, over every request in flight
+  // (KV-cache slots; fewer when they would pass DecodeSlots' 1 GiB budget).
+  int decode_slots = 16;
 };
 
 class CompletionService {
@@ -98,11 +99,13 @@ class CompletionService {
   std::string name_;
   std::unique_ptr<ModelDir> model_;
   std::unique_ptr<Engine> engine_;
+  // The engine's only user: requests in flight decode together, and the
+  // echo logprobs and embeddings run on it between steps.
+  std::unique_ptr<BatchDecoder> decoder_;
   std::optional<ChatTemplate> chat_template_;  // absent: the model has none
-  ExpertBuffers expert_buffers_;
+  ExpertBuffers expert_buffers_;               // used on the decoder's thread only
   ServeLimits limits_;
-  std::mutex mu_;  // one request at a time on the engine
-  uint64_t next_id_ = 0;
+  std::atomic<uint64_t> next_id_{0};
 };
 
 }  // namespace famq

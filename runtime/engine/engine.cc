@@ -236,10 +236,6 @@ Status Engine::ForwardRows(std::span<const int32_t> tokens, std::span<const int3
   }
   for (int t = 0; t < n; ++t) {
     const size_t r = static_cast<size_t>(t);
-    if (tokens[r] < 0 || tokens[r] >= config_.vocab_size) {
-      return InvalidArgument("ForwardRows: token id " + std::to_string(tokens[r]) + " outside the vocabulary of " +
-                             std::to_string(config_.vocab_size));
-    }
     if (positions[r] < 0 || positions[r] >= max_seq_ || seqs[r] < 0 || seqs[r] >= max_sequences_) {
       return InvalidArgument("ForwardRows: row " + std::to_string(t) + " (slot " + std::to_string(seqs[r]) +
                              ", position " + std::to_string(positions[r]) + ") is outside the cache (" +
@@ -254,12 +250,8 @@ Status Engine::ForwardRows(std::span<const int32_t> tokens, std::span<const int3
     row_pos_[r] = positions[r];
     row_seq_[r] = seqs[r];
   }
+  FAMQ_RETURN_IF_ERROR(Embed(tokens, x_.data()));
   const size_t H = static_cast<size_t>(config_.hidden_size);
-  const size_t row_bytes = H * DTypeSize(embed_.dtype);
-  for (int t = 0; t < n; ++t) {
-    ConvertToF32(embed_.dtype, embed_.data + static_cast<size_t>(tokens[static_cast<size_t>(t)]) * row_bytes, H,
-                 x_.data() + static_cast<size_t>(t) * H);
-  }
   for (size_t li = 0; li < layers_.size(); ++li) FAMQ_RETURN_IF_ERROR(LayerStep(li, x_.data(), n, nullptr));
   if (logits == nullptr) return Status::Ok();
   for (int t = 0; t < n; ++t) ops::RmsNorm(&x_[t * H], final_norm_.data(), config_.rms_norm_eps, H, &xn_[t * H]);
@@ -443,11 +435,7 @@ Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
 Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits, bool all_logits, float* hidden) {
   const ModelConfig& c = config_;
   const size_t H = static_cast<size_t>(c.hidden_size);
-  const size_t row_bytes = H * DTypeSize(embed_.dtype);
-
-  for (int t = 0; t < n; ++t) {
-    ConvertToF32(embed_.dtype, embed_.data + static_cast<size_t>(tokens[t]) * row_bytes, H, x_.data() + t * H);
-  }
+  FAMQ_RETURN_IF_ERROR(Embed(std::span<const int32_t>(tokens, static_cast<size_t>(n)), x_.data()));
   PlaceContiguous(n, pos);
   for (size_t li = 0; li < layers_.size(); ++li) FAMQ_RETURN_IF_ERROR(LayerStep(li, x_.data(), n, nullptr));
   if (hidden != nullptr) {

@@ -35,6 +35,11 @@ class Sampler {
   // Picks a token from logits[vocab_size]; does not allocate.
   int32_t Sample(const float* logits);
   void Reseed(uint64_t seed) { rng_ = Rng(seed); }
+  // Other parameters (validated by the caller) and a new seed; no allocation.
+  void Reset(const SamplingParams& params, uint64_t seed) {
+    p_ = params;
+    rng_ = Rng(seed);
+  }
 
  private:
   int vocab_;

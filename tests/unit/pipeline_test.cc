@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "pipeline/batch_decoder.h"
 #include "pipeline/calib_input.h"
 #include "pipeline/family.h"
 #include "pipeline/regenerate.h"
@@ -168,6 +169,117 @@ TEST(Regenerate, GroupsAreDeterministicPerCandidateSeed) {
   EXPECT_EQ((*single)[0].ids, (*a)[0].ids);
   g.max_new_tokens = 1000;  // prompt + max_new beyond the 512 context
   EXPECT_FALSE(GenerateGroup(**e, prompt, g).ok());
+}
+
+// The batch decoder gives every group exactly GenerateGroup's candidates,
+// whatever else is in flight: groups of several sizes (one larger than the
+// slots), samplers, lengths and stop tokens submitted from several threads
+// at once, with exclusive expert passes in between.
+TEST(BatchDecoder, ConcurrentGroupsGetGenerateGroupsCandidates) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  EngineOptions eo;
+  eo.num_threads = 1;
+  eo.max_batch = 8;
+  auto ref = Engine::Create(m->checkpoint, eo);
+  ASSERT_TRUE(ref.ok());
+  eo.max_sequences = 4;  // slot 0 + 3 candidates at a time
+  auto eng = Engine::Create(m->checkpoint, eo);
+  ASSERT_TRUE(eng.ok());
+  auto dec = BatchDecoder::Create(eng->get());
+  ASSERT_TRUE(dec.ok()) << dec.status().ToString();
+  EXPECT_EQ((*dec)->slots(), 3);
+
+  struct Case {
+    std::vector<int32_t> prompt;
+    GroupParams g;
+    std::vector<GeneratedCandidate> want;
+  };
+  std::vector<Case> cases;
+  for (int i = 0; i < 6; ++i) {
+    Case c;
+    for (int t = 0; t < 3 + 5 * i; ++t) c.prompt.push_back((17 * t + 31 * i) % 200 + 1);
+    c.g.n = std::vector<int>{1, 2, 5, 3, 4, 2}[static_cast<size_t>(i)];
+    c.g.max_new_tokens = std::vector<int>{7, 20, 11, 1, 16, 9}[static_cast<size_t>(i)];
+    c.g.temperature = i == 4 ? 0.0f : 5.0f;  // one greedy group
+    c.g.top_p = i % 2 == 0 ? 1.0f : 0.9f;
+    c.g.top_k = i == 5 ? 50 : 0;
+    c.g.seed = GroupSeed(9, static_cast<uint64_t>(i));
+    cases.push_back(std::move(c));
+  }
+  // Group 1 stops at a token its first candidate samples third.
+  auto probe = GenerateGroup(**ref, cases[1].prompt, cases[1].g);
+  ASSERT_TRUE(probe.ok());
+  cases[1].g.stop_tokens = {(*probe)[0].ids[2]};
+  for (auto& c : cases) {
+    auto w = GenerateGroup(**ref, c.prompt, c.g);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    c.want = std::move(*w);
+  }
+  EXPECT_TRUE(cases[1].want[0].finished);
+  EXPECT_LT(cases[1].want[0].ids.size(), 20u);
+
+  const std::vector<int32_t> expert_ids{5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  double want_lp = 0.0;
+  std::vector<float> want_pooled;
+  ExpertBuffers ref_buffers;
+  ASSERT_TRUE(RunExpertPass(**ref, expert_ids, 4, 4, &want_lp, &want_pooled, &ref_buffers).ok());
+
+  for (int round = 0; round < 2; ++round) {
+    std::vector<Result<std::vector<GeneratedCandidate>>> got(cases.size(), Internal("not run"));
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      threads.emplace_back([&, i] { got[i] = (*dec)->Generate(cases[i].prompt, cases[i].g); });
+    }
+    double lp = 0.0;
+    std::vector<float> pooled;
+    ExpertBuffers buffers;
+    const Status ex = (*dec)->RunExclusive(
+        [&](Engine& e) { return RunExpertPass(e, expert_ids, 4, 4, &lp, &pooled, &buffers); });
+    for (auto& t : threads) t.join();
+    ASSERT_TRUE(ex.ok()) << ex.ToString();
+    EXPECT_EQ(lp, want_lp);
+    EXPECT_EQ(pooled, want_pooled);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      ASSERT_TRUE(got[i].ok()) << got[i].status().ToString();
+      ASSERT_EQ(got[i]->size(), cases[i].want.size());
+      for (size_t j = 0; j < cases[i].want.size(); ++j) {
+        EXPECT_EQ((*got[i])[j].ids, cases[i].want[j].ids) << "round " << round << " group " << i << " candidate " << j;
+        EXPECT_EQ((*got[i])[j].finished, cases[i].want[j].finished);
+      }
+    }
+  }
+}
+
+TEST(BatchDecoder, RefusesBadRequestsAndGoesOn) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  EngineOptions eo;
+  eo.num_threads = 1;
+  auto one = Engine::Create(m->checkpoint, eo);
+  ASSERT_TRUE(one.ok());
+  EXPECT_FALSE(BatchDecoder::Create(one->get()).ok());  // no slot besides the scratch slot
+  eo.max_sequences = 2;
+  auto eng = Engine::Create(m->checkpoint, eo);
+  ASSERT_TRUE(eng.ok());
+  auto dec = BatchDecoder::Create(eng->get());
+  ASSERT_TRUE(dec.ok());
+  const std::vector<int32_t> prompt{3, 4, 5};
+  GroupParams g;
+  g.n = 0;
+  EXPECT_EQ((*dec)->Generate(prompt, g).status().code(), StatusCode::kInvalidArgument);
+  g.n = 2;
+  g.max_new_tokens = 1000;  // beyond the 512 context
+  EXPECT_EQ((*dec)->Generate(prompt, g).status().code(), StatusCode::kInvalidArgument);
+  g.max_new_tokens = 4;
+  const std::vector<int32_t> bad{3, 1 << 20};
+  EXPECT_EQ((*dec)->Generate(bad, g).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*dec)->RunExclusive([](Engine&) { return IoError("work failed"); }).code(), StatusCode::kIoError);
+  auto ok = (*dec)->Generate(prompt, g);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  auto want = GenerateGroup(**one, prompt, g);
+  ASSERT_TRUE(want.ok());
+  for (size_t j = 0; j < 2; ++j) EXPECT_EQ((*ok)[j].ids, (*want)[j].ids);
 }
 
 TEST(Scoring, FiltersAndRanks) {

@@ -23,7 +23,7 @@ struct PipelineArgs {
   float temperature = 0.8f, top_p = 0.95f;
   uint64_t seed = 0;
   std::string backend = "engine";
-  int max_inflight = 4, parallel_candidates = 0;
+  int max_inflight = 4, parallel_candidates = 16;
   double timeout_s = 120.0;
   int retries = 3;
   // select
@@ -178,9 +178,9 @@ void AddRegenerateOptions(CLI::App* cmd, PipelineArgs* a) {
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_option("--parallel-candidates", a->parallel_candidates,
-                  "In-process engine: candidates of a group decoded as one batch (0: all G, fewer if their KV "
-                  "caches would pass 1 GiB); does not change the candidates")
-      ->check(CLI::Range(0, 1024))
+                  "In-process engine: candidates decoded at a time in one batch, over several groups (fewer if "
+                  "their KV caches would pass 1 GiB); does not change the candidates")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   AddHttpOptions(cmd, a);
 }
