@@ -67,7 +67,8 @@ void RegisterServe(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--threads", a->engine.num_threads, "Worker threads (0: one per CPU, at most 8)")->check(CLI::Range(0, 256));
   cmd->add_option("--max-n", a->limits.max_n, "Largest n accepted")->check(CLI::Range(1, 1024))->capture_default_str();
   cmd->add_option("--parallel-sequences", a->limits.decode_slots,
-                  "Choices of a request decoded as one batch (KV-cache slots; fewer if they would pass 1 GiB)")
+                  "Candidates decoded at a time in one batch, over all requests in flight (KV-cache slots; fewer if "
+                  "they would pass 1 GiB)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   cmd->add_option("--api", a->api,
