@@ -316,6 +316,7 @@ class OpenAIScorer : public ScoringBackend {
 
   int max_seq_len() const override { return max_seq_len_; }
   std::string Describe() const override { return "openai:" + client_->base(); }
+  bool concurrent() const override { return true; }  // a client per request
 
   // retries < 0: the options'; *http_status as in OpenAIClient::Call.
   Result<Json> Logprobs(const std::vector<int32_t>& prompt, int retries = -1, int* http_status = nullptr) const {

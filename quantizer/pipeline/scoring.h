@@ -70,6 +70,8 @@ class ScoringBackend {
   virtual int max_seq_len() const = 0;
   // "engine" or "openai:URL" (recorded in the select header).
   virtual std::string Describe() const = 0;
+  // Whether Run may be called from several threads at once.
+  virtual bool concurrent() const { return false; }
 };
 
 class Expert : public ScoringBackend {

@@ -132,6 +132,38 @@ Result<std::unique_ptr<ScoringBackend>> MakeHttpScorer(const SelectConfig& c, co
 #endif
 }
 
+// The expert's view of one group: the original's pooled state and each
+// candidate's fidelity and pooled state (prompt + candidate, cut to the
+// expert's context; both from the end of the prompt).
+struct GroupPasses {
+  std::vector<float> original;
+  std::vector<double> fidelity;
+  std::vector<std::vector<float>> embeddings;
+  long long tokens = 0;
+};
+
+Result<GroupPasses> RunGroupPasses(ScoringBackend& expert, const GroupRecord& g, const std::string& where) {
+  GroupPasses out;
+  const int max_seq = expert.max_seq_len();
+  std::vector<int32_t> orig = Cut(g.original_ids, max_seq);
+  if (orig.empty()) return InvalidFormat(where + ": group " + std::to_string(g.group) + " has no original tokens");
+  FAMQ_RETURN_IF_ERROR(expert.Run(orig, static_cast<int>(orig.size()), orig.size() > 1 ? 1 : 0, nullptr,
+                                  &out.original));
+  for (const auto& cand : g.candidates) {
+    std::vector<int32_t> ids = g.prompt_ids;
+    ids.insert(ids.end(), cand.ids.begin(), cand.ids.end());
+    ids = Cut(std::move(ids), max_seq);
+    const int p = static_cast<int>(std::min(g.prompt_ids.size(), ids.size() - 1));
+    double fidelity = 0.0;
+    std::vector<float> emb;
+    FAMQ_RETURN_IF_ERROR(expert.Run(ids, p, p, &fidelity, &emb));
+    out.tokens += static_cast<long long>(ids.size());
+    out.fidelity.push_back(fidelity);
+    out.embeddings.push_back(std::move(emb));
+  }
+  return out;
+}
+
 }  // namespace
 
 Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
@@ -301,31 +333,38 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
   ScoringBackend* expert = scorer.get();
   Progress progress("select", static_cast<int>(n), c.progress);
   long long tokens = 0;
-  std::vector<float> orig_emb;
+  // The expert's passes over a group depend on nothing but the group, so a
+  // server (which may take several requests at once) scores up to
+  // max_inflight groups ahead; diversity, which depends on the candidates
+  // kept before, is combined in group order below.
+  const int ahead = expert->concurrent() ? std::max(1, c.max_inflight) : 1;
+  std::deque<std::future<Result<GroupPasses>>> window;
+  size_t next = done.size();
+  auto launch = [&] {
+    const GroupRecord* g = &regen.groups[next];
+    auto job = [expert, g, where = regenerate_jsonl] { return RunGroupPasses(*expert, *g, where); };
+    window.push_back(std::async(ahead > 1 ? std::launch::async : std::launch::deferred, job));
+    ++next;
+  };
   for (size_t i = done.size(); i < n; ++i) {
+    while (next < n && static_cast<int>(window.size()) < ahead) launch();
+    auto passes_or = window.front().get();
+    window.pop_front();
+    if (!passes_or.ok()) return passes_or.status();
+    GroupPasses& passes = *passes_or;
     GroupRecord g = regen.groups[i];
-    const int max_seq = expert->max_seq_len();
-    std::vector<int32_t> orig = Cut(g.original_ids, max_seq);
-    if (orig.empty()) return InvalidFormat(regenerate_jsonl + ": group " + std::to_string(i) + " has no original tokens");
-    FAMQ_RETURN_IF_ERROR(expert->Run(orig, static_cast<int>(orig.size()), orig.size() > 1 ? 1 : 0, nullptr, &orig_emb));
+    tokens += passes.tokens;
     std::vector<ScoreTerms> scores;
-    std::vector<std::vector<float>> embs;
-    for (auto& cand : g.candidates) {
-      std::vector<int32_t> ids = g.prompt_ids;
-      ids.insert(ids.end(), cand.ids.begin(), cand.ids.end());
-      ids = Cut(std::move(ids), max_seq);
-      const int p = static_cast<int>(std::min(g.prompt_ids.size(), ids.size() - 1));
-      double fidelity = 0.0;
-      std::vector<float> emb;
-      FAMQ_RETURN_IF_ERROR(expert->Run(ids, p, p, &fidelity, &emb));
-      tokens += static_cast<long long>(ids.size());
+    std::vector<std::vector<float>>& embs = passes.embeddings;
+    for (size_t j = 0; j < g.candidates.size(); ++j) {
+      CandidateRecord& cand = g.candidates[j];
+      const std::vector<float>& emb = embs[j];
       float max_cos = 0.0f;
       for (const auto& k : kept_embeddings) max_cos = std::max(max_cos, Cosine(emb, k));
       const float diversity = kept_embeddings.empty() ? 1.0f : 1.0f - max_cos;
-      cand.scores = CombineScore(fidelity, Cosine(emb, orig_emb), diversity, cand.ids, cand.finished, c.weights,
-                                 c.penalties);
+      cand.scores = CombineScore(passes.fidelity[j], Cosine(emb, passes.original), diversity, cand.ids,
+                                 cand.finished, c.weights, c.penalties);
       scores.push_back(*cand.scores);
-      embs.push_back(std::move(emb));
     }
     if (c.no_compete) {
       std::vector<uint32_t> all(g.candidates.size());

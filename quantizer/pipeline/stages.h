@@ -99,6 +99,7 @@ struct SelectConfig {
   std::string scoring_backend = "engine";
   double timeout_s = 120.0;          // per scoring request
   int retries = 3;
+  int max_inflight = 4;              // groups scored at a time through a server (the engine: 1)
   ProgressMode progress = ProgressMode::kHuman;
 };
 

@@ -106,6 +106,7 @@ SelectConfig MakeSelectConfig(const PipelineArgs& a, bool bundle) {
   c.scoring_backend = ScoreBackendArg(a, bundle);
   c.timeout_s = a.timeout_s;
   c.retries = a.retries;
+  c.max_inflight = a.max_inflight;
   c.allow_foreign_family = a.allow_foreign;
   c.weights = a.weights;
   c.penalties = a.penalties;
@@ -140,6 +141,9 @@ void AddInputOptions(CLI::App* cmd, PipelineArgs* a) {
 }
 
 void AddHttpOptions(CLI::App* cmd, PipelineArgs* a) {
+  cmd->add_option("--max-inflight", a->max_inflight, "Requests in flight to an HTTP backend (regeneration, scoring)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   cmd->add_option("--timeout", a->timeout_s, "Seconds per HTTP request (regeneration and scoring)")
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
@@ -173,9 +177,6 @@ void AddRegenerateOptions(CLI::App* cmd, PipelineArgs* a) {
   cmd->add_option("--backend", a->backend,
                   "engine (in-process), openai:URL (an OpenAI-compatible server; one without /v1/completions is "
                   "used through /v1/chat/completions) or openai-chat:URL (chat completions only)")
-      ->capture_default_str();
-  cmd->add_option("--max-inflight", a->max_inflight, "Requests in flight with an HTTP backend")
-      ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_option("--parallel-candidates", a->parallel_candidates,
                   "In-process engine: candidates decoded at a time in one batch, over several groups (fewer if "
