@@ -195,6 +195,13 @@ class OpenAIBackend : public GroupBackend {
       }
       Json ch = r["choices"][0];
       ch["content"] = ch["message"].value("content", Json());
+      // vLLM's reasoning parsers split the thinking off into reasoning_content:
+      // put it back the way the family's template writes it.
+      const Json& reasoning = ch["message"].contains("reasoning_content") ? ch["message"]["reasoning_content"] : Json();
+      if (reasoning.is_string() && !reasoning.get<std::string>().empty() && ch["content"].is_string() &&
+          !ch.contains("token_ids")) {
+        ch["content"] = "<think>\n" + reasoning.get<std::string>() + "\n</think>\n\n" + ch["content"].get<std::string>();
+      }
       FAMQ_RETURN_IF_ERROR(ToCandidate(ch, "content", p, &out[static_cast<size_t>(j)]));
     }
     return out;

@@ -658,8 +658,11 @@ TEST(OpenAIBackend, ChatOnlyServersRegenerateOneRequestPerCandidate) {
   FakeServer chat_only(nullptr, [&](const httplib::Request& req, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(mu);
     seen.push_back(nlohmann::json::parse(req.body));
-    res.set_content(R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},)"
-                    R"("finish_reason":"stop"}]})", "application/json");
+    // The third answer splits its thinking off, like vLLM's reasoning parsers.
+    const std::string reasoning = seen.size() == 3 ? R"(,"reasoning_content":"why")" : "";
+    res.set_content(R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hello")" + reasoning +
+                        R"(},"finish_reason":"stop"}]})",
+                    "application/json");
   });
   OpenAIBackendOptions o;
   o.url = chat_only.url();
@@ -679,12 +682,15 @@ TEST(OpenAIBackend, ChatOnlyServersRegenerateOneRequestPerCandidate) {
   std::vector<int32_t> hello;
   ASSERT_TRUE(m->tokenizer.Encode("hello", &hello).ok());
   hello.push_back(m->stop_tokens.front());  // finished: the stop token is kept like the engine keeps it
+  std::vector<int32_t> thought;
+  ASSERT_TRUE(m->tokenizer.Encode("<think>\nwhy\n</think>\n\nhello", &thought).ok());
+  thought.push_back(m->stop_tokens.front());
   for (uint64_t j = 0; j < 3; ++j) {
     EXPECT_EQ(seen[j]["n"], 1);
     EXPECT_EQ(seen[j]["seed"].get<uint64_t>(), CandidateSeed(77, j));
     EXPECT_EQ(seen[j]["messages"][0]["content"], "the original");
     EXPECT_EQ(seen[j]["chat_template_kwargs"]["enable_thinking"], false);
-    EXPECT_EQ((*r)[j].ids, hello);
+    EXPECT_EQ((*r)[j].ids, j == 2 ? thought : hello);
     EXPECT_TRUE((*r)[j].finished);
   }
 }
