@@ -447,6 +447,19 @@ TEST(Family, SameTokenizerIsOneFamily) {
   EXPECT_TRUE(CheckSameFamily(*ma, foreign, "regenerator", true).ok());
 }
 
+// The group parameters a completions request with these fields stands for.
+GroupParams ServedParams(int n, int max_tokens, uint64_t seed, float temperature, float top_p,
+                         std::vector<int32_t> stops) {
+  GroupParams g;
+  g.n = n;
+  g.max_new_tokens = max_tokens;
+  g.seed = seed;
+  g.temperature = temperature;
+  g.top_p = top_p;
+  g.stop_tokens = std::move(stops);
+  return g;
+}
+
 TEST(CompletionService, ValidatesRequests) {
   EngineOptions eo;
   eo.num_threads = 1;
@@ -471,14 +484,7 @@ TEST(CompletionService, ValidatesRequests) {
   ASSERT_TRUE(m.ok());
   auto e = Engine::Create(m->checkpoint, eo);
   ASSERT_TRUE(e.ok());
-  GroupParams g;
-  g.n = 2;
-  g.max_new_tokens = 8;
-  g.seed = 11;
-  g.temperature = 0.9f;
-  g.top_p = 0.9f;
-  g.stop_tokens = m->stop_tokens;
-  auto direct = GenerateGroup(**e, std::vector<int32_t>{5, 6, 7}, g);
+  auto direct = GenerateGroup(**e, std::vector<int32_t>{5, 6, 7}, ServedParams(2, 8, 11, 0.9f, 0.9f, m->stop_tokens));
   ASSERT_TRUE(direct.ok());
   for (int j = 0; j < 2; ++j) {
     EXPECT_EQ((*r1)["choices"][j]["token_ids"].get<std::vector<int32_t>>(), (*direct)[static_cast<size_t>(j)].ids);
@@ -516,14 +522,7 @@ TEST(CompletionService, ChatCompletionsRenderTheTemplateAndValidate) {
   EXPECT_EQ((*r)["usage"]["prompt_tokens"].get<size_t>(), prompt.size());
   auto e = Engine::Create(m->checkpoint, eo);
   ASSERT_TRUE(e.ok());
-  GroupParams g;
-  g.n = 2;
-  g.max_new_tokens = 6;
-  g.seed = 3;
-  g.temperature = 0.9f;
-  g.top_p = 1.0f;
-  g.stop_tokens = m->stop_tokens;
-  auto direct = GenerateGroup(**e, prompt, g);
+  auto direct = GenerateGroup(**e, prompt, ServedParams(2, 6, 3, 0.9f, 1.0f, m->stop_tokens));
   ASSERT_TRUE(direct.ok());
   for (int j = 0; j < 2; ++j) {
     EXPECT_EQ((*r)["choices"][j]["token_ids"].get<std::vector<int32_t>>(), (*direct)[static_cast<size_t>(j)].ids);
