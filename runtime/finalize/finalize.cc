@@ -222,17 +222,22 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
     }
   }
 
-  EngineOptions eo;
-  eo.num_threads = o.num_threads;
-  eo.max_seq_len = calib.seq_len;
-  eo.max_batch = calib.seq_len;
-  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(ck, eo));
+  // Weight-only round-to-nearest needs no statistic and no propagated
+  // input: no fp32 engine either (it would hold every weight in fp32).
+  const bool calibration_free = o.method == QuantMethod::kRtn && !W8A8(o);
+  std::unique_ptr<Engine> engine;
+  int max_batch = 0;
+  if (!calibration_free) {
+    EngineOptions eo;
+    eo.num_threads = o.num_threads;
+    eo.max_seq_len = calib.seq_len;
+    eo.max_batch = calib.seq_len;
+    FAMQ_ASSIGN_OR_RETURN(engine, Engine::Create(ck, eo));
+    max_batch = engine->max_batch();
+  }
   const size_t H = static_cast<size_t>(c.hidden_size);
-  const int max_batch = engine->max_batch();
 
   // The residual stream of every sample entering the current block.
-  // Weight-only round-to-nearest needs no statistic and no propagated input.
-  const bool calibration_free = o.method == QuantMethod::kRtn && !W8A8(o);
   std::vector<std::vector<float>> X(calib.samples.size());
   for (size_t i = 0; i < calib.samples.size() && !calibration_free; ++i) {
     X[i].resize(calib.samples[i].tokens.size() * H);
@@ -372,7 +377,9 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
         }
       }
       q.input_multiplier = st.multiplier;
-      if (W8A8(o)) {
+      if (calibration_free) {
+        // Nothing runs through the quantized block: the file is all there is to make.
+      } else if (W8A8(o)) {
         q.act_in = act_in[static_cast<size_t>(s)];
         q.act_out = act_out[static_cast<size_t>(s)];
         FAMQ_ASSIGN_OR_RETURN(StaticInt8Linear lin,
