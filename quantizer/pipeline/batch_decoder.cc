@@ -98,11 +98,7 @@ void BatchDecoder::Finish(Job* job, Status status) {
 }
 
 bool BatchDecoder::Take(Job* job, int candidate, int32_t token) {
-  GeneratedCandidate& c = job->out[static_cast<size_t>(candidate)];
-  c.ids.push_back(token);
-  const auto& stops = job->params.stop_tokens;
-  c.finished = std::find(stops.begin(), stops.end(), token) != stops.end();
-  const bool done = c.finished || static_cast<int>(c.ids.size()) == job->params.max_new_tokens;
+  const bool done = AppendToken(job->params, token, &job->out[static_cast<size_t>(candidate)]);
   if (done) --job->unfinished;
   return done;
 }

@@ -88,6 +88,12 @@ int DecodeSlots(const ModelConfig& c, const EngineOptions& o, int wanted, size_t
   return static_cast<int>(std::clamp<size_t>(fit, 1, want));
 }
 
+bool AppendToken(const GroupParams& g, int32_t token, GeneratedCandidate* c) {
+  c->ids.push_back(token);
+  c->finished = std::find(g.stop_tokens.begin(), g.stop_tokens.end(), token) != g.stop_tokens.end();
+  return c->finished || static_cast<int>(c->ids.size()) == g.max_new_tokens;
+}
+
 uint64_t GroupSeed(uint64_t run_seed, uint64_t group) { return Mix(run_seed, group); }
 uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate) { return Mix(group_seed, candidate + 1); }
 
@@ -131,12 +137,7 @@ Result<std::vector<GeneratedCandidate>> GenerateGroup(Engine& engine, std::span<
   std::vector<GeneratedCandidate> out(static_cast<size_t>(g.n));
   for (auto& c : out) c.ids.reserve(static_cast<size_t>(g.max_new_tokens));
   // Appends `tok` to candidate j; true when j is done.
-  auto take = [&](int j, int32_t tok) {
-    GeneratedCandidate& c = out[static_cast<size_t>(j)];
-    c.ids.push_back(tok);
-    c.finished = std::find(g.stop_tokens.begin(), g.stop_tokens.end(), tok) != g.stop_tokens.end();
-    return c.finished || static_cast<int>(c.ids.size()) == g.max_new_tokens;
-  };
+  auto take = [&](int j, int32_t tok) { return AppendToken(g, tok, &out[static_cast<size_t>(j)]); };
   for (int first = 0; first < g.n; first += width) {
     const int count = std::min(width, g.n - first);
     int rows = 0;

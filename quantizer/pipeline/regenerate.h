@@ -68,6 +68,10 @@ struct GeneratedCandidate {
 int DecodeSlots(const ModelConfig& config, const EngineOptions& options, int wanted,
                 size_t cache_budget_bytes = size_t{1} << 30);
 
+// Appends `token` to `candidate` (finished when it is one of the stop
+// tokens); true when the candidate is done: finished or max_new_tokens long.
+bool AppendToken(const GroupParams& params, int32_t token, GeneratedCandidate* candidate);
+
 uint64_t GroupSeed(uint64_t run_seed, uint64_t group);
 uint64_t CandidateSeed(uint64_t group_seed, uint64_t candidate);
 
