@@ -3,7 +3,10 @@
 #include <cstdio>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "core/file.h"
+#include "core/json_parse.h"
 #include "core/status.h"
 
 namespace famq {
@@ -52,3 +55,27 @@ TEST(FileTest, MissingFileIsNotFoundAndNamed) {
 
 }  // namespace
 }  // namespace famq
+
+TEST(JsonParseTest, RejectsDeepNestingBeforeBuildingTheValue) {
+  // 300,000 levels: parsing would succeed, but copying or dumping the value
+  // would overflow the stack (the crash a crafted request caused).
+  const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+  nlohmann::json j;
+  const famq::Status st = famq::ParseJson(deep, "request body", &j);
+  EXPECT_EQ(st.code(), famq::StatusCode::kInvalidFormat);
+  EXPECT_NE(st.message().find("request body"), std::string::npos);
+  EXPECT_NE(st.message().find("nested deeper than"), std::string::npos);
+
+  const std::string ok_text = std::string(famq::kMaxJsonDepth, '[') + std::string(famq::kMaxJsonDepth, ']');
+  EXPECT_TRUE(famq::ParseJson(ok_text, "x", &j).ok());
+  const std::string one_more = "[" + ok_text + "]";
+  EXPECT_FALSE(famq::ParseJson(one_more, "x", &j).ok());
+}
+
+TEST(JsonParseTest, BracketsInsideStringsDoNotCount) {
+  EXPECT_EQ(famq::JsonNestingDepth(R"({"a": "[[[[{{{{\"[[[", "b": [1, {"c": "]]]}}"}]})", 64), 3);
+  nlohmann::ordered_json j;
+  ASSERT_TRUE(famq::ParseJson(R"({"s": "[[[[[[[[[[\\\"", "v": [1]})", "x", &j, 2).ok());
+  EXPECT_EQ(j["v"][0], 1);
+  EXPECT_EQ(famq::ParseJson("{\"a\": ", "config.json", &j).code(), famq::StatusCode::kInvalidFormat);
+}
