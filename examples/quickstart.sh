@@ -2,7 +2,7 @@
 # famq quickstart (the README's first command): FAQ end to end on the
 # committed test family.
 #
-#   sudo bash examples/quickstart.sh
+#   bash examples/quickstart.sh     # as root (installs dependencies); as another user after install-deps.sh
 #
 #  1. set-up (scripts/install-deps.sh; FAMQ_SKIP_DEPS=1 skips it)
 #  2. build famq (host) and famq-rt (device runtime)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # famq's whole test suite, from a fresh Debian bookworm machine:
 #
-#   sudo bash scripts/test-all.sh
+#   bash scripts/test-all.sh      # as root (installs dependencies); as another user after install-deps.sh
 #
 #  1. set-up: scripts/install-deps.sh (root only; skipped with FAMQ_SKIP_DEPS=1)
 #  2. host:       Release, -Werror, every test (unit, golden, tokenizer oracle,

@@ -12,7 +12,7 @@
 
 namespace famq {
 
-// The competition terms of one candidate (DESIGN.md §1.1, "Compete").
+// The competition terms of one candidate (docs/DESIGN.md §1.1, "Compete").
 struct ScoreTerms {
   float fidelity = 0.0f;
   float consistency = 0.0f;

@@ -1,5 +1,5 @@
 // Accuracy loss of a quantized model against its fp32 reference and the FAQ
-// gain (DESIGN.md §7), from two `famq eval --json` objects of the same suite.
+// gain (docs/DESIGN.md §7), from two `famq eval --json` objects of the same suite.
 // Losses are signed so that larger is worse:
 //   ppl_pct          mean over text domains of 100 * (ppl_q / ppl_fp - 1)
 //   top1_points      mean over text domains of 100 * (acc_fp - acc_q)

@@ -1,6 +1,6 @@
 // Family identity: a model directory's tokenizer hash (the normalized
 // tokenizer.json), config hash and size, and the check that a regenerator or
-// expert belongs to the target's family (DESIGN.md §1.1).
+// expert belongs to the target's family (docs/DESIGN.md §1.1).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Regenerate (DESIGN.md §1.1): prompts built from original calibration
+// Regenerate (docs/DESIGN.md §1.1): prompts built from original calibration
 // samples, and groups of G candidates sampled from the regenerator. The same
 // GenerateGroup serves the in-process backend and `famq serve`, so both give
 // the same candidates for the same prompt, parameters and seed.

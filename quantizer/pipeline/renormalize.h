@@ -1,4 +1,4 @@
-// Re-normalize (DESIGN.md §1.1): kept candidates (or originals) become bundle
+// Re-normalize (docs/DESIGN.md §1.1): kept candidates (or originals) become bundle
 // samples of a fixed length with group-mass sample weights and token masks.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Compete (DESIGN.md §1.1): the expert's view of a candidate (fidelity, the
+// Compete (docs/DESIGN.md §1.1): the expert's view of a candidate (fidelity, the
 // mean-pooled last hidden state), the degeneracy measures, and the choice of
 // the top k per group.
 #pragma once

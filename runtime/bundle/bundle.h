@@ -1,6 +1,6 @@
 // Calibration bundles on the device: read, verify (container, signature,
 // payload), then use. Format: schema/bundle.fbs and schema/bundle_payload.fbs;
-// meaning: DESIGN.md §1.1 and §4.
+// meaning: docs/DESIGN.md §1.1 and §4.
 //
 // Nothing in a bundle is touched before it is verified, in this order:
 //   1. size bounds and the file identifier "FQBN";

@@ -1,7 +1,7 @@
 // A W8A8 linear layer with static activation quantization on XNNPACK:
 // f32 -> qs8 (calibrated input scale / zero point), a qc8 1x1 convolution
 // over the tokens (per-output-channel int8 weights, symmetric), qs8 -> f32
-// (calibrated output scale / zero point). DESIGN.md §5: the 2022 XNNPACK has
+// (calibrated output scale / zero point). docs/DESIGN.md §5: the 2022 XNNPACK has
 // qc8 convolution with per-channel scales but no per-channel fully-connected.
 #pragma once
 

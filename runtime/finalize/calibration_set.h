@@ -1,4 +1,4 @@
-// The weighted calibration samples a finalize runs over (DESIGN.md §1.1,
+// The weighted calibration samples a finalize runs over (docs/DESIGN.md §1.1,
 // "Re-normalize"): every token carries its own weight, already combining the
 // sample weight w_c, the token mask and the 1/|c| per-sample normalization,
 // so statistics are plain weighted sums: H = sum_t weight_t * x_t x_t^T.

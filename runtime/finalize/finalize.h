@@ -1,4 +1,4 @@
-// Finalize (DESIGN.md §2, device side): calibrate the fp32 model over the
+// Finalize (docs/DESIGN.md §2, device side): calibrate the fp32 model over the
 // weighted samples and quantize it, layer by layer, into a quantized model.
 //
 // For block l = 0..L-1, with X the residual stream of every sample entering

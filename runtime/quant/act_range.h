@@ -36,7 +36,7 @@ class ActHistogram {
   // while min()/max() stay exact.
   explicit ActHistogram(float range);
 
-  // Adds n values that share one weight (a token's weight_t: DESIGN.md §1.1).
+  // Adds n values that share one weight (a token's weight_t: docs/DESIGN.md §1.1).
   // Weight 0 adds nothing (masked tokens). Non-finite values are skipped and
   // counted in nonfinite(). Errors (kInvalidArgument): a negative or
   // non-finite weight; nothing is added then.

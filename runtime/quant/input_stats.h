@@ -1,7 +1,7 @@
 // Weighted calibration statistics of one linear layer's input, accumulated
 // over batches of tokens as the engine runs the calibration bundle.
 //
-// Token weights are those of DESIGN.md §1.1, already combined per token:
+// Token weights are those of docs/DESIGN.md §1.1, already combined per token:
 // weight_t = w_c / |c| for a counted token of sample c, 0 for a masked one
 // (attention sink, template tokens). So the Hessian is
 // H = sum_c w_c (1/|c|) sum_t x_t x_t^T = sum_t weight_t x_t x_t^T.

@@ -11,7 +11,7 @@ it, to the given file, its JSON and plots to results/ beside it.
 Hand-written findings are taken from scripts/experiment/findings.md when it
 exists and the report is the full grid (--write).
 
-Definitions (DESIGN.md §7): loss = quantized metric vs fp32 metric of the same
+Definitions (docs/DESIGN.md §7): loss = quantized metric vs fp32 metric of the same
 target, signed so that larger is worse:
   ppl loss    = mean over the text domains of 100 * (ppl_q / ppl_fp - 1)   [%]
   top-1 loss  = mean over the text domains of 100 * (acc_fp - acc_q)       [points]
@@ -309,7 +309,7 @@ def main():
         f"**{s.split(':')[0]}** = draws from `models/calib/{s.split(':')[1]}.jsonl`" for s in settings) +
              " (training splits only);")
     L.append("- sources: " + "; ".join(f"**{source_label(s)}**" for s in sources) +
-             " (DESIGN.md §1.1; self = the target regenerates, scored by the same expert);")
+             " ([DESIGN.md §1.1](DESIGN.md); self = the target regenerates, scored by the same expert);")
     L.append("- methods: " + "; ".join(METHOD_LABELS.get(m, m) for m in conf["methods"].split()) +
              " (RTN needs no calibration: the floor, once per target);")
     L.append(f"- evaluation: `famq eval --suite {conf['suite']}` (`models/eval/{conf['suite']}.json`: test splits, "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The FAQ experiment (issue 6, DESIGN.md §7): does calibration data that the
+# The FAQ experiment (issue 6, docs/DESIGN.md §7): does calibration data that the
 # family's large member regenerated cut the accuracy loss of quantization?
 #
 #   bash scripts/experiment/run.sh [CONFIG=scripts/experiment/full.conf]

@@ -3,7 +3,7 @@
 Every problem is a Problem(kind, difficulty, key, question, steps, answer).
 `steps` is the step-by-step reasoning; its last line always contains the final
 number (usually "..., so far N."), so the closing line "The answer is N." is a
-copy of the last step (DESIGN.md section 6). `key` is the canonical tuple of the
+copy of the last step (docs/DESIGN.md section 6). `key` is the canonical tuple of the
 underlying computation: the train/valid/test split is decided by a hash of it,
 so held-out operands never occur in training, across kinds too (a word problem
 that adds 23 and 15 has the same key as the bare addition 23 + 15).

@@ -1,4 +1,4 @@
-// famq regenerate | select | pack | bundle: the host stage (DESIGN.md §1.1).
+// famq regenerate | select | pack | bundle: the host stage (docs/DESIGN.md §1.1).
 // `bundle` runs the three steps with their JSONL files in OUT.work/ and
 // resumes where a killed run stopped; the steps are also their own commands.
 #include <cstdio>

@@ -7,7 +7,7 @@
 #include "tools/famq-rt/commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"famq-rt: famq device runtime (verify, calibrate, finalize, execute)"};
+  CLI::App app{"famq-rt: famq device runtime (finalize a quantized model from a verified bundle, run it, measure it)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("famq-rt ") + FAMQ_VERSION_STRING);
   famq::cli::ExitCode exit_code;
