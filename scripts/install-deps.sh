@@ -5,9 +5,22 @@
 # tokenizer oracle) is fetched.
 #
 #   scripts/install-deps.sh            # everything
+#   scripts/install-deps.sh --runtime-only          # just the device runtime (famq-rt, libfamq, its unit tests)
+#   scripts/install-deps.sh --runtime-only --cross  # ... plus the ARM cross compilers, qemu and sysroots
 #   FAMQ_SYSROOT_DIR=/opt/x scripts/install-deps.sh
 #   FAMQ_SKIP_CROSS=1 scripts/install-deps.sh   # host only
 set -euo pipefail
+
+runtime_only=0
+with_cross=""
+for arg in "$@"; do
+  case $arg in
+    --runtime-only) runtime_only=1 ;;
+    --cross) with_cross=1 ;;
+    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (--runtime-only, --cross, --help)" >&2; exit 2 ;;
+  esac
+done
 
 SYSROOT_DIR=${FAMQ_SYSROOT_DIR:-/opt/famq-sysroot}
 export DEBIAN_FRONTEND=noninteractive
@@ -30,6 +43,16 @@ HOST_PKGS=(
   python3 python3-torch python3-numpy python3-matplotlib libopenblas0-pthread
   unicode-data
   bible-kjv-text dict-gcide wordnet-base dict-jargon dict-foldoc fortunes fortunes-min
+)
+# The device runtime alone (FAMQ_DEVICE_ONLY=ON: runtime/, arm/, x86/, schema/,
+# famq-rt, the C API and their unit tests): no host stage, Python, Node or clang.
+RUNTIME_PKGS=(
+  build-essential cmake ninja-build pkg-config ca-certificates file
+  libxnnpack-dev libcpuinfo-dev libpthreadpool-dev
+  libflatbuffers-dev flatbuffers-compiler
+  libmbedtls-dev
+  libgtest-dev libgmock-dev
+  nlohmann-json3-dev libcli11-dev
 )
 CROSS_PKGS=(
   g++-aarch64-linux-gnu binutils-aarch64-linux-gnu
@@ -93,6 +116,12 @@ apt_retry() {
   "$@"
 }
 
+if [ $runtime_only = 1 ]; then
+  HOST_PKGS=("${RUNTIME_PKGS[@]}")
+  # ARM cross builds only when asked for.
+  [ -n "$with_cross" ] || FAMQ_SKIP_CROSS=1
+fi
+
 missing=()
 want=("${HOST_PKGS[@]}")
 [ -n "${FAMQ_SKIP_CROSS:-}" ] || want+=("${CROSS_PKGS[@]}")
@@ -101,8 +130,10 @@ for p in "${want[@]}"; do
 done
 # Node.js + npm run the test-only tokenizer oracle; keep an existing install
 # (e.g. NodeSource's nodejs, which bundles npm and conflicts with Debian's npm).
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
+if [ $runtime_only = 0 ]; then
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+fi
 
 if [ -z "${FAMQ_SKIP_CROSS:-}" ]; then
   for arch in arm64 armhf; do
