@@ -16,5 +16,5 @@ for f in runtime/tools/famq-rt/famq-rt runtime/libfamq_runtime.so; do
   fi
   "$strip_tool" -o "$tmp/out" "$path"
   printf 'device-sizes: %-22s %9d bytes stripped (%s)\n' "$(basename "$f")" "$(stat -c %s "$tmp/out")" \
-    "$(file -b "$path" | cut -d, -f1-2)"
+    "$(file -bL "$path" | cut -d, -f1-2)"
 done
