@@ -8,9 +8,9 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <new>
-#include <cstring>
 #include <utility>
 
 namespace famq {
