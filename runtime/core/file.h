@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/status.h"
@@ -10,6 +11,12 @@
 namespace famq {
 
 // A read-only, private mmap of a whole file. Move-only; unmaps on destruction.
+// MAP_PRIVATE does not protect against the file changing underneath: pages
+// not yet read show a later in-place write, and a page past a later
+// truncation raises SIGBUS when touched. Open re-checks the size after
+// mapping; for files that must survive changes, use ReadFileBytes (famq's
+// quantized models do; model directories' safetensors are still mapped:
+// docs/SECURITY.md).
 class MappedFile {
  public:
   MappedFile() = default;
@@ -34,10 +41,35 @@ class MappedFile {
 // Reads a whole (text) file; refuses files larger than max_bytes.
 Result<std::string> ReadFile(const std::string& path, size_t max_bytes = size_t{1} << 30);
 
-// Writes `size` bytes to `path` atomically: a temporary file beside it
-// (created with `mode`, e.g. 0600 for a private key), fsync, rename. Readers
-// see the old file or the new one, never a partial one.
+// A whole file read into private memory: later changes to the file, even a
+// truncation, cannot reach it (unlike a mapping, which dies of SIGBUS).
+struct FileBytes {
+  std::unique_ptr<uint8_t[]> data;  // not zero-filled first; 16-byte aligned (operator new[])
+  size_t size = 0;
+};
+// Reads a whole (binary) file; refuses files larger than max_bytes
+// (kOutOfMemory) and files whose size or modification time changed while
+// they were read (kIoError: "changed while it was being read").
+Result<FileBytes> ReadFileBytes(const std::string& path, size_t max_bytes);
+
+// Writes `size` bytes to `path` atomically: readers see the old file or the
+// new one, never a partial one, and a crash leaves no temporary file behind
+// (except after a power loss mid-write). The bytes go to a new file beside
+// `path` with a random hidden name (".<name>.tmp-<16 hex digits>"), created
+// with O_CREAT | O_EXCL | O_NOFOLLOW (a planted file or symlink is never
+// opened or followed; a taken name is retried), given exactly `mode` with
+// fchmod (umask does not widen or narrow it: 0600 for a private key even if
+// a 0644 file was there), fsynced and renamed over `path`; then the directory
+// is fsynced. If `path` is a symlink, the link itself is replaced by the new
+// file; its old target is left untouched. On any failure before the rename
+// the temporary file is removed. Errors: kInvalidArgument (no file name),
+// kIoError (naming the file and the failing step).
 Status WriteFileAtomic(const std::string& path, const void* data, size_t size, unsigned mode = 0644);
+
+namespace internal {
+// Tests only: when set, supplies the temporary-name suffix instead of the random source.
+extern std::string (*g_temp_suffix_for_test)();
+}  // namespace internal
 
 // Writes all `size` bytes to the open descriptor `fd` (retrying short writes
 // and EINTR); `path` names it in errors. No fsync.

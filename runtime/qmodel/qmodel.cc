@@ -2,8 +2,12 @@
 
 #include "engine/engine.h"
 
+#include <cinttypes>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+
+#include "core/checksum.h"
 
 namespace famq {
 
@@ -24,7 +28,159 @@ fb::TensorDType ToFb(DType d) {
   return fb::TensorDType::F32;
 }
 
+// --- integrity records (the layout is specified in qmodel.h) ---------------
+
+enum RecordKind : uint64_t { kHeaderRecord = 1, kLinearRecord = 2, kFloatTensorRecord = 3 };
+constexpr uint64_t kAbsent = ~uint64_t{0};
+
+class Record {
+ public:
+  void U64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) buf_.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  }
+  void F32(float f) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, &f, 4);
+    U64(bits);
+  }
+  void Bytes(const uint8_t* data, size_t count, size_t bytes) {
+    if (data == nullptr) return U64(kAbsent);
+    U64(count);
+    U64(Xxh64(data, bytes));
+  }
+  template <typename T>
+  void Vec(const flatbuffers::Vector<T>* v) {
+    if (v == nullptr) return U64(kAbsent);
+    Bytes(v->Data(), v->size(), size_t{v->size()} * sizeof(T));
+  }
+  void Str(const flatbuffers::String* v) {
+    if (v == nullptr) return U64(kAbsent);
+    Bytes(reinterpret_cast<const uint8_t*>(v->data()), v->size(), v->size());
+  }
+  void Act(const fb::ActQuant* a) {
+    if (a == nullptr) return U64(kAbsent);
+    U64(1);
+    F32(a->scale());
+    U64(static_cast<uint32_t>(a->zero_point()));
+  }
+  uint64_t Digest(RecordKind kind) const { return Xxh64(buf_.data(), buf_.size(), kind); }
+
+ private:
+  std::string buf_;
+};
+
+uint64_t LinearDigest(const fb::QuantLinear& l) {
+  Record r;
+  r.Str(l.name());
+  r.U64(l.bits());
+  r.U64(l.rows());
+  r.U64(l.cols());
+  r.U64(l.group_size());
+  r.Vec(l.codes());
+  r.Vec(l.scales());
+  r.Vec(l.zeros());
+  r.Vec(l.bias());
+  r.Vec(l.input_multiplier());
+  r.Act(l.act_in());
+  r.Act(l.act_out());
+  return r.Digest(kLinearRecord);
+}
+
+uint64_t FloatTensorDigest(const fb::FloatTensor& t) {
+  Record r;
+  r.Str(t.name());
+  r.U64(static_cast<uint8_t>(t.dtype()));
+  r.Vec(t.shape());
+  r.Vec(t.f32());
+  r.Vec(t.half());
+  return r.Digest(kFloatTensorRecord);
+}
+
+// Every field of the root but the tensors' contents (each has its own record,
+// and the header covers their digests) and the header digest itself.
+uint64_t HeaderDigest(const fb::QModel& m) {
+  Record r;
+  r.U64(m.format_version());
+  r.U64(static_cast<uint8_t>(m.scheme()));
+  r.U64(m.wbits());
+  r.U64(m.abits());
+  r.U64(m.group_size());
+  r.U64(m.symmetric() ? 1 : 0);
+  for (const flatbuffers::String* str : {m.config_json(), m.tokenizer_json(), m.tokenizer_config_json(),
+                                         m.generation_config_json(), m.source_config_sha256(), m.tokenizer_sha256(),
+                                         m.source_name()}) {
+    r.Str(str);
+  }
+  r.U64(m.float_tensors() == nullptr ? kAbsent : m.float_tensors()->size());
+  r.U64(m.linears() == nullptr ? kAbsent : m.linears()->size());
+  if (const fb::QProvenance* p = m.provenance()) {
+    r.U64(1);
+    r.Str(p->tool());
+    r.U64(static_cast<uint8_t>(p->method()));
+    r.Str(p->calibration());
+    r.Str(p->bundle_payload_sha256());
+    r.Str(p->bundle_key_id());
+    r.Str(p->calib_source());
+    r.U64(p->samples());
+    r.U64(p->calib_tokens());
+    r.F32(p->private_mix());
+    r.U64(static_cast<uint8_t>(p->estimator()));
+    r.F32(p->percentile());
+    r.F32(p->smooth_alpha());
+    r.F32(p->gptq_damp());
+    r.U64(p->gptq_act_order() ? 1 : 0);
+    r.F32(p->seconds());
+    r.U64(p->peak_rss_bytes());
+  } else {
+    r.U64(kAbsent);
+  }
+  if (const fb::QIntegrity* in = m.integrity()) {
+    r.Str(in->algorithm());
+    r.Vec(in->linears());
+    r.Vec(in->float_tensors());
+  } else {
+    r.U64(kAbsent);
+  }
+  return r.Digest(kHeaderRecord);
+}
+
+std::string Hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016" PRIx64, v);
+  return buf;
+}
+
+Status ChecksumMismatch(const std::string& at, uint64_t stored, uint64_t computed) {
+  return InvalidFormat(at + ": checksum mismatch (stored " + Hex64(stored) + ", computed " + Hex64(computed) +
+                       "): the file is corrupt or was modified after finalize");
+}
+
 }  // namespace
+
+Status SealQModel(std::vector<uint8_t>* bytes) {
+  flatbuffers::Verifier v(bytes->data(), bytes->size(), /*max_depth=*/16, /*max_tables=*/1u << 22);
+  if (bytes->size() < 12 || !fb::VerifySizePrefixedQModelBuffer(v)) {
+    return InvalidFormat("SealQModel: not a verifiable quantized model");
+  }
+  const fb::QModel& m = *fb::GetSizePrefixedQModel(bytes->data());
+  const fb::QIntegrity* in = m.integrity();
+  const size_t linears = m.linears() == nullptr ? 0 : m.linears()->size();
+  const size_t tensors = m.float_tensors() == nullptr ? 0 : m.float_tensors()->size();
+  if (in == nullptr || in->linears() == nullptr || in->float_tensors() == nullptr ||
+      in->linears()->size() != linears || in->float_tensors()->size() != tensors) {
+    return InvalidFormat("SealQModel: the integrity table is missing or does not match the tensor counts");
+  }
+  // The buffer is ours and mutable; the generated accessors are const only.
+  auto* lin = const_cast<flatbuffers::Vector<uint64_t>*>(in->linears());
+  auto* flt = const_cast<flatbuffers::Vector<uint64_t>*>(in->float_tensors());
+  for (uint32_t i = 0; i < linears; ++i) lin->Mutate(i, LinearDigest(*m.linears()->Get(i)));
+  for (uint32_t i = 0; i < tensors; ++i) flt->Mutate(i, FloatTensorDigest(*m.float_tensors()->Get(i)));
+  auto* table = const_cast<flatbuffers::Table*>(reinterpret_cast<const flatbuffers::Table*>(in));
+  if (!table->SetField<uint64_t>(fb::QIntegrity::VT_HEADER, HeaderDigest(m), 0)) {
+    return InvalidFormat("SealQModel: the integrity table has no header field to seal");
+  }
+  return Status::Ok();
+}
 
 Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
   size_t estimate = c.config_json.size() + c.tokenizer_json.size() + c.tokenizer_config_json.size() + 4096;
@@ -100,24 +256,32 @@ Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
       b, b.CreateString(p.tool), p.method, b.CreateString(p.calibration), b.CreateString(p.bundle_payload_sha256),
       b.CreateString(p.bundle_key_id), b.CreateString(p.calib_source), p.samples, p.calib_tokens, p.private_mix,
       p.estimator, p.percentile, p.smooth_alpha, p.gptq_damp, p.gptq_act_order, p.seconds, p.peak_rss_bytes);
+  // Placeholders, sealed below once the buffer exists: the header one must
+  // differ from the default 0 so that the field is stored.
+  const auto integrity = fb::CreateQIntegrity(b, b.CreateString(kQModelIntegrityAlgorithm), ~uint64_t{0},
+                                              b.CreateVector(std::vector<uint64_t>(linears.size(), 0)),
+                                              b.CreateVector(std::vector<uint64_t>(tensors.size(), 0)));
   const auto root = fb::CreateQModel(
       b, kQModelFormatVersion, c.scheme, static_cast<uint8_t>(c.wbits), static_cast<uint8_t>(c.abits),
       static_cast<uint32_t>(c.group_size), c.symmetric, b.CreateString(c.config_json), b.CreateString(c.tokenizer_json),
       b.CreateString(c.tokenizer_config_json), b.CreateString(c.generation_config_json),
       b.CreateString(c.source_config_sha256), b.CreateString(c.tokenizer_sha256), b.CreateString(c.source_name),
-      b.CreateVector(tensors), b.CreateVector(linears), prov);
+      b.CreateVector(tensors), b.CreateVector(linears), prov, integrity);
   // Size-prefixed: a reader knows the exact length, so any truncation shows.
   fb::FinishSizePrefixedQModelBuffer(b, root);
-  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  std::vector<uint8_t> out(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  FAMQ_RETURN_IF_ERROR(SealQModel(&out));
+  return out;
 }
 
 Result<QModel> QModel::Open(const std::string& path) {
-  FAMQ_ASSIGN_OR_RETURN(MappedFile f, MappedFile::Open(path));
+  // Read, not mapped: a mapping dies of SIGBUS if the file is truncated underneath.
+  FAMQ_ASSIGN_OR_RETURN(FileBytes f, ReadFileBytes(path, kMaxQModelBytes));
   QModel q;
   q.origin_ = path;
-  q.file_ = std::make_unique<MappedFile>(std::move(f));
-  q.data_ = q.file_->data();
-  q.size_ = q.file_->size();
+  q.owned_ = std::move(f.data);
+  q.data_ = q.owned_.get();
+  q.size_ = f.size;
   FAMQ_RETURN_IF_ERROR(q.Validate());
   return q;
 }
@@ -169,6 +333,10 @@ Status QModel::Validate() {
   }
   root_ = fb::GetSizePrefixedQModel(data_);
   const fb::QModel& r = *root_;
+  if (r.format_version() == 1) {
+    return InvalidFormat(o + ": format version 1 carries no integrity data and is no longer read (this famq reads " +
+                         std::to_string(kQModelFormatVersion) + "): finalize the model again");
+  }
   if (r.format_version() != kQModelFormatVersion) {
     return InvalidFormat(o + ": format version " + std::to_string(r.format_version()) + " (this famq reads " +
                          std::to_string(kQModelFormatVersion) + ")");
@@ -262,16 +430,16 @@ Status QModel::Validate() {
     }
   }
   auto need = [&](const std::string& name, std::vector<int64_t> shape) -> Status {
-    auto t = Tensor(name);
-    if (!t.ok()) return t.status();
-    if (t->shape != shape) {
-      return InvalidFormat(o + ": tensor '" + name + "' has shape " + t->ShapeString() + ", the config implies another");
+    FAMQ_ASSIGN_OR_RETURN(const uint32_t index, FindTensor(name));
+    const TensorView t = View(index);
+    if (t.shape != shape) {
+      return InvalidFormat(o + ": tensor '" + name + "' has shape " + t.ShapeString() + ", the config implies another");
     }
     return Status::Ok();
   };
   FAMQ_RETURN_IF_ERROR(need("model.embed_tokens.weight", {c.vocab_size, H}));
   FAMQ_RETURN_IF_ERROR(need("model.norm.weight", {H}));
-  if (Tensor("lm_head.weight").ok()) FAMQ_RETURN_IF_ERROR(need("lm_head.weight", {c.vocab_size, H}));
+  if (FindTensor("lm_head.weight").ok()) FAMQ_RETURN_IF_ERROR(need("lm_head.weight", {c.vocab_size, H}));
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     FAMQ_RETURN_IF_ERROR(need(p + "input_layernorm.weight", {H}));
@@ -281,10 +449,54 @@ Status QModel::Validate() {
       FAMQ_RETURN_IF_ERROR(need(p + "self_attn.k_norm.weight", {c.head_dim}));
     }
   }
+  // Integrity: the header now; each tensor when it is first used.
+  const fb::QIntegrity* in = r.integrity();
+  if (in == nullptr || in->algorithm() == nullptr || in->linears() == nullptr || in->float_tensors() == nullptr ||
+      in->linears()->size() != r.linears()->size() || in->float_tensors()->size() != r.float_tensors()->size()) {
+    return InvalidFormat(o + ": the integrity data is missing or does not match the tensor counts (corrupt)");
+  }
+  if (in->algorithm()->string_view() != kQModelIntegrityAlgorithm) {
+    return InvalidFormat(o + ": integrity algorithm '" + in->algorithm()->str() + "' is unknown (this famq checks " +
+                         kQModelIntegrityAlgorithm + ")");
+  }
+  if (const uint64_t computed = HeaderDigest(r); computed != in->header()) {
+    return ChecksumMismatch(o + ": header (config, tokenizer, provenance, tensor digests)", in->header(), computed);
+  }
+  linear_ok_ = std::make_unique<std::atomic<uint8_t>[]>(r.linears()->size());
+  tensor_ok_ = std::make_unique<std::atomic<uint8_t>[]>(r.float_tensors()->size());
   return Status::Ok();
 }
 
-QMatrix QModel::Matrix(int index) const {
+Status QModel::VerifyLinear(int index) const {
+  if (index < 0 || static_cast<uint32_t>(index) >= root_->linears()->size()) {
+    return InvalidArgument(origin_ + ": no quantized linear " + std::to_string(index));
+  }
+  if (linear_ok_[index].load(std::memory_order_acquire) != 0) return Status::Ok();
+  const uint64_t stored = root_->integrity()->linears()->Get(static_cast<uint32_t>(index));
+  const uint64_t computed = LinearDigest(*root_->linears()->Get(static_cast<uint32_t>(index)));
+  if (computed != stored) return ChecksumMismatch(origin_ + ": " + QLinearName(index / 4, index % 4), stored, computed);
+  linear_ok_[index].store(1, std::memory_order_release);
+  return Status::Ok();
+}
+
+Status QModel::VerifyFloatTensor(uint32_t index) const {
+  if (tensor_ok_[index].load(std::memory_order_acquire) != 0) return Status::Ok();
+  const fb::FloatTensor& t = *root_->float_tensors()->Get(index);
+  const uint64_t stored = root_->integrity()->float_tensors()->Get(index);
+  const uint64_t computed = FloatTensorDigest(t);
+  if (computed != stored) return ChecksumMismatch(origin_ + ": tensor '" + t.name()->str() + "'", stored, computed);
+  tensor_ok_[index].store(1, std::memory_order_release);
+  return Status::Ok();
+}
+
+Status QModel::VerifyAll() const {
+  for (uint32_t i = 0; i < root_->linears()->size(); ++i) FAMQ_RETURN_IF_ERROR(VerifyLinear(static_cast<int>(i)));
+  for (uint32_t i = 0; i < root_->float_tensors()->size(); ++i) FAMQ_RETURN_IF_ERROR(VerifyFloatTensor(i));
+  return Status::Ok();
+}
+
+Result<QMatrix> QModel::Matrix(int index) const {
+  FAMQ_RETURN_IF_ERROR(VerifyLinear(index));
   const fb::QuantLinear& l = *root_->linears()->Get(static_cast<uint32_t>(index));
   QMatrix m;
   m.bits = l.bits();
@@ -307,25 +519,36 @@ QMatrix QModel::Matrix(int index) const {
   return m;
 }
 
-Result<TensorView> QModel::Tensor(const std::string& name) const {
-  for (const fb::FloatTensor* t : *root_->float_tensors()) {
-    if (t->name()->string_view() != name) continue;
-    TensorView v;
-    v.name = name;
-    v.file = origin_;
-    for (uint32_t d : *t->shape()) v.shape.push_back(d);
-    if (t->dtype() == fb::TensorDType::F32) {
-      v.dtype = DType::kF32;
-      v.data = reinterpret_cast<const uint8_t*>(t->f32()->data());
-      v.num_bytes = t->f32()->size() * 4ull;
-    } else {
-      v.dtype = t->dtype() == fb::TensorDType::F16 ? DType::kF16 : DType::kBF16;
-      v.data = reinterpret_cast<const uint8_t*>(t->half()->data());
-      v.num_bytes = t->half()->size() * 2ull;
-    }
-    return v;
+Result<uint32_t> QModel::FindTensor(const std::string& name) const {
+  const auto* tensors = root_->float_tensors();
+  for (uint32_t i = 0; i < tensors->size(); ++i) {
+    if (tensors->Get(i)->name()->string_view() == name) return i;
   }
   return NotFound(origin_ + ": no tensor '" + name + "'");
+}
+
+TensorView QModel::View(uint32_t index) const {
+  const fb::FloatTensor* t = root_->float_tensors()->Get(index);
+  TensorView v;
+  v.name = t->name()->str();
+  v.file = origin_;
+  for (uint32_t d : *t->shape()) v.shape.push_back(d);
+  if (t->dtype() == fb::TensorDType::F32) {
+    v.dtype = DType::kF32;
+    v.data = reinterpret_cast<const uint8_t*>(t->f32()->data());
+    v.num_bytes = t->f32()->size() * 4ull;
+  } else {
+    v.dtype = t->dtype() == fb::TensorDType::F16 ? DType::kF16 : DType::kBF16;
+    v.data = reinterpret_cast<const uint8_t*>(t->half()->data());
+    v.num_bytes = t->half()->size() * 2ull;
+  }
+  return v;
+}
+
+Result<TensorView> QModel::Tensor(const std::string& name) const {
+  FAMQ_ASSIGN_OR_RETURN(const uint32_t index, FindTensor(name));
+  FAMQ_RETURN_IF_ERROR(VerifyFloatTensor(index));
+  return View(index);
 }
 
 }  // namespace famq

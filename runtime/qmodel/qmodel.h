@@ -6,8 +6,26 @@
 // code / scale / zero-point counts and ranges, finite scales, the fp tensors
 // the architecture needs with the right shapes). Errors name the file and
 // the tensor: "q.famq: layers.2.down_proj: 4-bit codes hold 24576 bytes, expected 49152".
+//
+// Integrity (format version 2; docs/SECURITY.md): every record carries an
+// XXH64 digest (core/checksum.h) in QModel.integrity. A record is a fixed
+// sequence of its field values, each scalar as 8 little-endian bytes and each
+// string or vector as its element count and the XXH64 of its stored bytes
+// (an absent one as 2^64-1, no digest); the record's digest is the XXH64 of
+// that sequence, seeded by the record kind (1 header, 2 linear, 3 fp tensor).
+// - The header record (every QModel field but the tensors, the provenance and
+//   the two digest lists included) is checked when the file is opened.
+// - A linear or fp tensor is checked when it is first used (Matrix(),
+//   Tensor(), VerifyLinear()): opening does not read the weights, so the
+//   check costs one pass over bytes the loader reads anyway.
+// A mismatch is kInvalidFormat naming the file and the record:
+// "q.famq: layers.3.qkv: checksum mismatch (...): the file is corrupt or was modified".
+// Files of format version 1 (no integrity data) are refused: finalize them again.
+// The digest detects corruption and accidental edits, not a forger who
+// recomputes it (SealQModel does exactly that): authenticity needs a signature.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -24,7 +42,8 @@
 
 namespace famq {
 
-inline constexpr uint32_t kQModelFormatVersion = 1;
+inline constexpr uint32_t kQModelFormatVersion = 2;  // 2: integrity data required
+inline constexpr char kQModelIntegrityAlgorithm[] = "xxh64-records/1";
 inline constexpr size_t kMaxQModelBytes = (size_t{1} << 31) - 1;  // FlatBuffers' 2 GiB limit
 
 // --- writing ---------------------------------------------------------------
@@ -68,14 +87,24 @@ struct QModelContents {
   QModelProvenanceContents provenance;
 };
 
-// The file bytes of `contents` (no validation beyond what serialization needs).
+// The file bytes of `contents` (no validation beyond what serialization needs),
+// sealed with their integrity data.
 Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& contents);
+
+// Recomputes every integrity digest of a serialized model in place (the last
+// step of SerializeQModel). `bytes` must pass the FlatBuffers verifier and
+// carry a QIntegrity table whose lists match the tensor counts; otherwise
+// kInvalidFormat and nothing is changed.
+Status SealQModel(std::vector<uint8_t>* bytes);
 
 // --- reading ---------------------------------------------------------------
 
 // A verified quantized model. Move-only; accessors point into owned bytes.
 class QModel {
  public:
+  // Reads the whole file into private memory and verifies it. The running
+  // model never reads the file again: truncating or rewriting it afterwards
+  // changes nothing (a file that changes size while it is read is refused).
   static Result<QModel> Open(const std::string& path);
   // The same on bytes in memory; `origin` names them in errors.
   static Result<QModel> FromBytes(std::vector<uint8_t> bytes, const std::string& origin);
@@ -85,20 +114,31 @@ class QModel {
   const std::string& origin() const { return origin_; }
   size_t file_size() const { return size_; }
 
-  // Linear `index` (4 per layer) unpacked to the canonical form.
-  QMatrix Matrix(int index) const;
-  // A floating-point tensor by its Hugging Face name (data points into the file).
+  // Checks linear `index`'s digest (once; later calls are free). Fields of
+  // root().linears()->Get(index) may be used after it returns Ok.
+  Status VerifyLinear(int index) const;
+  // Linear `index` (4 per layer), verified and unpacked to the canonical form.
+  Result<QMatrix> Matrix(int index) const;
+  // A floating-point tensor by its Hugging Face name, verified (data points into the model's bytes).
   Result<TensorView> Tensor(const std::string& name) const;
+  // Every record's digest (what Open leaves to first use), e.g. for `famq-rt info --verify`.
+  Status VerifyAll() const;
 
  private:
   Status Validate();
-  std::unique_ptr<MappedFile> file_;
-  std::vector<uint8_t> bytes_;
+  Status VerifyFloatTensor(uint32_t index) const;
+  Result<uint32_t> FindTensor(const std::string& name) const;  // unverified
+  TensorView View(uint32_t index) const;
+
+  std::unique_ptr<uint8_t[]> owned_;   // Open: the file's bytes
+  std::vector<uint8_t> bytes_;         // FromBytes
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   std::string origin_;
   const fb::QModel* root_ = nullptr;
   ModelConfig config_;
+  // 1 once the record's digest matched; written by const accessors, possibly from several threads.
+  std::unique_ptr<std::atomic<uint8_t>[]> linear_ok_, tensor_ok_;
 };
 
 // The block slot names of linear i: "layers.<i/4>.<qkv|o_proj|gate_up|down_proj>".

@@ -42,7 +42,7 @@ Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const Eng
       const int index = 4 * i + s;
       const fb::QuantLinear& ql = *r.linears()->Get(static_cast<uint32_t>(index));
       const std::string name = q.origin() + ": " + QLinearName(i, s);
-      const QMatrix m = q.Matrix(index);
+      FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.Matrix(index));  // verifies the record before its fields are read
       const std::vector<float> bias = ToVector(ql.bias());
       std::vector<float> mult = ToVector(ql.input_multiplier());
       if (w8a8) {
@@ -58,6 +58,8 @@ Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const Eng
     w.layers.push_back(std::move(l));
   }
   auto head = q.Tensor("lm_head.weight");
+  // Absent: tied to the embedding. Present but failing its checksum: refused, never replaced.
+  if (!head.ok() && head.status().code() != StatusCode::kNotFound) return head.status();
   const TensorView head_view = head.ok() ? *head : w.embed;
   FAMQ_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create({&head_view}, {}, "lm_head"));
   w.lm_head = LayerLinear(std::move(lm_head));

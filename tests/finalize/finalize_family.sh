@@ -58,7 +58,7 @@ expect_error "needs a W8 per-channel" "${fin[@]}" --wbits 4 --abits 8 --out "$wo
 expect_error "does not divide" "${rt[@]}" finalize --model "$repo/tests/data/tiny-random-qwen3" --calib-text "$work/heldout.txt" \
   --group 64 --out "$work/x.famq"
 [ ! -e "$work/x.famq" ] || fail "a refused finalize wrote its output"
-ls "$work" | grep -q '\.tmp' && fail "a refused finalize left a temporary file"
+ls -A "$work" | grep -q '\.tmp' && fail "a refused finalize left a temporary file"
 ok "refusals"
 
 ppl() { "${rt[@]}" ppl "$@" --text "$work/heldout.txt" --ctx 256 --threads 2 --json | $py -c "import json,sys; print(json.load(sys.stdin)['ppl'])"; }
