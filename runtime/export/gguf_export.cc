@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -52,7 +53,8 @@ struct TokenizerMeta {
 
 // The tokenizer metadata llama.cpp needs to encode as famq does, or the reason
 // it cannot: famq::Tokenizer has already parsed and bounded the same text.
-Result<TokenizerMeta> TokenizerMetadata(const std::string& json_text, int vocab_size, const std::string& origin) {
+Result<TokenizerMeta> TokenizerMetadataUnchecked(const std::string& json_text, int vocab_size,
+                                                 const std::string& origin) {
   nlohmann::json t;
   FAMQ_RETURN_IF_ERROR(ParseJson(json_text, origin + ": tokenizer.json", &t));
   auto refuse = [&](const std::string& why) {
@@ -153,6 +155,16 @@ Result<TokenizerMeta> TokenizerMetadata(const std::string& json_text, int vocab_
     }
   }
   return meta;
+}
+
+// The same; a field of an unexpected JSON type (nlohmann's accessors throw)
+// is an error, not an exception.
+Result<TokenizerMeta> TokenizerMetadata(const std::string& json_text, int vocab_size, const std::string& origin) {
+  try {
+    return TokenizerMetadataUnchecked(json_text, vocab_size, origin);
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidFormat(origin + ": tokenizer.json: " + e.what());
+  }
 }
 
 // The floating-point tensor `name` as F32 values.

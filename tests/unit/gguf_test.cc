@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "model/dtype.h"
 #include "model/model_dir.h"
 #include "qmodel/qmodel.h"
+#include "tokenizer/tokenizer.h"
 
 namespace famq {
 namespace {
@@ -183,8 +185,8 @@ TEST(Gguf, WriterStreamsAndIsAtomic) {
   EXPECT_FALSE(FileExists(dir + "/bad.gguf.tmp." + std::to_string(::getpid())));
 }
 
-// Finalizes tiny-random-<arch> with RTN (calibration-free) and writes it.
-std::string FinalizeRtn(const std::string& arch, int wbits, bool symmetric, const std::string& out) {
+// Finalizes tiny-random-<arch> with RTN (calibration-free).
+QModelContents FinalizeRtnContents(const std::string& arch, int wbits, bool symmetric) {
   const std::string dir = kData + "/tiny-random-" + arch;
   auto m = OpenModelDir(dir);
   EXPECT_TRUE(m.ok());
@@ -199,10 +201,18 @@ std::string FinalizeRtn(const std::string& arch, int wbits, bool symmetric, cons
   o.num_threads = 1;
   auto q = Finalize(*m, dir, *calib, o);
   EXPECT_TRUE(q.ok()) << q.status().ToString();
-  auto bytes = SerializeQModel(*q);
+  return std::move(*q);
+}
+
+std::string WriteQModel(const QModelContents& q, const std::string& out) {
+  auto bytes = SerializeQModel(q);
   EXPECT_TRUE(bytes.ok());
   EXPECT_TRUE(WriteFileAtomic(out, bytes->data(), bytes->size()).ok());
   return out;
+}
+
+std::string FinalizeRtn(const std::string& arch, int wbits, bool symmetric, const std::string& out) {
+  return WriteQModel(FinalizeRtnContents(arch, wbits, symmetric), out);
 }
 
 // Every weight of blk.L.<name> decodes (ggml's formula) to the .famq's
@@ -304,6 +314,24 @@ TEST(Gguf, RefusalsWriteNothing) {
   EXPECT_FALSE(FileExists(out));
   EXPECT_FALSE(ExportGguf(dir + "/missing.famq", out).ok());
   EXPECT_FALSE(FileExists(out));
+}
+
+TEST(Gguf, RefusesATokenizerLlamaCppCannotReproduce) {
+  // famq applies an NFD normalizer; llama.cpp applies none.
+  const std::string dir = ::testing::TempDir();
+  QModelContents q = FinalizeRtnContents("qwen3", 4, true);
+  nlohmann::json t = nlohmann::json::parse(q.tokenizer_json);
+  t["normalizer"] = {{"type", "NFD"}};
+  q.tokenizer_json = t.dump();
+  auto tok = Tokenizer::LoadJson(q.tokenizer_json, "nfd");
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  q.tokenizer_sha256 = tok->ContentHash();
+  const std::string famq = WriteQModel(q, dir + "/nfd.famq");
+  auto r = ExportGguf(famq, dir + "/nfd.gguf");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(r.status().message().find("normalizer 'NFD'"), std::string::npos) << r.status().ToString();
+  EXPECT_FALSE(FileExists(dir + "/nfd.gguf"));
 }
 
 TEST(Gguf, CApiExports) {
