@@ -13,7 +13,9 @@
 # On famq-tiny-s finalized from the committed signed bundle with GPTQ W4 g32,
 # AWQ W4 g32, GPTQ W4 per-channel and RTN W8 g32 --symmetric, each exported:
 #   - tokenization of every NFC string of tests/data/tokenizer_corpus.jsonl
-#     identical to famq-rt tokenize (the others are counted and reported);
+#     identical to famq-rt tokenize (the others are counted and reported),
+#     except strings holding U+2028/U+2029, where llama.cpp's own split differs
+#     from the Hugging Face reference (each such case is printed);
 #   - 32 greedy tokens on 5 prompts identical to famq-rt generate up to
 #     near-ties: a flip whose log-prob gap in llama.cpp is below the largest
 #     log-prob difference measured on that model is reported (where, by how
@@ -24,7 +26,8 @@
 #   - conversations.json rendered by llama.cpp's Jinja engine from the GGUF's
 #     tokenizer.chat_template equal to famq's rendering;
 # plus tiny-random Llama (q/k permutation, untied F16 head) and Qwen2 (q/k/v
-# biases) RTN W4 g32 --symmetric: log-probabilities as above on 2 windows;
+# biases) RTN W4 g32 --symmetric: log-probabilities on 2 windows of 128, gated
+# relative to the mean NLL (random weights: ppl ~1e11; see oracle.mjs);
 # and refusals (W8 with zero points, static W8A8, truncated and foreign
 # inputs) that leave no output file.
 # Exit 0: all within the gates; 1: a mismatch or an error; 77 (ctest SKIP):
