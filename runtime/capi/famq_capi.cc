@@ -23,6 +23,7 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
+#include "export/gguf_export.h"
 #include "finalize/calibration_set.h"
 #include "finalize/finalize.h"
 #include "kernels/isa.h"
@@ -727,6 +728,17 @@ famq_status famq_finalize(const char* model_dir, const char* bundle_path, const 
                           famq_progress_callback on_progress, void* user, const char* out_path) {
   return Guard("famq_finalize", [&]() -> Status {
     return Finalize(model_dir, bundle_path, public_key_path, calib_text_path, options, on_progress, user, out_path);
+  });
+}
+
+// ---- GGUF export ----------------------------------------------------------
+
+famq_status famq_export_gguf(const char* qmodel_path, const char* out_path) {
+  return Guard("famq_export_gguf", [&]() -> Status {
+    if (qmodel_path == nullptr || *qmodel_path == '\0' || out_path == nullptr || *out_path == '\0') {
+      return InvalidArgument("qmodel_path and out_path are required");
+    }
+    return famq::ExportGguf(qmodel_path, out_path).status();
   });
 }
 

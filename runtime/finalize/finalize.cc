@@ -368,10 +368,18 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
           ao.name = name;
           // As llm-awq: no clip search on q/k (they feed attention scores, where clipping hurts).
           ao.search_clip = s != static_cast<int>(LinearSlot::kQkv);
+          // As AutoAWQ: o_proj's input scale folds into v_proj's rows only when
+          // every query head has its own value head; under grouped-query
+          // attention two query heads read one value row, so o_proj is not
+          // scaled (clip search only) and the model stays exportable (GGUF).
+          ao.search_scale = s != static_cast<int>(LinearSlot::kOProj) || c.num_heads == c.num_kv_heads;
           FAMQ_ASSIGN_OR_RETURN(quant::AwqResult a, quant::QuantizeAwq(w.data(), st.rows, st.cols, st.awq_x.data(),
                                                                        st.awq_w.data(), st.awq_w.size(), ao));
-          st.multiplier.resize(a.input_scales.size());
-          for (size_t j = 0; j < a.input_scales.size(); ++j) st.multiplier[j] = 1.0f / a.input_scales[j];
+          st.multiplier.clear();
+          if (ao.search_scale) {
+            st.multiplier.resize(a.input_scales.size());
+            for (size_t j = 0; j < a.input_scales.size(); ++j) st.multiplier[j] = 1.0f / a.input_scales[j];
+          }
           q.w = std::move(a.q);
           break;
         }

@@ -187,6 +187,24 @@ TEST(Finalize, EveryMethodProducesAVerifiedModelCloseToFp32) {
   }
 }
 
+TEST(Finalize, AwqDoesNotScaleOProjUnderGroupedQueryAttention) {
+  // tiny-random-qwen3 has 4 query heads and 2 value heads: an o_proj input
+  // multiplier could not be folded into v_proj (docs/GGUF.md), so AWQ leaves
+  // o_proj unscaled there and scales the other three linears of every block.
+  Fixture f = Open("tiny-random-qwen3");
+  ASSERT_NE(f.model.checkpoint.config().num_heads, f.model.checkpoint.config().num_kv_heads);
+  auto q = Finalize(f.model, f.dir, TextCalib(f), Options(QuantMethod::kAwq, 4, 0, 32));
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  for (size_t i = 0; i < q->linears.size(); ++i) {
+    const QLinearContents& l = q->linears[i];
+    if (i % 4 == static_cast<size_t>(LinearSlot::kOProj)) {
+      EXPECT_TRUE(l.input_multiplier.empty()) << l.name;
+    } else {
+      EXPECT_EQ(l.input_multiplier.size(), static_cast<size_t>(l.w.cols)) << l.name;
+    }
+  }
+}
+
 TEST(Finalize, GptqBeatsRtnOnTheCalibrationDistribution) {
   Fixture f = Open("tiny-random-qwen3");
   CalibrationSet calib = TextCalib(f);

@@ -413,6 +413,28 @@ FAMQ_API famq_status famq_finalize(const char* model_dir, const char* bundle_pat
                                    const char* calib_text_path, const famq_finalize_options* options,
                                    famq_progress_callback on_progress, void* user, const char* out_path);
 
+/* ---- GGUF export (docs/GGUF.md) ---------------------------------------- */
+
+/* Writes a finalized weight-only quantized model as a GGUF file that
+ * llama.cpp (and what is built on it) runs, as `famq-rt export` does: W4
+ * symmetric -> Q4_0, W4 with zero points -> Q4_1, W8 symmetric -> Q8_0, each
+ * scale rounded to fp16 (the one inexact step); AWQ input multipliers folded;
+ * tokenizer, chat template and famq's provenance (`famq.*`) in the metadata.
+ * The input is fully verified and the mapping checked before anything is
+ * written; the output is written atomically (temporary file, fsync, rename).
+ *   qmodel_path: the quantized model from famq_finalize / famq-rt finalize.
+ *                Required.
+ *   out_path:    the .gguf file to write. Required.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (a NULL or empty argument);
+ *   FAMQ_NOT_FOUND / FAMQ_IO_ERROR (a file); FAMQ_INVALID_FORMAT (a
+ *   truncated, foreign or inconsistent quantized model); FAMQ_UNSUPPORTED
+ *   (nothing GGUF holds exactly: static W8A8, W8 with zero points, other bit
+ *   widths, groups not a multiple of 32, an o_proj multiplier under
+ *   grouped-query attention, llama3 rope scaling, a tokenizer llama.cpp
+ *   cannot reproduce; the message names the reason); FAMQ_OUT_OF_MEMORY;
+ *   FAMQ_INTERNAL. Nothing is written unless FAMQ_OK. */
+FAMQ_API famq_status famq_export_gguf(const char* qmodel_path, const char* out_path);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

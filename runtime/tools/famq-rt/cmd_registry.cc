@@ -11,6 +11,7 @@ void RegisterCommands(CLI::App& app, ExitCode* exit_code) {
   RegisterBench(app, exit_code);
   RegisterFinalize(app, exit_code);
   RegisterActStats(app, exit_code);
+  RegisterExport(app, exit_code);
 }
 
 }  // namespace famq::cli
