@@ -20,5 +20,6 @@ void RegisterLogits(CLI::App& app, ExitCode* exit_code);
 void RegisterBench(CLI::App& app, ExitCode* exit_code);
 void RegisterFinalize(CLI::App& app, ExitCode* exit_code);
 void RegisterActStats(CLI::App& app, ExitCode* exit_code);
+void RegisterChat(CLI::App& app, ExitCode* exit_code);
 
 }  // namespace famq::cli
