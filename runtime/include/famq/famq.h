@@ -475,7 +475,8 @@ FAMQ_API famq_status famq_session_add_message(famq_session* session, famq_role r
  *   on_piece:     receives the reply's bytes as they are decided: `piece`
  *                 (not NUL-terminated; a UTF-8 character may be split across
  *                 calls), `len`, `token` (the id whose sampling released
- *                 them), `user`. Bytes that might begin a stop string are
+ *                 them; -1 for bytes held back until the reply ended),
+ *                 `user`. Bytes that might begin a stop string are
  *                 held back until they cannot. Returns nonzero to stop the
  *                 reply (no error). May be NULL.
  *   user:         passed to on_piece unchanged; may be NULL.
