@@ -1137,14 +1137,16 @@ TEST_F(CapiTest, StructSizesOutOfRangeAreRefused) {
   }
   EXPECT_FALSE(fs::exists(Tmp("never.famq")));
   // The largest plausible newer struct with a zero tail is accepted.
-  std::vector<unsigned char> big(FAMQ_MAX_STRUCT_SIZE, 0);
-  famq_generate_options g;
-  famq_generate_options_init(&g);
-  g.max_new_tokens = 1;
-  g.struct_size = FAMQ_MAX_STRUCT_SIZE;
-  std::memcpy(big.data(), &g, sizeof g);
-  famq_generate_options* gp = reinterpret_cast<famq_generate_options*>(big.data());
-  EXPECT_EQ(famq_generate(m, "x", gp, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_OK) << LastError();
+  struct Biggest {
+    famq_generate_options g;
+    unsigned char tail[FAMQ_MAX_STRUCT_SIZE - sizeof(famq_generate_options)];
+  } big;
+  static_assert(sizeof big == FAMQ_MAX_STRUCT_SIZE);
+  std::memset(&big, 0, sizeof big);
+  famq_generate_options_init(&big.g);
+  big.g.max_new_tokens = 1;
+  big.g.struct_size = sizeof big;
+  EXPECT_EQ(famq_generate(m, "x", &big.g, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_OK) << LastError();
   // An output struct larger than the library's: its fields are written, the tail untouched.
   struct NewerStats {
     famq_session_stats base;
