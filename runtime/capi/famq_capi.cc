@@ -4,6 +4,8 @@
 // FAMQ_OUT_OF_MEMORY, anything else -> FAMQ_INTERNAL).
 #include "famq/famq.h"
 
+#include "capi/capi_internal.h"
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -32,7 +34,9 @@
 #include "qmodel/qmodel_engine.h"
 #include "tokenizer/chat_template.h"
 
-// famq_status is famq::StatusCode, value for value.
+// famq_status is famq::StatusCode, value for value, up to FAMQ_INTERNAL; the
+// C API's own codes (FAMQ_BUFFER_TOO_SMALL, FAMQ_CONTEXT_FULL) come after
+// (capi_internal.h, ApiStatus).
 #define FAMQ_CAPI_SAME_CODE(c, k) static_assert(static_cast<int>(c) == static_cast<int>(famq::StatusCode::k))
 FAMQ_CAPI_SAME_CODE(FAMQ_OK, kOk);
 FAMQ_CAPI_SAME_CODE(FAMQ_INVALID_ARGUMENT, kInvalidArgument);
@@ -44,39 +48,22 @@ FAMQ_CAPI_SAME_CODE(FAMQ_OUT_OF_MEMORY, kOutOfMemory);
 FAMQ_CAPI_SAME_CODE(FAMQ_CANCELLED, kCancelled);
 FAMQ_CAPI_SAME_CODE(FAMQ_INTERNAL, kInternal);
 #undef FAMQ_CAPI_SAME_CODE
+static_assert(FAMQ_BUFFER_TOO_SMALL == static_cast<int>(famq::StatusCode::kInternal) + 1,
+              "the C API's own codes follow famq::StatusCode's");
 static_assert(sizeof(famq_status) == 4, "famq_status is a 32-bit enum in every ABI");
-
-// The handles. Members are destroyed in reverse order: the engine (which
-// points into the model's weights) before the model.
-struct famq_model {
-  famq::RunnableModel model;
-  std::unique_ptr<famq::Engine> engine;
-  // Every token's bytes, so that the token loop hands out pieces without
-  // building strings: token t is token_bytes[token_offsets[t], token_offsets[t + 1]).
-  std::string token_bytes;
-  std::vector<uint32_t> token_offsets;
-  std::optional<famq::ChatTemplate> chat_template;  // parsed at open when the model has one
-  famq::Status chat_template_status;                // why chat_template is absent
-  std::vector<int32_t> prompt_ids;                  // reused by every call
-  std::vector<int32_t> out_ids;                     // capacity: the whole context
-  std::mutex busy;                                  // one generation at a time
-};
 
 struct famq_bundle {
   explicit famq_bundle(famq::Bundle b) : bundle(std::move(b)) {}
   famq::Bundle bundle;
 };
 
+namespace famq::capi {
+
 namespace {
-
-using famq::InvalidArgument;
-using famq::Status;
-
-// --- errors ------------------------------------------------------------------
-
 thread_local std::string t_error;
 // Used instead of t_error when even the message could not be stored.
 thread_local const char* t_error_static = nullptr;
+}  // namespace
 
 void SetError(std::string_view message) noexcept {
   try {
@@ -88,104 +75,27 @@ void SetError(std::string_view message) noexcept {
   }
 }
 
-famq_status Report(const Status& s) noexcept {
-  SetError(s.ok() ? std::string_view() : std::string_view(s.message()));
-  return static_cast<famq_status>(s.code());
-}
-
-// Runs `body` (returning famq::Status) with no exception escaping.
-template <typename F>
-famq_status Guard(const char* fn, F&& body) noexcept {
+void AppendError(std::string_view more) noexcept {
   try {
-    return Report(body());
-  } catch (const std::bad_alloc&) {
-    SetError(fn);
-    try {
-      t_error += ": out of memory";
-    } catch (...) {
-    }
-    return FAMQ_OUT_OF_MEMORY;
-  } catch (const std::exception& e) {
-    try {
-      SetError(std::string(fn) + ": internal error: unexpected exception: " + e.what());
-    } catch (...) {
-      SetError("internal error: unexpected exception");
-    }
-    return FAMQ_INTERNAL;
+    if (t_error_static == nullptr) t_error.append(more);
   } catch (...) {
-    try {
-      SetError(std::string(fn) + ": internal error: unexpected exception");
-    } catch (...) {
-      SetError("internal error: unexpected exception");
-    }
-    return FAMQ_INTERNAL;
   }
 }
 
-Status NullArg(const char* fn, const char* param) {
-  return InvalidArgument(std::string(fn) + ": " + param + " is NULL");
-}
+const char* LastError() noexcept { return t_error_static != nullptr ? t_error_static : t_error.c_str(); }
 
-#define FAMQ_CAPI_REQUIRE(fn, p) \
-  if ((p) == nullptr) return NullArg(fn, #p)
+}  // namespace famq::capi
+
+namespace {
+
+using famq::InvalidArgument;
+using famq::Status;
+using namespace famq::capi;
 
 Status RequirePath(const char* fn, const char* name, const char* path) {
   if (path == nullptr) return NullArg(fn, name);
   if (*path == '\0') return InvalidArgument(std::string(fn) + ": " + name + " is empty");
   return Status::Ok();
-}
-
-// --- versioned structs -------------------------------------------------------
-
-// Copies a caller's options struct over `out` (already holding the
-// defaults): struct_size must cover this version's fields; a larger struct
-// (a newer header) is accepted only if the fields this library does not know
-// are all zero. When a field is appended, accept sizes down to the first
-// version's and keep the defaults for the fields a smaller struct lacks.
-template <typename T>
-Status ReadOptions(const T* in, T* out, const char* fn, const char* init_fn) {
-  static_assert(std::is_trivially_copyable_v<T>);
-  if (in == nullptr) return Status::Ok();
-  const size_t size = in->struct_size;
-  if (size < sizeof(T)) {
-    return InvalidArgument(std::string(fn) + ": options->struct_size is " + std::to_string(size) + ", expected " +
-                           std::to_string(sizeof(T)) + " (fill the struct with " + init_fn + "() first)");
-  }
-  const auto* bytes = reinterpret_cast<const unsigned char*>(in);
-  for (size_t i = sizeof(T); i < size; ++i) {
-    if (bytes[i] != 0) {
-      return famq::Unsupported(std::string(fn) + ": options set fields this famq " + FAMQ_VERSION_STRING +
-                               " does not know (struct_size " + std::to_string(size) + ", this library's " +
-                               std::to_string(sizeof(T)) + "): the header is newer than the library");
-    }
-  }
-  std::memcpy(out, in, sizeof(T));
-  out->struct_size = sizeof(T);
-  return Status::Ok();
-}
-
-// Writes `value` into a caller's output struct whose struct_size says how
-// much of it exists.
-template <typename T>
-Status WriteInfo(const T& value, T* out, const char* fn) {
-  static_assert(std::is_trivially_copyable_v<T>);
-  if (out->struct_size < sizeof(T)) {
-    return InvalidArgument(std::string(fn) + ": info->struct_size is " + std::to_string(out->struct_size) +
-                           ", expected sizeof = " + std::to_string(sizeof(T)));
-  }
-  const size_t size = out->struct_size;
-  std::memcpy(out, &value, sizeof(T));
-  out->struct_size = size;
-  return Status::Ok();
-}
-
-// Copies `s` into a caller's buffer of capacity > 0 (a NUL-terminated prefix
-// when it does not fit). Returns whether all of it fit.
-bool CopyOut(std::string_view s, char* buf, size_t capacity) {
-  const size_t n = std::min(s.size(), capacity - 1);
-  std::memcpy(buf, s.data(), n);
-  buf[n] = '\0';
-  return n == s.size();
 }
 
 void CopyHex(const std::string& s, char (&out)[FAMQ_SHA256_HEX_SIZE]) {
@@ -290,13 +200,9 @@ struct TokenSink {
   size_t truncated_len = 0;
 
   bool OnToken(int32_t token) {
-    const char* piece = "";
-    size_t len = 0;
-    if (token >= 0 && static_cast<size_t>(token) + 1 < model->token_offsets.size()) {
-      const uint32_t b = model->token_offsets[static_cast<size_t>(token)];
-      piece = model->token_bytes.data() + b;
-      len = model->token_offsets[static_cast<size_t>(token) + 1] - b;
-    }
+    const std::string_view p = model->Piece(token);
+    const char* piece = p.empty() ? "" : p.data();
+    const size_t len = p.size();
     if (out != nullptr) {
       if (len >= capacity - written) {  // the piece and the NUL must fit
         truncated = true;
@@ -329,7 +235,7 @@ Status BuildPrompt(famq_model* m, const char* prompt, const famq_generate_option
   return rm.tokenizer.Encode(prompt, &m->prompt_ids);
 }
 
-Status Generate(famq_model* model, const char* prompt, const famq_generate_options* options, famq_token_callback on_token,
+ApiStatus Generate(famq_model* model, const char* prompt, const famq_generate_options* options, famq_token_callback on_token,
                 void* user, char* out_text, size_t out_capacity, size_t* out_len) {
   constexpr const char* fn = "famq_generate";
   FAMQ_CAPI_REQUIRE(fn, model);
@@ -382,7 +288,7 @@ Status Generate(famq_model* model, const char* prompt, const famq_generate_optio
   if (out_len != nullptr) *out_len = sink.written;
   FAMQ_RETURN_IF_ERROR(st);
   if (sink.truncated) {
-    return famq::OutOfMemory("famq_generate: out_text (" + std::to_string(out_capacity) + " bytes) is full after " +
+    return BufferTooSmall("famq_generate: out_text (" + std::to_string(out_capacity) + " bytes) is full after " +
                              std::to_string(sink.written) + " bytes; generation stopped before token " +
                              std::to_string(sink.truncated_token) + " (" + std::to_string(sink.truncated_len) +
                              " bytes)");
@@ -539,12 +445,14 @@ const char* famq_status_name(famq_status status) {
     case FAMQ_OUT_OF_MEMORY: return "FAMQ_OUT_OF_MEMORY";
     case FAMQ_CANCELLED: return "FAMQ_CANCELLED";
     case FAMQ_INTERNAL: return "FAMQ_INTERNAL";
+    case FAMQ_BUFFER_TOO_SMALL: return "FAMQ_BUFFER_TOO_SMALL";
+    case FAMQ_CONTEXT_FULL: return "FAMQ_CONTEXT_FULL";
     case FAMQ_STATUS_FORCE_32BIT: break;
   }
   return "FAMQ_UNKNOWN_STATUS";
 }
 
-const char* famq_last_error(void) { return t_error_static != nullptr ? t_error_static : t_error.c_str(); }
+const char* famq_last_error(void) { return famq::capi::LastError(); }
 
 const char* famq_version(void) { return FAMQ_VERSION_STRING; }
 
@@ -606,7 +514,7 @@ void famq_model_close(famq_model* model) {
 
 famq_status famq_model_get_info(const famq_model* model, famq_model_info* info, char* scheme, size_t scheme_capacity,
                                 size_t* scheme_len) {
-  return Guard("famq_model_get_info", [&]() -> Status {
+  return Guard("famq_model_get_info", [&]() -> ApiStatus {
     constexpr const char* fn = "famq_model_get_info";
     FAMQ_CAPI_REQUIRE(fn, model);
     FAMQ_CAPI_REQUIRE(fn, info);
@@ -637,7 +545,7 @@ famq_status famq_model_get_info(const famq_model* model, famq_model_info* info, 
     const std::string s = SchemeString(*model);
     if (scheme_len != nullptr) *scheme_len = s.size();
     if (scheme != nullptr && !CopyOut(s, scheme, scheme_capacity)) {
-      return famq::OutOfMemory("famq_model_get_info: scheme (" + std::to_string(scheme_capacity) +
+      return BufferTooSmall("famq_model_get_info: scheme (" + std::to_string(scheme_capacity) +
                                " bytes) cannot hold '" + s + "' (" + std::to_string(s.size() + 1) +
                                " bytes with the NUL)");
     }
@@ -661,7 +569,7 @@ void famq_generate_options_init(famq_generate_options* options) {
 famq_status famq_generate(famq_model* model, const char* prompt, const famq_generate_options* options,
                           famq_token_callback on_token, void* user, char* out_text, size_t out_capacity,
                           size_t* out_len) {
-  return Guard("famq_generate", [&]() -> Status {
+  return Guard("famq_generate", [&]() -> ApiStatus {
     return Generate(model, prompt, options, on_token, user, out_text, out_capacity, out_len);
   });
 }
@@ -695,9 +603,9 @@ famq_status famq_bundle_verify(const char* bundle_path, const char* public_key_p
   return Guard("famq_bundle_verify", [&]() -> Status {
     constexpr const char* fn = "famq_bundle_verify";
     FAMQ_RETURN_IF_ERROR(RequirePath(fn, "bundle_path", bundle_path));
-    if (out_info != nullptr && out_info->struct_size < sizeof(famq_bundle_info)) {
-      return InvalidArgument("famq_bundle_verify: out_info->struct_size is " + std::to_string(out_info->struct_size) +
-                             ", expected sizeof = " + std::to_string(sizeof(famq_bundle_info)));
+    if (out_info != nullptr) {
+      FAMQ_RETURN_IF_ERROR(CheckStructSize<famq_bundle_info>(out_info->struct_size, fn, "out_info",
+                                                             "set it to sizeof the struct"));
     }
     FAMQ_ASSIGN_OR_RETURN(const famq::Bundle b, VerifyBundle(fn, bundle_path, public_key_path, allow_unsigned != 0));
     if (out_info != nullptr) FAMQ_RETURN_IF_ERROR(WriteInfo(BundleInfo(b), out_info, fn));

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <new>
+#include <string>
 #include <thread>
 
 #include "engine/ops.h"
@@ -450,6 +452,26 @@ Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits
   }
   ops::RmsNorm(&x_[(n - 1) * H], final_norm_.data(), c.rms_norm_eps, H, xn_.data());
   return lm_head_.Run(xn_.data(), logits, 1, pool_);
+}
+
+Result<KvCache> Engine::NewKvCache() const {
+  KvCache c;
+  try {
+    c.k.assign(k_cache_.size(), 0.0f);
+    c.v.assign(v_cache_.size(), 0.0f);
+  } catch (const std::bad_alloc&) {
+    return OutOfMemory("KV cache of " + std::to_string(kv_cache_bytes()) + " bytes cannot be allocated");
+  }
+  return c;
+}
+
+Status Engine::SwapKvCache(KvCache* cache) {
+  if (cache == nullptr || cache->k.size() != k_cache_.size() || cache->v.size() != v_cache_.size()) {
+    return InvalidArgument("SwapKvCache: the cache was not made by this engine's NewKvCache()");
+  }
+  k_cache_.swap(cache->k);
+  v_cache_.swap(cache->v);
+  return Status::Ok();
 }
 
 }  // namespace famq

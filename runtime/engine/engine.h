@@ -65,6 +65,14 @@ struct EngineWeights {
   LayerLinear lm_head;
 };
 
+// A KV cache kept outside the engine (chat sessions keep one each and swap
+// it in for their turn): the same layout and size as the engine's own,
+// [layer][slot][pos][kv_head][head_dim] for keys and for values.
+struct KvCache {
+  std::vector<float> k, v;
+  size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
+};
+
 class Engine {
  public:
   // An fp32 engine over a checkpoint (which must outlive it).
@@ -117,6 +125,15 @@ class Engine {
   const LayerLinear& linear(int layer, LinearSlot slot) const {
     return layers_[static_cast<size_t>(layer)].linears[static_cast<int>(slot)];
   }
+
+  // A zeroed cache of this engine's size (kOutOfMemory when it cannot be
+  // allocated); its bytes: 2 * layers * max_sequences * max_seq_len * kv_dim * 4.
+  Result<KvCache> NewKvCache() const;
+  // Exchanges the engine's cache with `cache` (O(1), no allocation): what
+  // the engine computed so far moves into `cache`, and Forward continues on
+  // what `cache` held. kInvalidArgument when `cache` is not of this size.
+  Status SwapKvCache(KvCache* cache);
+  size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
 
   const ModelConfig& config() const { return config_; }
   int vocab_size() const { return config_.vocab_size; }

@@ -252,6 +252,11 @@ TEST(CapiStatus, MapsOneToOneOntoStatusCode) {
     EXPECT_EQ(static_cast<int>(c.c), static_cast<int>(c.cpp)) << c.name;
     EXPECT_STREQ(famq_status_name(c.c), c.name);
   }
+  // The C API's own codes follow famq::StatusCode's last one.
+  EXPECT_EQ(static_cast<int>(FAMQ_BUFFER_TOO_SMALL), static_cast<int>(famq::StatusCode::kInternal) + 1);
+  EXPECT_EQ(static_cast<int>(FAMQ_CONTEXT_FULL), static_cast<int>(famq::StatusCode::kInternal) + 2);
+  EXPECT_STREQ(famq_status_name(FAMQ_BUFFER_TOO_SMALL), "FAMQ_BUFFER_TOO_SMALL");
+  EXPECT_STREQ(famq_status_name(FAMQ_CONTEXT_FULL), "FAMQ_CONTEXT_FULL");
   EXPECT_EQ(FAMQ_OK, 0);
   EXPECT_STREQ(famq_status_name(static_cast<famq_status>(99)), "FAMQ_UNKNOWN_STATUS");
   EXPECT_STREQ(famq_status_name(FAMQ_STATUS_FORCE_32BIT), "FAMQ_UNKNOWN_STATUS");
@@ -261,6 +266,7 @@ TEST(CapiStatus, MapsOneToOneOntoStatusCode) {
 TEST(CapiStatus, Version) {
   EXPECT_STREQ(famq_version(), FAMQ_VERSION_STRING);
   EXPECT_EQ(famq_api_version(), FAMQ_API_VERSION);
+  EXPECT_EQ(FAMQ_API_VERSION, 2);  // 2: FAMQ_BUFFER_TOO_SMALL (docs/C_API.md)
 }
 
 TEST(CapiStatus, LastErrorIsPerThreadAndClearedBySuccess) {
@@ -469,9 +475,9 @@ TEST_F(CapiTest, ModelInfoAndScheme) {
   EXPECT_STREQ(scheme, "fp32");
   EXPECT_EQ(len, 4u);
 
-  // Truncation: a NUL-terminated prefix, the full length, FAMQ_OUT_OF_MEMORY.
+  // Truncation: a NUL-terminated prefix, the full length, FAMQ_BUFFER_TOO_SMALL.
   char small[3] = {'x', 'x', 'x'};
-  EXPECT_EQ(famq_model_get_info(m, &info, small, sizeof small, &len), FAMQ_OUT_OF_MEMORY);
+  EXPECT_EQ(famq_model_get_info(m, &info, small, sizeof small, &len), FAMQ_BUFFER_TOO_SMALL);
   EXPECT_STREQ(small, "fp");
   EXPECT_EQ(len, 4u);
   EXPECT_NE(LastError().find("fp32"), std::string::npos) << LastError();
@@ -536,7 +542,7 @@ TEST_F(CapiTest, BufferTruncationIsAStatusNeverAnOverflow) {
   std::vector<char> buf(cap + 16, '#');  // guard bytes after the capacity
   Seen seen;
   size_t len = 0;
-  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &seen, buf.data(), cap, &len), FAMQ_OUT_OF_MEMORY);
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, OnToken, &seen, buf.data(), cap, &len), FAMQ_BUFFER_TOO_SMALL);
   EXPECT_NE(LastError().find("is full"), std::string::npos) << LastError();
   EXPECT_LT(len, cap);
   EXPECT_EQ(buf[len], '\0');
@@ -547,7 +553,7 @@ TEST_F(CapiTest, BufferTruncationIsAStatusNeverAnOverflow) {
 
   // A 1-byte buffer holds only the NUL.
   char one = 'z';
-  EXPECT_EQ(famq_generate(m, kPrompt, &g, nullptr, nullptr, &one, 1, &len), FAMQ_OUT_OF_MEMORY);
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, nullptr, nullptr, &one, 1, &len), FAMQ_BUFFER_TOO_SMALL);
   EXPECT_EQ(one, '\0');
   EXPECT_EQ(len, 0u);
   famq_model_close(m);
@@ -649,6 +655,512 @@ TEST_F(CapiTest, ChatTemplateAndSampling) {
   g.chat = 1;
   EXPECT_EQ(famq_generate(m, "Hi", &g, OnToken, &a, nullptr, 0, nullptr), FAMQ_INVALID_ARGUMENT);
   EXPECT_NE(LastError().find("chat_template"), std::string::npos) << LastError();
+  famq_model_close(m);
+}
+
+// --- tokens ---------------------------------------------------------------------------
+
+TEST_F(CapiTest, TokenizeCountDetokenize) {
+  famq_model* m = nullptr;
+  ASSERT_EQ(famq_model_open(kFamily.c_str(), OneThread(), &m), FAMQ_OK) << LastError();
+  auto rm = famq::OpenRunnableModel(kFamily, "");
+  ASSERT_TRUE(rm.ok()) << rm.status().ToString();
+  const std::string text = "Question: What is 36 + 8?\nAnswer: 44. Überraschung \xe2\x9c\x93";
+  std::vector<int32_t> ref;
+  ASSERT_TRUE(rm->tokenizer.Encode(text, &ref).ok());
+  ASSERT_GT(ref.size(), 4u);
+
+  size_t count = 0;
+  ASSERT_EQ(famq_token_count(m, text.c_str(), 0, &count), FAMQ_OK) << LastError();
+  EXPECT_EQ(count, ref.size());
+  // A count only: out_tokens NULL, capacity 0.
+  count = 0;
+  ASSERT_EQ(famq_tokenize(m, text.c_str(), 0, nullptr, 0, &count), FAMQ_OK) << LastError();
+  EXPECT_EQ(count, ref.size());
+  std::vector<int32_t> ids(ref.size() + 4, -7);
+  ASSERT_EQ(famq_tokenize(m, text.c_str(), 0, ids.data(), ids.size(), &count), FAMQ_OK) << LastError();
+  EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(count)), ref);
+  EXPECT_EQ(ids[count], -7);
+  // add_special follows add_bos_token (famq-tiny-s: none), as famq_generate does.
+  size_t with_special = 0;
+  ASSERT_EQ(famq_token_count(m, text.c_str(), 1, &with_special), FAMQ_OK);
+  EXPECT_EQ(with_special, ref.size() + ((rm->add_bos && rm->bos_token) ? 1u : 0u));
+
+  // Too small: a distinct status, the prefix written, the count needed reported.
+  std::vector<int32_t> small(3 + 2, -7);
+  count = 0;
+  EXPECT_EQ(famq_tokenize(m, text.c_str(), 0, small.data(), 3, &count), FAMQ_BUFFER_TOO_SMALL);
+  EXPECT_EQ(count, ref.size());
+  EXPECT_EQ(std::vector<int32_t>(small.begin(), small.begin() + 3), std::vector<int32_t>(ref.begin(), ref.begin() + 3));
+  EXPECT_EQ(small[3], -7);
+  EXPECT_EQ(famq_tokenize(m, "\xff", 0, ids.data(), ids.size(), &count), FAMQ_INVALID_ARGUMENT);
+  EXPECT_EQ(famq_tokenize(m, "x", 0, nullptr, 4, &count), FAMQ_INVALID_ARGUMENT);
+
+  // Detokenize: the text back; a cut buffer ends at a character boundary, with the length needed.
+  char buf[256];
+  size_t len = 0;
+  ASSERT_EQ(famq_detokenize(m, ref.data(), ref.size(), buf, sizeof buf, &len), FAMQ_OK) << LastError();
+  EXPECT_EQ(std::string(buf, len), text);
+  EXPECT_EQ(buf[len], '\0');
+  const size_t cut = text.size() - 1;  // inside the last 3-byte character
+  std::vector<char> tiny(cut + 8, '#');
+  EXPECT_EQ(famq_detokenize(m, ref.data(), ref.size(), tiny.data(), cut, &len), FAMQ_BUFFER_TOO_SMALL);
+  EXPECT_EQ(len, text.size());
+  EXPECT_EQ(std::string(tiny.data()), text.substr(0, text.size() - 3));
+  for (size_t i = cut; i < tiny.size(); ++i) ASSERT_EQ(tiny[i], '#') << "overflow at " << i;
+  const int32_t bad = 1 << 30;
+  EXPECT_EQ(famq_detokenize(m, &bad, 1, buf, sizeof buf, &len), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("tokens[0]"), std::string::npos) << LastError();
+  EXPECT_EQ(famq_detokenize(m, nullptr, 0, buf, sizeof buf, &len), FAMQ_OK);
+  EXPECT_EQ(len, 0u);
+  EXPECT_EQ(famq_detokenize(m, ref.data(), ref.size(), buf, 0, &len), FAMQ_INVALID_ARGUMENT);
+  famq_model_close(m);
+}
+
+// --- chat sessions -------------------------------------------------------------------
+
+famq_model* OpenFamily(int max_seq_len) {
+  famq_model_options mo;
+  famq_model_options_init(&mo);
+  mo.num_threads = 1;
+  mo.max_seq_len = max_seq_len;
+  famq_model* m = nullptr;
+  EXPECT_EQ(famq_model_open(kFamily.c_str(), &mo, &m), FAMQ_OK) << LastError();
+  return m;
+}
+
+famq_session_params SessionGreedy(int max_new_tokens) {
+  famq_session_params p;
+  famq_session_default_params(&p);
+  p.max_new_tokens = max_new_tokens;
+  p.enable_thinking = 0;
+  return p;
+}
+
+famq_session_stats Stats(const famq_session* s) {
+  famq_session_stats st;
+  std::memset(&st, 0, sizeof st);
+  st.struct_size = sizeof st;
+  EXPECT_EQ(famq_session_get_stats(s, &st), FAMQ_OK) << LastError();
+  return st;
+}
+
+// A session's reply (text and the pieces' concatenation must agree).
+std::string Send(famq_session* s, const char* message, Seen* seen = nullptr) {
+  Seen local;
+  Seen* v = seen != nullptr ? seen : &local;
+  std::vector<char> buf(8192);
+  size_t len = 0;
+  const famq_status st = famq_session_send(s, message, OnToken, v, buf.data(), buf.size(), &len);
+  EXPECT_EQ(st, FAMQ_OK) << LastError();
+  EXPECT_EQ(std::string(buf.data(), len), v->text);
+  return std::string(buf.data(), len);
+}
+
+const char* const kTurns[] = {"What is 2 + 3?", "And 4 + 4?", "Name a colour.", "Thank you."};
+
+TEST_F(CapiTest, SessionPrefillsOnlyTheNewTurnAndMatchesAFreshPrefill) {
+  famq_model* m = OpenFamily(512);
+  ASSERT_NE(m, nullptr);
+  const famq_session_params p = SessionGreedy(16);
+  famq_session* s = nullptr;
+  ASSERT_EQ(famq_session_create(m, &p, &s), FAMQ_OK) << LastError();
+  ASSERT_EQ(famq_session_add_message(s, FAMQ_ROLE_SYSTEM, "You are a calculator."), FAMQ_OK) << LastError();
+  std::vector<std::string> replies;
+  int32_t previous_context = 0, previous_prompt = 0;
+  // Qwen3's template renders past replies without their (here empty) <think></think>: the cache
+  // matches up to there, and the previous reply is prefilled again (docs/C_API.md).
+  size_t think = 0;
+  ASSERT_EQ(famq_token_count(m, "<think>\n\n</think>\n\n", 0, &think), FAMQ_OK);
+  const int32_t think_tokens = static_cast<int32_t>(think);
+  for (size_t turn = 0; turn < std::size(kTurns); ++turn) {
+    SCOPED_TRACE(turn);
+    replies.push_back(Send(s, kTurns[turn]));
+    const famq_session_stats st = Stats(s);
+    EXPECT_EQ(st.messages, static_cast<int32_t>(2 * turn + 3));
+    EXPECT_EQ(st.last_reused_tokens + st.last_prefill_tokens, st.last_prompt_tokens);
+    EXPECT_GE(st.last_generated_tokens, 1);
+    EXPECT_GT(st.context_tokens, previous_context);
+    EXPECT_GT(st.kv_cache_bytes, 0u);
+    if (turn == 0) {
+      EXPECT_EQ(st.last_reused_tokens, 0);
+    } else {
+      EXPECT_GE(st.last_reused_tokens, previous_prompt - think_tokens) << "prompt " << st.last_prompt_tokens;
+      EXPECT_LE(st.last_prefill_tokens, st.last_prompt_tokens - previous_prompt + think_tokens);
+    }
+    previous_context = st.context_tokens;
+    previous_prompt = st.last_prompt_tokens;
+  }
+
+  // The last reply equals what a fresh session computes from the whole conversation at once.
+  famq_session* fresh = nullptr;
+  ASSERT_EQ(famq_session_create(m, &p, &fresh), FAMQ_OK) << LastError();
+  ASSERT_EQ(famq_session_add_message(fresh, FAMQ_ROLE_SYSTEM, "You are a calculator."), FAMQ_OK);
+  for (size_t turn = 0; turn + 1 < std::size(kTurns); ++turn) {
+    ASSERT_EQ(famq_session_add_message(fresh, FAMQ_ROLE_USER, kTurns[turn]), FAMQ_OK);
+    ASSERT_EQ(famq_session_add_message(fresh, FAMQ_ROLE_ASSISTANT, replies[turn].c_str()), FAMQ_OK);
+  }
+  ASSERT_EQ(famq_session_add_message(fresh, FAMQ_ROLE_USER, kTurns[std::size(kTurns) - 1]), FAMQ_OK);
+  char buf[4096];
+  size_t len = 0;
+  ASSERT_EQ(famq_session_generate(fresh, nullptr, nullptr, buf, sizeof buf, &len), FAMQ_OK) << LastError();
+  EXPECT_EQ(std::string(buf, len), replies.back());
+  EXPECT_EQ(Stats(fresh).last_reused_tokens, 0);
+  // Nothing to answer after an assistant message.
+  EXPECT_EQ(famq_session_generate(fresh, nullptr, nullptr, buf, sizeof buf, &len), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("nothing to answer"), std::string::npos) << LastError();
+
+  // Reset: the first turn again, nothing reused, the same reply.
+  ASSERT_EQ(famq_session_reset(s), FAMQ_OK);
+  EXPECT_EQ(Stats(s).messages, 0);
+  EXPECT_EQ(Stats(s).context_tokens, 0);
+  ASSERT_EQ(famq_session_add_message(s, FAMQ_ROLE_SYSTEM, "You are a calculator."), FAMQ_OK);
+  EXPECT_EQ(Send(s, kTurns[0]), replies[0]);
+  EXPECT_EQ(Stats(s).last_reused_tokens, 0);
+  famq_session_free(fresh);
+  famq_session_free(s);
+  famq_model_close(m);
+}
+
+TEST_F(CapiTest, SessionsOnOneModelKeepTheirOwnCaches) {
+  famq_model* m = OpenFamily(256);
+  ASSERT_NE(m, nullptr);
+  const famq_session_params p = SessionGreedy(12);
+  famq_session *a = nullptr, *b = nullptr, *alone = nullptr;
+  ASSERT_EQ(famq_session_create(m, &p, &a), FAMQ_OK) << LastError();
+  ASSERT_EQ(famq_session_create(m, &p, &b), FAMQ_OK) << LastError();
+  ASSERT_EQ(famq_session_create(m, &p, &alone), FAMQ_OK) << LastError();
+  const std::string a1 = Send(a, kTurns[0]);
+  Send(b, "Tell me about the sea.");
+  char buf[4096];
+  // famq_generate in between uses the model's own cache.
+  const famq_generate_options g = Greedy(8);
+  EXPECT_EQ(famq_generate(m, kPrompt, &g, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_OK) << LastError();
+  const std::string a2 = Send(a, kTurns[1]);
+  EXPECT_GT(Stats(a).last_reused_tokens, 0);
+  EXPECT_EQ(Send(alone, kTurns[0]), a1);
+  EXPECT_EQ(Send(alone, kTurns[1]), a2);
+  famq_session_free(a);
+  famq_session_free(b);
+  famq_session_free(alone);
+  famq_model_close(m);
+}
+
+TEST_F(CapiTest, SessionThinkingStopsAndCallbacks) {
+  famq_model* m = OpenFamily(512);
+  ASSERT_NE(m, nullptr);
+  // enable_thinking reaches the template: off pre-fills an empty <think></think> (Qwen3).
+  famq_session_params p = SessionGreedy(1);
+  famq_session *off = nullptr, *on = nullptr;
+  ASSERT_EQ(famq_session_create(m, &p, &off), FAMQ_OK) << LastError();
+  p.enable_thinking = 1;
+  ASSERT_EQ(famq_session_create(m, &p, &on), FAMQ_OK) << LastError();
+  Send(off, "Hi");
+  Send(on, "Hi");
+  size_t think = 0;
+  ASSERT_EQ(famq_token_count(m, "<think>\n\n</think>\n\n", 0, &think), FAMQ_OK);
+  EXPECT_EQ(Stats(off).last_prompt_tokens, Stats(on).last_prompt_tokens + static_cast<int32_t>(think));
+  // set_params switches it for the next turn.
+  ASSERT_EQ(famq_session_set_params(on, &p), FAMQ_OK);
+  famq_session_free(off);
+  famq_session_free(on);
+
+  // A long greedy reply to cut.
+  p = SessionGreedy(40);
+  famq_session* s = nullptr;
+  ASSERT_EQ(famq_session_create(m, &p, &s), FAMQ_OK) << LastError();
+  Seen full;
+  const std::string reply = Send(s, "Write a story.", &full);
+  ASSERT_GT(reply.size(), 12u) << reply;
+  ASSERT_GT(full.tokens.size(), 4u);
+
+  // A stop string: the reply ends before its first occurrence, nothing of it delivered.
+  const std::string stop = reply.substr(6, 3);
+  const size_t at = reply.find(stop);
+  const char* stops[] = {"\x01never", stop.c_str()};
+  famq_session_params ps = SessionGreedy(40);
+  ps.stop_strings = stops;
+  ps.n_stop_strings = 2;
+  famq_session* ss = nullptr;
+  ASSERT_EQ(famq_session_create(m, &ps, &ss), FAMQ_OK) << LastError();
+  Seen cut;
+  EXPECT_EQ(Send(ss, "Write a story.", &cut), reply.substr(0, at));
+  EXPECT_EQ(cut.text, reply.substr(0, at));
+  EXPECT_EQ(Stats(ss).last_stop, FAMQ_STOP_STRING);
+  famq_session_free(ss);
+
+  // A stop token: the reply ends before it; it is not delivered.
+  const int32_t third = full.tokens[2];
+  famq_session_params pt = SessionGreedy(40);
+  pt.stop_tokens = &third;
+  pt.n_stop_tokens = 1;
+  famq_session* st = nullptr;
+  ASSERT_EQ(famq_session_create(m, &pt, &st), FAMQ_OK) << LastError();
+  Seen two;
+  Send(st, "Write a story.", &two);
+  EXPECT_EQ(two.tokens, std::vector<int32_t>(full.tokens.begin(), full.tokens.begin() + 2));
+  EXPECT_EQ(Stats(st).last_stop, FAMQ_STOP_TOKEN);
+  famq_session_free(st);
+
+  // The callback stops the reply; what it received is the reply kept; the next turn works.
+  famq_session* sc = nullptr;
+  ASSERT_EQ(famq_session_create(m, &p, &sc), FAMQ_OK) << LastError();
+  Seen stopped;
+  stopped.stop_after = 3;
+  EXPECT_EQ(Send(sc, "Write a story.", &stopped), stopped.text);
+  EXPECT_EQ(stopped.tokens, std::vector<int32_t>(full.tokens.begin(), full.tokens.begin() + 3));
+  EXPECT_EQ(Stats(sc).last_stop, FAMQ_STOP_CALLBACK);
+  Send(sc, "Go on.");
+  EXPECT_GT(Stats(sc).last_reused_tokens, 0);
+
+  // A buffer too small: the distinct status, the length needed, the reply kept.
+  std::vector<char> small(8 + 8, '#');
+  size_t len = 0;
+  EXPECT_EQ(famq_session_send(s, "Again.", nullptr, nullptr, small.data(), 8, &len), FAMQ_BUFFER_TOO_SMALL)
+      << LastError();
+  EXPECT_GE(len, 8u);
+  EXPECT_EQ(std::strlen(small.data()), 7u);
+  for (size_t i = 8; i < small.size(); ++i) ASSERT_EQ(small[i], '#') << "overflow at " << i;
+  EXPECT_EQ(Stats(s).messages, 4);
+
+  // Re-entry from the callback: the session and the model are busy.
+  struct Reenter {
+    famq_session* s;
+    famq_model* m;
+    famq_status session_status = FAMQ_OK, model_status = FAMQ_OK;
+  } re{s, m};
+  auto cb = [](const char*, size_t, int32_t, void* user) -> int {
+    auto* r = static_cast<Reenter*>(user);
+    char b[16];
+    r->session_status = famq_session_send(r->s, "x", nullptr, nullptr, b, sizeof b, nullptr);
+    r->model_status = famq_generate(r->m, "x", nullptr, nullptr, nullptr, b, sizeof b, nullptr);
+    return 1;
+  };
+  EXPECT_EQ(famq_session_send(s, "Once more.", cb, &re, nullptr, 0, nullptr), FAMQ_OK) << LastError();
+  EXPECT_EQ(re.session_status, FAMQ_INVALID_ARGUMENT);
+  EXPECT_EQ(re.model_status, FAMQ_INVALID_ARGUMENT);
+  famq_session_free(sc);
+  famq_session_free(s);
+  famq_model_close(m);
+}
+
+TEST_F(CapiTest, SessionRepetitionPenaltyChangesGreedyReplies) {
+  famq_model* m = OpenFamily(256);
+  ASSERT_NE(m, nullptr);
+  famq_session_params p = SessionGreedy(40);
+  famq_session *plain = nullptr, *penalized = nullptr;
+  ASSERT_EQ(famq_session_create(m, &p, &plain), FAMQ_OK) << LastError();
+  p.repetition_penalty = 5.0f;
+  ASSERT_EQ(famq_session_create(m, &p, &penalized), FAMQ_OK) << LastError();
+  // famq-tiny-s answers "The answer is 20." greedily; the penalty pushes "20" (in the question) away.
+  Seen a, b;
+  Send(plain, "List the numbers from 1 to 20.", &a);
+  Send(penalized, "List the numbers from 1 to 20.", &b);
+  EXPECT_NE(a.text, b.text);
+  EXPECT_NE(a.text.find("20"), std::string::npos) << a.text;
+  famq_session_free(plain);
+  famq_session_free(penalized);
+  famq_model_close(m);
+}
+
+TEST_F(CapiTest, SessionContextFullLeavesTheConversationUnchanged) {
+  famq_model* m = OpenFamily(96);
+  ASSERT_NE(m, nullptr);
+  const famq_session_params p = SessionGreedy(8);
+  famq_session* s = nullptr;
+  ASSERT_EQ(famq_session_create(m, &p, &s), FAMQ_OK) << LastError();
+  famq_status st = FAMQ_OK;
+  int turns = 0;
+  char buf[1024];
+  for (; turns < 20 && st == FAMQ_OK; ++turns) {
+    st = famq_session_send(s, "Tell me more about the history of the world.", nullptr, nullptr, buf, sizeof buf,
+                           nullptr);
+  }
+  ASSERT_EQ(st, FAMQ_CONTEXT_FULL) << LastError();
+  EXPECT_NE(LastError().find("context"), std::string::npos) << LastError();
+  EXPECT_GT(turns, 1);
+  const famq_session_stats full = Stats(s);
+  EXPECT_EQ(full.messages, 2 * (turns - 1));  // the refused user message was removed
+  EXPECT_LE(full.context_tokens, 96);
+  // A reply cut by the end of the context says so.
+  ASSERT_EQ(famq_session_reset(s), FAMQ_OK);
+  famq_session_params big = SessionGreedy(1000);
+  ASSERT_EQ(famq_session_set_params(s, &big), FAMQ_OK);
+  ASSERT_EQ(famq_session_send(s, "Hi", nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_OK) << LastError();
+  const famq_session_stats st2 = Stats(s);
+  EXPECT_TRUE(st2.last_stop == FAMQ_STOP_CONTEXT || st2.last_stop == FAMQ_STOP_TOKEN) << st2.last_stop;
+  if (st2.last_stop == FAMQ_STOP_CONTEXT) {
+    EXPECT_EQ(st2.last_prompt_tokens + st2.last_generated_tokens, 96);
+  }
+  famq_session_free(s);
+  famq_model_close(m);
+}
+
+TEST_F(CapiTest, SessionArgumentsAreChecked) {
+  famq_model* m = OpenFamily(64);
+  ASSERT_NE(m, nullptr);
+  famq_session* s = reinterpret_cast<famq_session*>(0x1);
+  EXPECT_NULL_ARG(famq_session_create(nullptr, nullptr, &s), "model is NULL");
+  EXPECT_EQ(s, nullptr);
+  EXPECT_NULL_ARG(famq_session_create(m, nullptr, nullptr), "out_session is NULL");
+  famq_session_params p;
+  famq_session_default_params(&p);
+  p.repetition_penalty = 0.5f;
+  EXPECT_NULL_ARG(famq_session_create(m, &p, &s), "repetition_penalty");
+  famq_session_default_params(&p);
+  p.max_new_tokens = 0;
+  EXPECT_NULL_ARG(famq_session_create(m, &p, &s), "max_new_tokens");
+  famq_session_default_params(&p);
+  p.n_stop_strings = 1;
+  EXPECT_NULL_ARG(famq_session_create(m, &p, &s), "stop_strings is NULL");
+  const char* empty[] = {""};
+  p.stop_strings = empty;
+  EXPECT_NULL_ARG(famq_session_create(m, &p, &s), "stop_strings[0]");
+  p.n_stop_strings = FAMQ_MAX_STOPS + 1;
+  EXPECT_NULL_ARG(famq_session_create(m, &p, &s), "at most");
+  famq_session_default_params(&p);
+  const int32_t bad_token = 1 << 20;
+  p.stop_tokens = &bad_token;
+  p.n_stop_tokens = 1;
+  EXPECT_NULL_ARG(famq_session_create(m, &p, &s), "stop_tokens[0]");
+  famq_session_default_params(&p);
+  p.top_p = 2.0f;
+  EXPECT_NULL_ARG(famq_session_create(m, &p, &s), "top-p");
+
+  ASSERT_EQ(famq_session_create(m, nullptr, &s), FAMQ_OK) << LastError();
+  EXPECT_NULL_ARG(famq_session_add_message(nullptr, FAMQ_ROLE_USER, "x"), "session is NULL");
+  EXPECT_NULL_ARG(famq_session_add_message(s, FAMQ_ROLE_USER, nullptr), "content is NULL");
+  EXPECT_NULL_ARG(famq_session_add_message(s, static_cast<famq_role>(7), "x"), "role 7");
+  EXPECT_NULL_ARG(famq_session_add_message(s, FAMQ_ROLE_USER, "\xc3"), "UTF-8");
+  EXPECT_NULL_ARG(famq_session_send(s, nullptr, nullptr, nullptr, nullptr, 0, nullptr), "user_message is NULL");
+  EXPECT_NULL_ARG(famq_session_send(nullptr, "x", nullptr, nullptr, nullptr, 0, nullptr), "session is NULL");
+  char b[8];
+  EXPECT_NULL_ARG(famq_session_send(s, "x", nullptr, nullptr, b, 0, nullptr), "out_capacity is 0");
+  EXPECT_NULL_ARG(famq_session_send(s, "x", nullptr, nullptr, nullptr, 8, nullptr), "out_text is NULL");
+  EXPECT_NULL_ARG(famq_session_generate(nullptr, nullptr, nullptr, nullptr, 0, nullptr), "session is NULL");
+  EXPECT_NULL_ARG(famq_session_generate(s, nullptr, nullptr, nullptr, 0, nullptr), "nothing to answer");
+  EXPECT_NULL_ARG(famq_session_reset(nullptr), "session is NULL");
+  EXPECT_NULL_ARG(famq_session_set_params(s, nullptr), "params is NULL");
+  EXPECT_NULL_ARG(famq_session_set_params(nullptr, &p), "session is NULL");
+  EXPECT_NULL_ARG(famq_session_get_stats(s, nullptr), "stats is NULL");
+  EXPECT_NULL_ARG(famq_session_get_stats(nullptr, nullptr), "session is NULL");
+  EXPECT_NULL_ARG(famq_tokenize(nullptr, "x", 0, nullptr, 0, nullptr), "model is NULL");
+  size_t n = 0;
+  EXPECT_NULL_ARG(famq_tokenize(m, nullptr, 0, nullptr, 0, &n), "text is NULL");
+  EXPECT_NULL_ARG(famq_tokenize(m, "x", 0, nullptr, 0, nullptr), "out_count is NULL");
+  EXPECT_NULL_ARG(famq_token_count(m, "x", 0, nullptr), "out_count is NULL");
+  EXPECT_NULL_ARG(famq_token_count(nullptr, "x", 0, &n), "model is NULL");
+  EXPECT_NULL_ARG(famq_detokenize(m, nullptr, 1, b, sizeof b, nullptr), "tokens is NULL");
+  EXPECT_NULL_ARG(famq_detokenize(m, nullptr, 0, nullptr, 0, nullptr), "out_text is NULL");
+  famq_session_free(s);
+  famq_session_free(nullptr);
+  famq_session_default_params(nullptr);
+
+  // A model without a chat template has no sessions.
+  const std::string dir = Tmp("no-chat-session");
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"}) {
+    fs::copy_file(kQwen3 + "/" + f, dir + "/" + f, fs::copy_options::overwrite_existing);
+  }
+  Write(dir + "/tokenizer_config.json", "{\"add_bos_token\": false}");
+  famq_model* plain = nullptr;
+  ASSERT_EQ(famq_model_open(dir.c_str(), OneThread(), &plain), FAMQ_OK) << LastError();
+  EXPECT_NULL_ARG(famq_session_create(plain, nullptr, &s), "chat_template");
+  famq_model_close(plain);
+  famq_model_close(m);
+}
+
+// Issue 15 item 8: struct_size is checked, never trusted.
+TEST_F(CapiTest, StructSizesOutOfRangeAreRefused) {
+  famq_model* m = OpenFamily(64);
+  ASSERT_NE(m, nullptr);
+  char buf[64];
+  // Too small for the struct's first version, or beyond FAMQ_MAX_STRUCT_SIZE (never read that far).
+  auto bad_sizes = [](size_t size) {
+    return std::vector<size_t>{0, size - 1, size_t{FAMQ_MAX_STRUCT_SIZE} + 1, ~size_t{0} / 2, ~size_t{0}};
+  };
+  for (const size_t bad : bad_sizes(sizeof(famq_generate_options))) {
+    SCOPED_TRACE(bad);
+    famq_generate_options g;
+    famq_generate_options_init(&g);
+    g.struct_size = bad;
+    EXPECT_EQ(famq_generate(m, "x", &g, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_INVALID_ARGUMENT);
+    EXPECT_NE(LastError().find("struct_size"), std::string::npos) << LastError();
+  }
+  for (const size_t bad : bad_sizes(sizeof(famq_model_options))) {
+    SCOPED_TRACE(bad);
+    famq_model_options mo;
+    famq_model_options_init(&mo);
+    mo.struct_size = bad;
+    famq_model* m2 = nullptr;
+    EXPECT_EQ(famq_model_open(kFamily.c_str(), &mo, &m2), FAMQ_INVALID_ARGUMENT);
+    EXPECT_EQ(famq_qmodel_open("/nonexistent.famq", &mo, &m2), FAMQ_INVALID_ARGUMENT);
+  }
+  for (const size_t bad : bad_sizes(sizeof(famq_session_params))) {
+    SCOPED_TRACE(bad);
+    famq_session_params sp;
+    famq_session_default_params(&sp);
+    sp.struct_size = bad;
+    famq_session* s = nullptr;
+    EXPECT_EQ(famq_session_create(m, &sp, &s), FAMQ_INVALID_ARGUMENT);
+    ASSERT_EQ(famq_session_create(m, nullptr, &s), FAMQ_OK);
+    EXPECT_EQ(famq_session_set_params(s, &sp), FAMQ_INVALID_ARGUMENT);
+    famq_session_stats ss;
+    ss.struct_size = bad == sizeof(famq_session_params) - 1 ? sizeof(famq_session_stats) - 1 : bad;
+    EXPECT_EQ(famq_session_get_stats(s, &ss), FAMQ_INVALID_ARGUMENT);
+    famq_session_free(s);
+  }
+  for (const size_t bad : bad_sizes(sizeof(famq_finalize_options))) {
+    SCOPED_TRACE(bad);
+    famq_finalize_options fo;
+    famq_finalize_options_init(&fo);
+    fo.struct_size = bad;
+    EXPECT_EQ(famq_finalize(kFamily.c_str(), nullptr, nullptr, CalibTextPath().c_str(), &fo, nullptr, nullptr,
+                            Tmp("never.famq").c_str()),
+              FAMQ_INVALID_ARGUMENT);
+  }
+  for (const size_t bad : bad_sizes(sizeof(famq_model_info))) {
+    SCOPED_TRACE(bad);
+    famq_model_info info;
+    info.struct_size = bad;
+    EXPECT_EQ(famq_model_get_info(m, &info, nullptr, 0, nullptr), FAMQ_INVALID_ARGUMENT);
+  }
+  for (const size_t bad : bad_sizes(sizeof(famq_bundle_info))) {
+    SCOPED_TRACE(bad);
+    famq_bundle_info bi;
+    bi.struct_size = bad;
+    EXPECT_EQ(famq_bundle_verify(kCorpusBundle.c_str(), nullptr, 1, &bi), FAMQ_INVALID_ARGUMENT);
+    famq_bundle* b = nullptr;
+    ASSERT_EQ(famq_bundle_open(kCorpusBundle.c_str(), nullptr, 1, &b), FAMQ_OK) << LastError();
+    EXPECT_EQ(famq_bundle_get_info(b, &bi), FAMQ_INVALID_ARGUMENT);
+    famq_bundle_close(b);
+  }
+  EXPECT_FALSE(fs::exists(Tmp("never.famq")));
+  // The largest plausible newer struct with a zero tail is accepted.
+  struct Biggest {
+    famq_generate_options g;
+    unsigned char tail[FAMQ_MAX_STRUCT_SIZE - sizeof(famq_generate_options)];
+  } big;
+  static_assert(sizeof big == FAMQ_MAX_STRUCT_SIZE);
+  std::memset(&big, 0, sizeof big);
+  famq_generate_options_init(&big.g);
+  big.g.max_new_tokens = 1;
+  big.g.struct_size = sizeof big;
+  EXPECT_EQ(famq_generate(m, "x", &big.g, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_OK) << LastError();
+  // An output struct larger than the library's: its fields are written, the tail untouched.
+  struct NewerStats {
+    famq_session_stats base;
+    uint64_t future;
+  } ns;
+  famq_session* s = nullptr;
+  ASSERT_EQ(famq_session_create(m, nullptr, &s), FAMQ_OK) << LastError();
+  ns.future = 0xABCD;
+  ns.base.struct_size = sizeof ns;
+  ASSERT_EQ(famq_session_get_stats(s, &ns.base), FAMQ_OK) << LastError();
+  EXPECT_EQ(ns.base.max_seq_len, 64);
+  EXPECT_EQ(ns.future, 0xABCDu);
+  EXPECT_EQ(ns.base.struct_size, sizeof ns);
+  famq_session_free(s);
   famq_model_close(m);
 }
 

@@ -65,3 +65,8 @@ android {
         jvmTarget = "17"
     }
 }
+
+dependencies {
+    // FamqChat.sendMessage returns a kotlinx.coroutines Flow.
+    implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.8.1")
+}

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "famq/famq.h"
 
@@ -210,6 +211,50 @@ jmethodID CallbackMethod(JNIEnv* env, jobject callback, const char* name, const 
   return id;  // nullptr: NoSuchMethodError pending
 }
 
+famq_session* Session(JNIEnv* env, jlong handle) {
+  auto* s = reinterpret_cast<famq_session*>(static_cast<intptr_t>(handle));
+  if (s == nullptr) {
+    jclass ise = env->FindClass("java/lang/IllegalStateException");
+    if (ise != nullptr) env->ThrowNew(ise, "famq: the session is closed (handle 0)");
+  }
+  return s;
+}
+
+// Session parameters from the Java arguments; the stop strings live in `stops`.
+struct SessionArgs {
+  famq_session_params params;
+  std::vector<std::string> stops;
+  std::vector<const char*> stop_ptrs;
+};
+
+bool ReadSessionArgs(JNIEnv* env, jint max_new_tokens, jfloat temperature, jint top_k, jfloat top_p, jlong seed,
+                     jfloat repetition_penalty, jboolean enable_thinking, jobjectArray stop_strings,
+                     SessionArgs* a) {
+  famq_session_default_params(&a->params);
+  a->params.max_new_tokens = max_new_tokens;
+  a->params.temperature = temperature;
+  a->params.top_k = top_k;
+  a->params.top_p = top_p;
+  a->params.seed = static_cast<uint64_t>(seed);
+  a->params.repetition_penalty = repetition_penalty;
+  a->params.enable_thinking = enable_thinking ? 1 : 0;
+  if (stop_strings != nullptr) {
+    const jsize n = env->GetArrayLength(stop_strings);
+    for (jsize i = 0; i < n; ++i) {
+      auto js = static_cast<jstring>(env->GetObjectArrayElement(stop_strings, i));
+      if (env->ExceptionCheck()) return false;
+      const Utf8Arg u(env, js);
+      if (js != nullptr) env->DeleteLocalRef(js);
+      if (env->ExceptionCheck()) return false;
+      a->stops.emplace_back(u.get() != nullptr ? u.get() : "");
+    }
+    for (const std::string& x : a->stops) a->stop_ptrs.push_back(x.c_str());
+    a->params.stop_strings = a->stop_ptrs.data();
+    a->params.n_stop_strings = a->stop_ptrs.size();
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
@@ -361,6 +406,109 @@ JNIEXPORT void JNICALL Java_org_famq_Famq_finalizeModel(JNIEnv* env, jclass, jst
                                        progress != nullptr ? OnProgress : nullptr, &bridge, out.get());
   if (env->ExceptionCheck()) return;  // thrown by the callback
   if (st != FAMQ_OK) ThrowFamq(env, st);
+}
+
+// --- chat sessions (famq_session_*) ------------------------------------------
+
+JNIEXPORT jlong JNICALL Java_org_famq_Famq_sessionCreate(JNIEnv* env, jclass, jlong model, jint max_new_tokens,
+                                                         jfloat temperature, jint top_k, jfloat top_p, jlong seed,
+                                                         jfloat repetition_penalty, jboolean enable_thinking,
+                                                         jobjectArray stop_strings) {
+  famq_model* m = Model(env, model);
+  if (m == nullptr) return 0;
+  SessionArgs a;
+  if (!ReadSessionArgs(env, max_new_tokens, temperature, top_k, top_p, seed, repetition_penalty, enable_thinking,
+                       stop_strings, &a)) {
+    return 0;
+  }
+  famq_session* s = nullptr;
+  const famq_status st = famq_session_create(m, &a.params, &s);
+  if (st != FAMQ_OK) {
+    ThrowFamq(env, st);
+    return 0;
+  }
+  return static_cast<jlong>(reinterpret_cast<intptr_t>(s));
+}
+
+JNIEXPORT void JNICALL Java_org_famq_Famq_sessionSetParams(JNIEnv* env, jclass, jlong session, jint max_new_tokens,
+                                                           jfloat temperature, jint top_k, jfloat top_p, jlong seed,
+                                                           jfloat repetition_penalty, jboolean enable_thinking,
+                                                           jobjectArray stop_strings) {
+  famq_session* s = Session(env, session);
+  if (s == nullptr) return;
+  SessionArgs a;
+  if (!ReadSessionArgs(env, max_new_tokens, temperature, top_k, top_p, seed, repetition_penalty, enable_thinking,
+                       stop_strings, &a)) {
+    return;
+  }
+  const famq_status st = famq_session_set_params(s, &a.params);
+  if (st != FAMQ_OK) ThrowFamq(env, st);
+}
+
+JNIEXPORT void JNICALL Java_org_famq_Famq_sessionFree(JNIEnv*, jclass, jlong session) {
+  famq_session_free(reinterpret_cast<famq_session*>(static_cast<intptr_t>(session)));
+}
+
+JNIEXPORT void JNICALL Java_org_famq_Famq_sessionReset(JNIEnv* env, jclass, jlong session) {
+  famq_session* s = Session(env, session);
+  if (s == nullptr) return;
+  const famq_status st = famq_session_reset(s);
+  if (st != FAMQ_OK) ThrowFamq(env, st);
+}
+
+JNIEXPORT void JNICALL Java_org_famq_Famq_sessionAddMessage(JNIEnv* env, jclass, jlong session, jint role,
+                                                            jstring content) {
+  famq_session* s = Session(env, session);
+  if (s == nullptr) return;
+  const Utf8Arg c(env, content);
+  if (env->ExceptionCheck()) return;
+  const famq_status st = famq_session_add_message(s, static_cast<famq_role>(role < 0 ? 0x7FFFFFFF : role), c.get());
+  if (st != FAMQ_OK) ThrowFamq(env, st);
+}
+
+JNIEXPORT jstring JNICALL Java_org_famq_Famq_sessionSend(JNIEnv* env, jclass, jlong session, jstring message,
+                                                         jobject callback) {
+  famq_session* s = Session(env, session);
+  if (s == nullptr) return nullptr;
+  const Utf8Arg msg(env, message);
+  if (env->ExceptionCheck()) return nullptr;
+  TokenBridge bridge;
+  bridge.env = env;
+  bridge.text.reserve(4096);
+  bridge.pending.reserve(64);
+  bridge.scratch.reserve(256);
+  if (callback != nullptr) {
+    bridge.callback = callback;
+    bridge.on_token = CallbackMethod(env, callback, "onToken", "(Ljava/lang/String;I)Z");
+    if (bridge.on_token == nullptr) return nullptr;
+  }
+  const famq_status st = famq_session_send(s, msg.get(), OnToken, &bridge, nullptr, 0, nullptr);
+  if (env->ExceptionCheck()) return nullptr;  // thrown by the callback
+  if (st != FAMQ_OK) {
+    ThrowFamq(env, st);
+    return nullptr;
+  }
+  return NewJavaString(env, bridge.text, &bridge.scratch);
+}
+
+// {context tokens, messages, last prompt tokens, reused, prefilled, generated, stop reason, KV cache bytes}.
+JNIEXPORT jlongArray JNICALL Java_org_famq_Famq_sessionStats(JNIEnv* env, jclass, jlong session) {
+  famq_session* s = Session(env, session);
+  if (s == nullptr) return nullptr;
+  famq_session_stats st;
+  st.struct_size = sizeof st;
+  const famq_status rc = famq_session_get_stats(s, &st);
+  if (rc != FAMQ_OK) {
+    ThrowFamq(env, rc);
+    return nullptr;
+  }
+  const jlong v[8] = {st.context_tokens,        st.messages,          st.last_prompt_tokens,
+                      st.last_reused_tokens,    st.last_prefill_tokens, st.last_generated_tokens,
+                      static_cast<jlong>(st.last_stop), static_cast<jlong>(st.kv_cache_bytes)};
+  jlongArray out = env->NewLongArray(8);
+  if (out == nullptr) return nullptr;
+  env->SetLongArrayRegion(out, 0, 8, v);
+  return out;
 }
 
 }  // extern "C"

@@ -30,22 +30,36 @@
  *   - A required pointer argument that is NULL gives FAMQ_INVALID_ARGUMENT
  *     with a message naming the parameter.
  *   - Output text goes to caller-owned buffers with an explicit capacity; a
- *     buffer that is too small is reported as FAMQ_OUT_OF_MEMORY (the memory
- *     the caller supplied ran out) after the longest fitting prefix was
- *     written, NUL-terminated; never an overflow.
+ *     buffer that is too small is reported as FAMQ_BUFFER_TOO_SMALL (never
+ *     FAMQ_OUT_OF_MEMORY) after the longest fitting prefix was written,
+ *     NUL-terminated; never an overflow. Where the function can know it, the
+ *     size needed is reported through its length/count output.
  *   - Option structs start with struct_size and are filled by their *_init()
  *     function, so fields can be appended in later versions. A struct larger
  *     than the library knows is accepted only if the unknown tail is all
- *     zero bytes (FAMQ_UNSUPPORTED otherwise).
+ *     zero bytes (FAMQ_UNSUPPORTED otherwise); a struct_size smaller than the
+ *     struct's first published version, or larger than FAMQ_MAX_STRUCT_SIZE,
+ *     is FAMQ_INVALID_ARGUMENT (the struct was not filled by *_init()). A
+ *     struct of an older, smaller version (fields appended since) is read up
+ *     to its struct_size and the appended fields keep their defaults.
+ *   - ABI policy: see docs/C_API.md. FAMQ_API_VERSION and the shared
+ *     library's SONAME (libfamq_runtime.so.<FAMQ_API_VERSION>) change
+ *     together, whenever a function's signature, a struct's existing layout,
+ *     an enum value or a documented meaning (a status a function returns for
+ *     a condition) changes; adding functions, appending struct fields or
+ *     adding status codes that no existing call returns does not.
  *   - No C++ exception crosses this API: an unexpected exception becomes
  *     FAMQ_INTERNAL (FAMQ_OUT_OF_MEMORY for a failed allocation).
  *   - Callbacks run on the calling thread, synchronously, inside the call.
  *     They may call famq_status_name(), famq_last_error(), famq_version()
  *     and famq_api_version(), but no other famq function on the same handle.
  *   - Threads: different handles may be used from different threads at the
- *     same time. One famq_model runs one generation at a time; a second
- *     concurrent call on it fails with FAMQ_INVALID_ARGUMENT ("busy").
- *     famq_force_isa() affects the whole process.
+ *     same time. One famq_model runs one generation at a time (famq_generate
+ *     or a turn of any of its chat sessions); a second concurrent call on it
+ *     fails with FAMQ_INVALID_ARGUMENT ("busy"). The tokenizer functions
+ *     (famq_tokenize, famq_detokenize, famq_token_count) read the model only
+ *     and may run on any thread at any time. famq_force_isa() affects the
+ *     whole process.
  *   - Strings are UTF-8 and NUL-terminated; paths are file system paths.
  */
 #ifndef FAMQ_FAMQ_H_
@@ -73,18 +87,26 @@ extern "C" {
 /* The version of this header's API. It changes when a function, a struct
  * layout or a meaning changes incompatibly; appended struct fields do not
  * change it. Compare with famq_api_version() to detect a header/library
- * mismatch. */
-#define FAMQ_API_VERSION 1
+ * mismatch. The shared library's SONAME is libfamq_runtime.so.<this>.
+ * History: 1: first release; 2: FAMQ_BUFFER_TOO_SMALL replaces
+ * FAMQ_OUT_OF_MEMORY for a caller's buffer that is too small (a changed
+ * meaning), chat sessions and tokenizer functions added. */
+#define FAMQ_API_VERSION 2
 
 /* Hex SHA-256 digests (key ids, payload and tokenizer hashes): 64 characters
  * and a NUL. */
 #define FAMQ_SHA256_HEX_SIZE 65
 
+/* The largest struct_size any option or info struct may carry: a larger one
+ * is FAMQ_INVALID_ARGUMENT (an uninitialized struct, not a newer header). */
+#define FAMQ_MAX_STRUCT_SIZE 4096
+
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* The outcome of a call. The values map 1:1 onto famq::StatusCode. */
+/* The outcome of a call. Values 0..8 map 1:1 onto famq::StatusCode; 9 and 10
+ * are the C API's own. */
 typedef enum famq_status {
   FAMQ_OK = 0,
   FAMQ_INVALID_ARGUMENT = 1, /* a caller-supplied value is out of its domain */
@@ -92,9 +114,12 @@ typedef enum famq_status {
   FAMQ_IO_ERROR = 3,         /* the OS refused a read, write, map or rename */
   FAMQ_INVALID_FORMAT = 4,   /* a file is malformed, truncated, tampered with or inconsistent */
   FAMQ_UNSUPPORTED = 5,      /* well-formed input that famq does not implement */
-  FAMQ_OUT_OF_MEMORY = 6,    /* an allocation failed, a size is absurd, or a caller's buffer is too small */
+  FAMQ_OUT_OF_MEMORY = 6,    /* an allocation failed or a size is absurd */
   FAMQ_CANCELLED = 7,        /* a callback asked to stop */
   FAMQ_INTERNAL = 8,         /* a famq bug or a failing dependency */
+  FAMQ_BUFFER_TOO_SMALL = 9, /* a caller's buffer cannot hold the result; the size needed is reported
+                                where the function can know it (API version 2) */
+  FAMQ_CONTEXT_FULL = 10,    /* a chat session's conversation no longer fits the context (API version 2) */
   /* Not a status: keeps famq_status 32 bits wide with every compiler
    * (-fshort-enums included), so the ABI does not depend on the caller's flags. */
   FAMQ_STATUS_FORCE_32BIT = 0x7FFFFFFF
@@ -221,8 +246,9 @@ typedef struct famq_model_info {
  *                    the NUL), even when it was truncated. May be NULL.
  * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (model or info NULL, a bad
  *   struct_size, scheme NULL with a capacity or given with none);
- *   FAMQ_OUT_OF_MEMORY when the description did not fit (`info` is filled
- *   and `scheme` holds the truncated, NUL-terminated prefix). */
+ *   FAMQ_BUFFER_TOO_SMALL when the description did not fit (`info` is
+ *   filled, `scheme` holds the truncated, NUL-terminated prefix and
+ *   *scheme_len the full length: scheme_len + 1 bytes are needed). */
 FAMQ_API famq_status famq_model_get_info(const famq_model* model, famq_model_info* info, char* scheme,
                                          size_t scheme_capacity, size_t* scheme_len);
 
@@ -277,16 +303,244 @@ typedef int (*famq_token_callback)(const char* piece, size_t len, int32_t token,
  *                 0 when out_text is NULL). May be NULL.
  * When the next token's piece does not fit into out_text, generation stops
  * before that token (on_token does not see it), out_text holds the pieces of
- * the tokens so far, and FAMQ_OUT_OF_MEMORY is returned.
+ * the tokens so far, and FAMQ_BUFFER_TOO_SMALL is returned (*out_len: the
+ * bytes written; the size needed is unknown, as generation stopped).
  * Returns: FAMQ_OK (also when on_token stopped the generation);
  *   FAMQ_INVALID_ARGUMENT (a NULL argument, options out of range, a prompt
  *   that is not valid UTF-8, empty, or longer than the context, chat without
- *   a chat template, the model busy with another call); FAMQ_OUT_OF_MEMORY
- *   (out_text too small: see above; or an allocation failed);
+ *   a chat template, the model busy with another call);
+ *   FAMQ_BUFFER_TOO_SMALL (out_text too small: see above);
+ *   FAMQ_OUT_OF_MEMORY (an allocation failed);
  *   FAMQ_UNSUPPORTED (a chat template construct famq lacks); FAMQ_INTERNAL. */
 FAMQ_API famq_status famq_generate(famq_model* model, const char* prompt, const famq_generate_options* options,
                                    famq_token_callback on_token, void* user, char* out_text, size_t out_capacity,
                                    size_t* out_len);
+
+/* ------------------------------------------------------------------------ */
+/* Tokens                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The token ids of `text` under the model's tokenizer.
+ *   model:       Required. Only read: may be used while it generates.
+ *   text:        UTF-8 text. Required ("" gives no tokens, or the BOS).
+ *   add_special: nonzero: start with the model's BOS token when its
+ *                tokenizer_config.json asks for one (add_bos_token), as
+ *                famq_generate() does without chat; 0: the text's tokens only.
+ *   out_tokens:  caller-owned array that receives the ids. May be NULL (then
+ *                capacity must be 0: a count only).
+ *   capacity:    ids that fit at out_tokens.
+ *   out_count:   receives the number of ids of the whole text, also when
+ *                they did not fit (the capacity needed). Required.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (a NULL argument, out_tokens NULL
+ *   with a capacity, text not valid UTF-8); FAMQ_BUFFER_TOO_SMALL (out_tokens
+ *   given and capacity < *out_count: the first `capacity` ids are written);
+ *   FAMQ_OUT_OF_MEMORY. */
+FAMQ_API famq_status famq_tokenize(const famq_model* model, const char* text, int add_special, int32_t* out_tokens,
+                                   size_t capacity, size_t* out_count);
+
+/* The number of token ids of `text`: famq_tokenize() without the array.
+ *   model, text, add_special: as for famq_tokenize().
+ *   out_count: receives the count. Required.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT; FAMQ_OUT_OF_MEMORY. */
+FAMQ_API famq_status famq_token_count(const famq_model* model, const char* text, int add_special, size_t* out_count);
+
+/* The text of `tokens`: their bytes concatenated, with ill-formed UTF-8 (a
+ * character split across a cut) replaced by U+FFFD, NUL-terminated.
+ *   model:        Required. Only read.
+ *   tokens:       the ids; may be NULL only when count is 0.
+ *   count:        ids at `tokens`.
+ *   out_text:     caller-owned buffer. Required.
+ *   out_capacity: bytes at out_text, the NUL included (> 0).
+ *   out_len:      receives the length of the whole text (without the NUL),
+ *                 also when it did not fit (out_len + 1 bytes are needed).
+ *                 May be NULL.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (a NULL argument, a capacity of
+ *   0, an id outside [0, vocab_size)); FAMQ_BUFFER_TOO_SMALL (the longest
+ *   prefix that fits, cut at a character boundary, NUL-terminated);
+ *   FAMQ_OUT_OF_MEMORY. */
+FAMQ_API famq_status famq_detokenize(const famq_model* model, const int32_t* tokens, size_t count, char* out_text,
+                                     size_t out_capacity, size_t* out_len);
+
+/* ------------------------------------------------------------------------ */
+/* Chat sessions                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* A conversation with a model: its messages and its own KV cache, kept
+ * across turns. Each turn renders the whole conversation with the model's
+ * chat template (tokenizer_config.json) and compares its tokens with those
+ * the session's KV cache already holds: only the tokens after the longest
+ * common prefix are prefilled. They differ earlier when the template renders
+ * a past turn differently from how it was generated (Qwen3 drops the
+ * <think> part of earlier replies) or the reply's text tokenizes
+ * differently from the sampled tokens; then prefill restarts at the first
+ * differing token (see docs/C_API.md).
+ *
+ * Memory: every session allocates one KV cache at famq_session_create(),
+ * 2 * layers * max_seq_len * kv_heads * head_dim * 4 bytes (the number is
+ * in famq_session_stats.kv_cache_bytes), in addition to the model's own.
+ * Threads: sessions share their model's engine and run one turn at a time
+ * per model (a turn while another session or famq_generate runs on the same
+ * model fails with FAMQ_INVALID_ARGUMENT, "busy"); one session is used by
+ * one call at a time. Sessions must be freed before their model is closed. */
+typedef struct famq_session famq_session;
+
+/* Who wrote a message. */
+typedef enum famq_role {
+  FAMQ_ROLE_SYSTEM = 0,
+  FAMQ_ROLE_USER = 1,
+  FAMQ_ROLE_ASSISTANT = 2,
+  FAMQ_ROLE_FORCE_32BIT = 0x7FFFFFFF /* not a role: keeps the enum 32 bits wide */
+} famq_role;
+
+/* At most this many stop strings and extra stop tokens per session. */
+#define FAMQ_MAX_STOPS 64
+
+typedef struct famq_session_params {
+  size_t struct_size;        /* sizeof(famq_session_params), set by famq_session_default_params() */
+  int32_t max_new_tokens;    /* tokens per reply at most (>= 1; default 512); the context also bounds it */
+  float temperature;         /* <= 0 (default 0): greedy (argmax, lowest id on ties) */
+  int32_t top_k;             /* 0 (default): off */
+  float top_p;               /* nucleus mass in (0, 1]; 1 (default): off */
+  uint64_t seed;             /* sampling seed (default 0); the sampler continues across turns, reset()
+                                restarts it */
+  float repetition_penalty;  /* >= 1 (1, default: off): the logits of tokens already in the context are
+                                divided by it when positive, multiplied when negative (Hugging Face's
+                                repetition_penalty) before sampling, greedy included */
+  int32_t enable_thinking;   /* the chat template's enable_thinking (Qwen3: 0 pre-fills an empty
+                                <think></think>); default 1 */
+  const char* const* stop_strings; /* a reply ends before the first occurrence of any of these (the
+                                      string is neither delivered nor kept); NULL (default): none.
+                                      Copied by the call */
+  size_t n_stop_strings;     /* entries at stop_strings (<= FAMQ_MAX_STOPS; each 1..256 bytes) */
+  const int32_t* stop_tokens; /* ids that end a reply besides the model's eos ids (neither
+                                 delivered nor kept); NULL (default): none. Copied by the call */
+  size_t n_stop_tokens;      /* entries at stop_tokens (<= FAMQ_MAX_STOPS; each in [0, vocab_size)) */
+} famq_session_params;
+
+/* Fills `params` with the defaults above (NULL: does nothing). A function
+ * filling a caller's struct rather than returning one by value: a struct
+ * returned by value could not grow without breaking callers. */
+FAMQ_API void famq_session_default_params(famq_session_params* params);
+
+/* Starts an empty conversation on `model`.
+ *   model:       Required; must have a chat template. Must outlive the
+ *                session.
+ *   params:      NULL: defaults.
+ *   out_session: receives the handle (free with famq_session_free()); set
+ *                to NULL on failure. Required.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (a NULL argument, params out of
+ *   range, a model without a chat template); FAMQ_UNSUPPORTED (a chat
+ *   template construct famq lacks); FAMQ_OUT_OF_MEMORY (the KV cache cannot
+ *   be allocated); FAMQ_INTERNAL. */
+FAMQ_API famq_status famq_session_create(famq_model* model, const famq_session_params* params,
+                                         famq_session** out_session);
+
+/* Frees a session and its KV cache. NULL: does nothing. */
+FAMQ_API void famq_session_free(famq_session* session);
+
+/* Replaces the session's parameters (e.g. enable_thinking) for the next
+ * turns and restarts the sampler at params->seed; the conversation and its
+ * cache are kept.
+ *   session: Required.
+ *   params:  Required.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (NULL, out of range; nothing
+ *   changes). */
+FAMQ_API famq_status famq_session_set_params(famq_session* session, const famq_session_params* params);
+
+/* Forgets the conversation (every message, the system prompt included) and
+ * the cache's contents, and restarts the sampler at params.seed; the
+ * parameters and the cache's memory are kept.
+ *   session: Required.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (NULL, or the session is busy). */
+FAMQ_API famq_status famq_session_reset(famq_session* session);
+
+/* Appends a message without generating: a system prompt, or earlier turns
+ * of a conversation being restored. Nothing is computed until the next
+ * generation.
+ *   session: Required.
+ *   role:    FAMQ_ROLE_SYSTEM, FAMQ_ROLE_USER or FAMQ_ROLE_ASSISTANT.
+ *   content: UTF-8 text. Required.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (NULL, an unknown role, content
+ *   not valid UTF-8, the session busy); FAMQ_OUT_OF_MEMORY. */
+FAMQ_API famq_status famq_session_add_message(famq_session* session, famq_role role, const char* content);
+
+/* Generates the assistant's reply to the conversation as it stands and
+ * appends it as an assistant message. Only the tokens the cache does not
+ * already hold are prefilled (see above). The reply ends at a stop token
+ * (the model's eos ids or params.stop_tokens: not delivered, not kept), a
+ * stop string (cut before it), max_new_tokens, the end of the context, or a
+ * stop request from on_piece; in each case the reply so far is kept and
+ * FAMQ_OK returned (famq_session_get_stats() says why it ended).
+ *   session:      Required.
+ *   on_piece:     receives the reply's bytes as they are decided: `piece`
+ *                 (not NUL-terminated; a UTF-8 character may be split across
+ *                 calls), `len`, `token` (the id whose sampling released
+ *                 them; -1 for bytes held back until the reply ended),
+ *                 `user`. Bytes that might begin a stop string are
+ *                 held back until they cannot. Returns nonzero to stop the
+ *                 reply (no error). May be NULL.
+ *   user:         passed to on_piece unchanged; may be NULL.
+ *   out_text:     caller-owned buffer for the whole reply, NUL-terminated.
+ *                 May be NULL (then out_capacity must be 0).
+ *   out_capacity: bytes at out_text, the NUL included (> 0 when given).
+ *   out_len:      receives the reply's full length in bytes (without the
+ *                 NUL), also when it did not fit. May be NULL.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (a NULL argument, no user or
+ *   system message to answer, the session or its model busy);
+ *   FAMQ_CONTEXT_FULL (the rendered conversation leaves no room for a new
+ *   token: the conversation is unchanged; reset the session or start a new
+ *   one); FAMQ_BUFFER_TOO_SMALL (out_text could not hold the reply: the reply
+ *   is complete and kept, out_text holds its NUL-terminated prefix and
+ *   *out_len + 1 bytes are needed); FAMQ_UNSUPPORTED / FAMQ_INVALID_ARGUMENT
+ *   (the chat template failed on the conversation); FAMQ_OUT_OF_MEMORY;
+ *   FAMQ_INTERNAL (the turn is dropped). */
+FAMQ_API famq_status famq_session_generate(famq_session* session, famq_token_callback on_piece, void* user,
+                                           char* out_text, size_t out_capacity, size_t* out_len);
+
+/* famq_session_add_message(session, FAMQ_ROLE_USER, user_message) followed
+ * by famq_session_generate(); when the reply cannot start (any status but
+ * FAMQ_OK and FAMQ_BUFFER_TOO_SMALL) the user message is removed again, so
+ * the conversation is as before the call.
+ *   user_message: UTF-8 text. Required.
+ *   the others:   as for famq_session_generate().
+ * Returns: as famq_session_add_message() and famq_session_generate(). */
+FAMQ_API famq_status famq_session_send(famq_session* session, const char* user_message, famq_token_callback on_piece,
+                                       void* user, char* out_text, size_t out_capacity, size_t* out_len);
+
+/* Why the last reply ended. */
+typedef enum famq_stop_reason {
+  FAMQ_STOP_NONE = 0,       /* no reply yet (or the last one failed) */
+  FAMQ_STOP_TOKEN = 1,      /* a stop token (eos or params.stop_tokens) */
+  FAMQ_STOP_STRING = 2,     /* a stop string */
+  FAMQ_STOP_LENGTH = 3,     /* max_new_tokens */
+  FAMQ_STOP_CONTEXT = 4,    /* the end of the context: the next turn will be FAMQ_CONTEXT_FULL or close */
+  FAMQ_STOP_CALLBACK = 5,   /* on_piece returned nonzero */
+  FAMQ_STOP_FORCE_32BIT = 0x7FFFFFFF
+} famq_stop_reason;
+
+typedef struct famq_session_stats {
+  size_t struct_size;          /* set by the caller: sizeof(famq_session_stats) */
+  int32_t max_seq_len;         /* the context in tokens */
+  int32_t context_tokens;      /* tokens the KV cache holds now */
+  int32_t messages;            /* messages in the conversation */
+  int32_t last_prompt_tokens;  /* the last turn's rendered conversation, in tokens */
+  int32_t last_reused_tokens;  /* ... of which were already in the cache */
+  int32_t last_prefill_tokens; /* ... and prefilled by the turn */
+  int32_t last_generated_tokens; /* tokens sampled for the last reply (its stop token included) */
+  famq_stop_reason last_stop;  /* why the last reply ended */
+  double last_ttft_seconds;    /* the last turn: from the call to its first sampled token (render,
+                                  tokenize, prefill, sample) */
+  double last_decode_seconds;  /* the last turn: from its first sampled token to its end */
+  uint64_t kv_cache_bytes;     /* the memory of this session's KV cache */
+} famq_session_stats;
+
+/* Describes the session and its last turn.
+ *   session: Required.
+ *   stats:   receives the fields above; stats->struct_size must be set by
+ *            the caller (fields beyond it are not written). Required.
+ * Returns: FAMQ_OK; FAMQ_INVALID_ARGUMENT (a NULL argument, a bad
+ *   struct_size). */
+FAMQ_API famq_status famq_session_get_stats(const famq_session* session, famq_session_stats* stats);
 
 /* ------------------------------------------------------------------------ */
 /* Calibration bundles                                                       */

@@ -21,5 +21,6 @@ void RegisterBench(CLI::App& app, ExitCode* exit_code);
 void RegisterFinalize(CLI::App& app, ExitCode* exit_code);
 void RegisterActStats(CLI::App& app, ExitCode* exit_code);
 void RegisterExport(CLI::App& app, ExitCode* exit_code);
+void RegisterChat(CLI::App& app, ExitCode* exit_code);
 
 }  // namespace famq::cli

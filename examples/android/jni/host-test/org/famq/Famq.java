@@ -21,6 +21,13 @@ public final class Famq {
   public static final int OUT_OF_MEMORY = 6;
   public static final int CANCELLED = 7;
   public static final int INTERNAL = 8;
+  public static final int BUFFER_TOO_SMALL = 9;
+  public static final int CONTEXT_FULL = 10;
+
+  // famq_role values.
+  public static final int ROLE_SYSTEM = 0;
+  public static final int ROLE_USER = 1;
+  public static final int ROLE_ASSISTANT = 2;
 
   public interface TokenCallback {
     // piece: the text completed by this token ("" while a character is split); false stops.
@@ -53,4 +60,20 @@ public final class Famq {
   public static native void finalizeModel(String modelDir, String bundlePath, String publicKeyPath,
       String calibTextPath, String method, int wbits, int abits, int groupSize, String privateTextPath,
       float privateWeight, boolean allowUnsigned, String outPath, ProgressCallback progress) throws FamqException;
+
+  public static native long sessionCreate(long model, int maxNewTokens, float temperature, int topK, float topP,
+      long seed, float repetitionPenalty, boolean enableThinking, String[] stopStrings) throws FamqException;
+
+  public static native void sessionSetParams(long session, int maxNewTokens, float temperature, int topK, float topP,
+      long seed, float repetitionPenalty, boolean enableThinking, String[] stopStrings) throws FamqException;
+
+  public static native void sessionFree(long session);
+
+  public static native void sessionReset(long session) throws FamqException;
+
+  public static native void sessionAddMessage(long session, int role, String content) throws FamqException;
+
+  public static native String sessionSend(long session, String message, TokenCallback callback) throws FamqException;
+
+  public static native long[] sessionStats(long session) throws FamqException;
 }

@@ -72,6 +72,50 @@ public final class FamqHostTest {
       thrown = true;
     }
     check(thrown, "an exception in the callback reaches the caller");
+
+    // Chat sessions: the KV cache is kept across turns; cancel, reset, thinking, stop strings.
+    long s = Famq.sessionCreate(h, 12, 0f, 0, 1f, 0L, 1f, false, null);
+    Famq.sessionAddMessage(s, Famq.ROLE_SYSTEM, "You are a calculator.");
+    final StringBuilder turn1 = new StringBuilder();
+    String reply1 = Famq.sessionSend(s, "What is 2 + 3?", (piece, token) -> {
+      turn1.append(piece);
+      return true;
+    });
+    check(reply1.equals(turn1.toString()), "session: turn 1 streamed '" + reply1.replace("\n", "\\n") + "'");
+    long[] st1 = Famq.sessionStats(s);
+    check(st1[1] == 3 && st1[3] == 0, "session: turn 1 prefilled everything (" + st1[2] + " tokens)");
+    Famq.sessionSend(s, "And 4 + 4?", null);
+    long[] st2 = Famq.sessionStats(s);
+    check(st2[1] == 5 && st2[3] > st1[2] / 2 && st2[4] < st2[2] / 2,
+        "session: turn 2 reused " + st2[3] + " of " + st2[2] + " tokens");
+    final int[] pieces = {0};
+    final StringBuilder cut = new StringBuilder();
+    String stopped = Famq.sessionSend(s, "Tell me a story.", (piece, token) -> {
+      cut.append(piece);
+      return ++pieces[0] < 2;
+    });
+    check(pieces[0] == 2 && stopped.equals(cut.toString()) && Famq.sessionStats(s)[6] == 5,
+        "session: the callback cancels the reply after 2 pieces");
+    Famq.sessionReset(s);
+    long[] st3 = Famq.sessionStats(s);
+    check(st3[0] == 0 && st3[1] == 0, "session: reset");
+    Famq.sessionSetParams(s, 1, 0f, 0, 1f, 0L, 1f, true, null);
+    Famq.sessionSend(s, "Hi", null);
+    long thinking = Famq.sessionStats(s)[2];
+    Famq.sessionReset(s);
+    Famq.sessionSetParams(s, 1, 0f, 0, 1f, 0L, 1f, false, null);
+    Famq.sessionSend(s, "Hi", null);
+    long plain = Famq.sessionStats(s)[2];
+    check(plain > thinking, "session: enableThinking=false pre-fills <think></think> (" + plain + " > " + thinking
+        + " tokens)");
+    check(status(() -> Famq.sessionSetParams(s, 0, 0f, 0, 1f, 0L, 1f, false, null)) == Famq.INVALID_ARGUMENT,
+        "session: bad parameters are INVALID_ARGUMENT");
+    check(status(() -> Famq.sessionAddMessage(s, 7, "x")) == Famq.INVALID_ARGUMENT, "session: unknown role");
+    Famq.sessionFree(s);
+    long stopping = Famq.sessionCreate(h, 40, 0f, 0, 1f, 0L, 1.2f, false, new String[] {"e"});
+    String noE = Famq.sessionSend(stopping, "Write a sentence.", null);
+    check(!noE.contains("e"), "session: a stop string ends the reply before it: '" + noE + "'");
+    Famq.sessionFree(stopping);
     Famq.close(h);
 
     // finalize with progress, then run the quantized model.
