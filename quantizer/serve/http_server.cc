@@ -390,10 +390,15 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Create(CompletionService& servic
 HttpServer::~HttpServer() = default;
 
 Status HttpServer::Run() {
-  return impl_->listen_after_bind() ? Status::Ok() : IoError("serve: the server stopped with an error");
+  if (stop_requested_) return Status::Ok();
+  return impl_->listen_after_bind() || stop_requested_ ? Status::Ok()
+                                                       : IoError("serve: the server stopped with an error");
 }
 
-void HttpServer::Stop() { impl_->stop(); }
+void HttpServer::Stop() {
+  stop_requested_ = true;
+  impl_->stop();  // a no-op until the server listens: ServeHttp's stopper repeats it until Run() returns
+}
 
 Status ServeHttp(CompletionService& service, const HttpServeOptions& o, const std::function<void(int)>& on_listening) {
   // Block SIGINT/SIGTERM in every thread; one thread waits for them and stops the server.
@@ -404,15 +409,22 @@ Status ServeHttp(CompletionService& service, const HttpServeOptions& o, const st
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<HttpServer> svr, HttpServer::Create(service, o));
-  std::atomic<bool> signalled{false};
+  std::atomic<bool> signalled{false}, done{false};
   std::thread stopper([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
+    if (done) return;  // woken by the main thread below
     signalled = true;
-    svr->Stop();
+    // A signal before the server listens would be lost on cpp-httplib's
+    // stop(): repeat it until Run() returns.
+    while (!done) {
+      svr->Stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   });
   if (on_listening) on_listening(svr->port());
   const Status s = svr->Run();
+  done = true;
   const bool by_signal = signalled.load();
   if (!by_signal) pthread_kill(stopper.native_handle(), SIGTERM);  // wake the waiting stopper
   stopper.join();

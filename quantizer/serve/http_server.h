@@ -68,7 +68,9 @@ class HttpServer {
 
   int port() const { return port_; }
   size_t max_body_bytes() const { return max_body_bytes_; }
+  // Serves until Stop(); at once Ok if Stop() came first.
   Status Run();
+  // Any thread, any time; repeat it if Run() may not have started listening yet.
   void Stop();
   const HttpServeCounters& counters() const { return counters_; }
 
@@ -80,6 +82,7 @@ class HttpServer {
   int port_ = 0;
   size_t max_body_bytes_ = 0;
   HttpServeCounters counters_;
+  std::atomic<bool> stop_requested_{false};
 };
 
 // True when the peer of a connected socket has closed it (a non-blocking peek

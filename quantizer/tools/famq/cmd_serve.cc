@@ -69,8 +69,11 @@ int RunServe(const ServeArgs& a) {
     if (const char* env = std::getenv("FAMQ_API_KEY"); env != nullptr) o.api_key = env;
   }
   Status s = ServeHttp(**service, o, [&](int port) {
-    std::printf("famq serve: %s on http://%s:%d (%s); Ctrl-C stops\n", (*service)->name().c_str(), o.host.c_str(),
-                port, ServedRoutes(limits.api).c_str());
+    const size_t body = o.max_body_bytes > 0 ? o.max_body_bytes : (*service)->DefaultMaxBodyBytes();
+    std::printf("famq serve: %s on http://%s:%d (%s); limits: body %zu B, prompt %zu B, %d requests at a time%s; "
+                "Ctrl-C stops\n",
+                (*service)->name().c_str(), o.host.c_str(), port, ServedRoutes(limits.api).c_str(), body,
+                (*service)->max_prompt_bytes(), o.max_concurrent, o.api_key.empty() ? "" : ", API key required");
     std::fflush(stdout);
   });
   return s.ok() ? 0 : Fail(s);
