@@ -69,8 +69,12 @@ Result<int64_t> IntField(const Json& j, const char* key, int64_t fallback, int64
   }
   if (it->is_number_float()) {
     const double d = it->get<double>();
-    // Both bounds are exact doubles' neighbours: compare before converting.
-    if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != std::floor(d)) return bad();
+    // Compare before converting; |d| < 9e18 keeps the conversion defined where
+    // hi (INT64_MAX) rounds up to 2^63 as a double.
+    if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi) && std::fabs(d) < 9.0e18) ||
+        d != std::floor(d)) {
+      return bad();
+    }
     return static_cast<int64_t>(d);
   }
   return bad();

@@ -98,9 +98,11 @@ TEST(ServeRequest, IntegersAreRangeCheckedBeforeConversion) {
     const std::string body = base + bad + "}";
     EXPECT_EQ(CompleteStatus(*s, body).code(), StatusCode::kInvalidArgument) << body;
   }
-  auto embed = CompletionService::ParseRequest(R"({"input": [5, 6], "pool_from": 1e30})");
-  ASSERT_TRUE(embed.ok());
-  EXPECT_EQ(s->Embed(*embed).status().code(), StatusCode::kInvalidArgument);
+  for (const char* pool_from : {"1e30", "9223372036854775807.0", "-1", "0.5"}) {
+    auto embed = CompletionService::ParseRequest(std::string(R"({"input": [5, 6], "pool_from": )") + pool_from + "}");
+    ASSERT_TRUE(embed.ok());
+    EXPECT_EQ(s->Embed(*embed).status().code(), StatusCode::kInvalidArgument) << pool_from;
+  }
   // In range they are served: integral floats, the largest seed, top_k -1 (off).
   for (const char* good : {R"("n": 2.0)", R"("seed": 18446744073709551615)", R"("top_k": -1)", R"("logprobs": 20)",
                            R"("max_tokens": 0)"}) {
