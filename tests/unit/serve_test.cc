@@ -248,12 +248,12 @@ TEST(ServeRequest, DeadlineAndClientGoneStopTheRequest) {
   const Json small{{"prompt", std::vector<int>{9, 10}}, {"n", 3}, {"max_tokens", 20}, {"seed", 5}};
   auto alone = s->Complete(small);
   ASSERT_TRUE(alone.ok());
-  // The client goes away after 2000 polls: the long request stops
+  // The client goes away after 300 polls: the long request stops
   // mid-generation (polled between decode steps) while a small one decodes
   // beside it.
   RequestControl gone;
   std::atomic<int> polls{0};
-  gone.client_gone = [&polls] { return ++polls > 2000; };
+  gone.client_gone = [&polls] { return ++polls > 300; };
   Result<nlohmann::ordered_json> beside = InvalidArgument("not run");
   std::thread t([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -264,7 +264,7 @@ TEST(ServeRequest, DeadlineAndClientGoneStopTheRequest) {
   ASSERT_FALSE(stopped.ok());
   EXPECT_EQ(stopped.status().code(), StatusCode::kCancelled);
   EXPECT_EQ(gone.stopped.load(), RequestControl::Stop::kClientGone);
-  EXPECT_EQ(polls.load(), 2001);  // it stopped at the first poll that said so
+  EXPECT_EQ(polls.load(), 301);  // it stopped at the first poll that said so
   ASSERT_TRUE(beside.ok()) << beside.status().ToString();
   EXPECT_EQ((*beside)["choices"], (*alone)["choices"]);
   // Its slots are free again: the same request alone still gives the same answer.
@@ -466,10 +466,11 @@ TEST(ServeHttp, ConcurrencyCapDeadlineAndDisconnect) {
   {
     HttpServeOptions o;
     o.max_concurrent = 1;
+    o.request_timeout_s = 3;  // the first request need not run to its end (minutes under ASan)
     TestServer srv(*s, o);
     std::thread first([&] {
       auto r = srv.Client(120).Post("/v1/completions", long_body, "application/json");
-      EXPECT_TRUE(r && r->status == 200);
+      EXPECT_TRUE(r && (r->status == 200 || r->status == 503));
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     auto busy = srv.Client().Post("/v1/completions", R"({"prompt": [5], "max_tokens": 1})", "application/json");
