@@ -10,6 +10,7 @@ struct BatchDecoder::Job {
   GroupParams params;
   SamplingParams sampling;
   const std::function<Status(Engine&)>* work = nullptr;
+  std::function<Status()> check;  // may be empty
   // Worker state.
   std::vector<GeneratedCandidate> out;
   uint64_t id = 0;                   // unique per decoder (slot 0's owner)
@@ -69,8 +70,10 @@ Status BatchDecoder::Submit(Job* job) {
 }
 
 Result<std::vector<GeneratedCandidate>> BatchDecoder::Generate(std::span<const int32_t> prompt,
-                                                               const GroupParams& params) {
+                                                               const GroupParams& params,
+                                                               std::function<Status()> check) {
   Job job;
+  job.check = std::move(check);
   FAMQ_ASSIGN_OR_RETURN(job.sampling, CheckGroupRequest(*engine_, prompt, params));
   job.prompt = prompt;
   job.params = params;
@@ -165,6 +168,36 @@ void BatchDecoder::FailActive(const Status& status) {
   for (Job* j : failed) Finish(j, status);
 }
 
+void BatchDecoder::DropStopped() {
+  std::vector<std::pair<Job*, Status>> stopped;
+  std::vector<const Job*> checked;  // once per job and step, however many candidates it has in flight
+  const auto check = [&](Job* job) {
+    if (!job->check || std::find(checked.begin(), checked.end(), job) != checked.end()) return;
+    checked.push_back(job);
+    if (Status s = job->check(); !s.ok()) stopped.emplace_back(job, std::move(s));
+  };
+  for (Job* job : waiting_) check(job);
+  for (int slot : active_) check(slot_[static_cast<size_t>(slot)].job);
+  if (stopped.empty()) return;
+  const auto is_stopped = [&](const Job* job) {
+    return std::any_of(stopped.begin(), stopped.end(), [job](const auto& p) { return p.first == job; });
+  };
+  active_.erase(std::remove_if(active_.begin(), active_.end(),
+                               [&](int slot) {
+                                 Slot& sl = slot_[static_cast<size_t>(slot)];
+                                 if (!is_stopped(sl.job)) return false;
+                                 sl.job = nullptr;
+                                 free_slots_.push_back(slot);
+                                 return true;
+                               }),
+                active_.end());
+  waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), is_stopped), waiting_.end());
+  for (auto& [job, s] : stopped) {
+    if (slot0_owner_ == job->id) slot0_owner_ = 0;
+    Finish(job, std::move(s));  // the job is gone after this
+  }
+}
+
 void BatchDecoder::Step() {
   const size_t max_rows = row_tok_.size();
   size_t i = 0;
@@ -217,6 +250,7 @@ void BatchDecoder::WorkerLoop() {
         waiting_.push_back(job);
       }
     }
+    DropStopped();
     // Start waiting candidates in arrival order while slots are free.
     while (!waiting_.empty() && !free_slots_.empty()) {
       Job* job = waiting_.front();

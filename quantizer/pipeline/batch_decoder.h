@@ -43,7 +43,11 @@ class BatchDecoder {
   // GenerateGroup's contract (and result), from any thread: blocks until the
   // group's candidates are done. Errors: those of CheckGroupRequest, or the
   // engine's.
-  Result<std::vector<GeneratedCandidate>> Generate(std::span<const int32_t> prompt, const GroupParams& params);
+  // `check` (optional) runs on the worker before the group starts and between
+  // steps; a non-Ok status ends the group at once (its slots freed) with that
+  // status (famq serve: a request's deadline, or its client gone).
+  Result<std::vector<GeneratedCandidate>> Generate(std::span<const int32_t> prompt, const GroupParams& params,
+                                                   std::function<Status()> check = nullptr);
 
   // Runs `work` on the worker between two steps with the engine to itself:
   // it may use Forward/ForwardHidden (slot 0) but no other slot. Blocks;
@@ -73,6 +77,8 @@ class BatchDecoder {
   bool Take(Job* job, int candidate, int32_t token);
   void Finish(Job* job, Status status);
   void FailActive(const Status& status);
+  // Ends the groups whose check fails.
+  void DropStopped();
 
   Engine* engine_;
   size_t vocab_ = 0;

@@ -4,10 +4,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
+
+#include "core/json_parse.h"
 
 namespace famq {
 namespace {
@@ -49,9 +55,10 @@ class OpenAIClient {
     }
     if (listed) {
       for (const auto& m : models["data"]) {
-        if (m.is_object() && m.value("id", std::string()) == model_ && m.contains("max_model_len") &&
-            m["max_model_len"].is_number_integer()) {
-          max_model_len_ = m["max_model_len"].get<int>();
+        if (m.is_object() && m.contains("id") && m["id"].is_string() && m["id"].get<std::string>() == model_ &&
+            m.contains("max_model_len") && m["max_model_len"].is_number_integer() &&
+            m["max_model_len"].get<int64_t>() > 0 && m["max_model_len"].get<int64_t>() <= INT32_MAX) {
+          max_model_len_ = static_cast<int>(m["max_model_len"].get<int64_t>());
         }
       }
     }
@@ -93,9 +100,11 @@ class OpenAIClient {
         return InvalidArgument(base_ + path + " refused the request: HTTP " + std::to_string(res->status) + ": " +
                                Snippet(res->body));
       }
-      auto j = Json::parse(res->body, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) {
-        return InvalidFormat(base_ + path + " answered garbage (not a JSON object): " + Snippet(res->body));
+      // The server is not trusted: depth-limited, so that the value can be copied and dumped.
+      Json j;
+      if (Status s = ParseJson(res->body, "reply", &j); !s.ok() || !j.is_object()) {
+        return InvalidFormat(base_ + path + " answered garbage (" + (s.ok() ? "not a JSON object" : s.message()) +
+                             "): " + Snippet(res->body));
       }
       return j;
     }
@@ -164,11 +173,11 @@ class OpenAIBackend : public GroupBackend {
     }
     std::vector<GeneratedCandidate> out(static_cast<size_t>(p.n));
     for (const auto& ch : r["choices"]) {
-      const int idx = ch.value("index", -1);
-      if (idx < 0 || idx >= p.n) {
-        return InvalidFormat(client_.base() + ": choice index out of range: " + Snippet(ch.dump()));
-      }
-      FAMQ_RETURN_IF_ERROR(ToCandidate(ch, "text", p, &out[static_cast<size_t>(idx)]));
+      // Range-checked before any conversion: a float index (1e30) converted to int is undefined behaviour.
+      const bool valid = ch.is_object() && ch.contains("index") && ch["index"].is_number_integer() &&
+                         ch["index"].get<int64_t>() >= 0 && ch["index"].get<int64_t>() < p.n;
+      if (!valid) return InvalidFormat(client_.base() + ": choice index out of range: " + Snippet(ch.dump()));
+      FAMQ_RETURN_IF_ERROR(ToCandidate(ch, "text", p, &out[static_cast<size_t>(ch["index"].get<int64_t>())]));
     }
     return out;
   }
@@ -209,7 +218,8 @@ class OpenAIBackend : public GroupBackend {
 
   Status ToCandidate(const Json& ch, const char* text_field, const GroupParams& p, GeneratedCandidate* c) {
     FAMQ_RETURN_IF_ERROR(TokenIds(ch, text_field, &c->ids));
-    c->finished = ch.value("finish_reason", std::string()) == "stop";
+    c->finished = ch.contains("finish_reason") && ch["finish_reason"].is_string() &&
+                  ch["finish_reason"].get<std::string>() == "stop";
     // Servers leave the stop token out of the ids; the candidate record keeps it like the engine does.
     if (c->finished && !p.stop_tokens.empty() &&
         (c->ids.empty() ||
@@ -219,15 +229,27 @@ class OpenAIBackend : public GroupBackend {
     return Status::Ok();
   }
 
+  // A token id of the server's: in [0, the tokenizer's vocabulary), else a clear error.
+  Result<int32_t> CheckedId(int64_t id, bool in_range, const std::string& shown) const {
+    if (!in_range || id < 0 || id >= tok_->vocab_size()) {
+      return InvalidFormat(client_.base() + " returned token id " + shown + ", outside the vocabulary of " +
+                           std::to_string(tok_->vocab_size()) + " (is it serving another model?)");
+    }
+    return static_cast<int32_t>(id);
+  }
+
   Status TokenIds(const Json& ch, const char* text_field, std::vector<int32_t>* ids) {
     if (ch.contains("token_ids") && ch["token_ids"].is_array()) {  // famq serve, newer vLLM
       for (const auto& v : ch["token_ids"]) {
         if (!v.is_number_integer()) return InvalidFormat(client_.base() + ": token_ids holds a non-integer");
-        ids->push_back(v.get<int32_t>());
+        const bool fits = !v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX);
+        FAMQ_ASSIGN_OR_RETURN(const int32_t id, CheckedId(fits ? v.get<int64_t>() : -1, fits, v.dump()));
+        ids->push_back(id);
       }
       return Status::Ok();
     }
-    if (ch.contains("logprobs") && ch["logprobs"].is_object() && ch["logprobs"].contains("tokens")) {
+    if (ch.contains("logprobs") && ch["logprobs"].is_object() && ch["logprobs"].contains("tokens") &&
+        ch["logprobs"]["tokens"].is_array()) {
       bool all = true;
       std::vector<int32_t> parsed;
       for (const auto& t : ch["logprobs"]["tokens"]) {
@@ -236,7 +258,14 @@ class OpenAIBackend : public GroupBackend {
           all = false;
           break;
         }
-        parsed.push_back(static_cast<int32_t>(std::stol(s.substr(9))));
+        // vLLM's "token_id:N": N must be a whole decimal number (std::stol threw on junk).
+        int64_t id = -1;
+        const char* first = s.data() + 9;
+        const char* last = s.data() + s.size();
+        const auto [end, ec] = std::from_chars(first, last, id);
+        const bool number = ec == std::errc() && end == last && first != last;
+        FAMQ_ASSIGN_OR_RETURN(const int32_t checked, CheckedId(id, number, "'" + Snippet(s) + "'"));
+        parsed.push_back(checked);
       }
       if (all) {
         *ids = std::move(parsed);
@@ -283,8 +312,11 @@ Status PooledEmbedding(const Json& r, int pool_from, const std::string& where, s
     if (echoed && d.contains("embedding") && d["embedding"].is_array() && !d["embedding"].empty()) {
       out->clear();
       for (const auto& v : d["embedding"]) {
-        if (!v.is_number()) return InvalidFormat(where + ": the embedding holds a non-number");
-        out->push_back(v.get<float>());
+        // A double past float's range converted to float is undefined behaviour: refuse it.
+        if (!v.is_number() || !(std::abs(v.get<double>()) <= FLT_MAX)) {
+          return InvalidFormat(where + ": the embedding holds a non-number or one outside float's range");
+        }
+        out->push_back(static_cast<float>(v.get<double>()));
       }
       return Status::Ok();
     }

@@ -4,7 +4,11 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
+#include <limits>
+#include <type_traits>
 
+#include "core/json_parse.h"
 #include "engine/ops.h"
 #include "pipeline/regenerate.h"
 
@@ -30,20 +34,89 @@ std::vector<std::pair<int32_t, double>> TopLogprobs(const float* row, size_t voc
   return out;
 }
 
+// The field's value, or `fallback` when it is absent or null; the wrong type
+// is an error. For strings and booleans only: numbers go through IntField and
+// NumberField, which check the range before any conversion (a double outside
+// an int's range converted to int is undefined behaviour).
 template <typename T>
 Result<T> Field(const Json& j, const char* key, T fallback) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  try {
-    return j[key].get<T>();
-  } catch (const Json::exception&) {
-    return InvalidArgument(std::string("\"") + key + "\" has the wrong type");
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (it->is_boolean()) return it->get<bool>();
+  } else {
+    if (it->is_string()) return it->get<std::string>();
   }
+  return InvalidArgument(std::string("\"") + key + "\" has the wrong type");
+}
+
+// An integer field in [lo, hi]: a JSON integer, or a float with an integral
+// value (2.0); 1e30, 2^32+16 past hi, -1 below lo and 2.5 are errors.
+Result<int64_t> IntField(const Json& j, const char* key, int64_t fallback, int64_t lo, int64_t hi) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  const auto bad = [&] { return InvalidArgument(std::string("\"") + key + "\" must be an integer in " + range); };
+  if (it->is_number_unsigned()) {
+    const uint64_t v = it->get<uint64_t>();
+    if (v > static_cast<uint64_t>(hi)) return bad();
+    return static_cast<int64_t>(v);
+  }
+  if (it->is_number_integer()) {
+    const int64_t v = it->get<int64_t>();
+    if (v < lo || v > hi) return bad();
+    return v;
+  }
+  if (it->is_number_float()) {
+    const double d = it->get<double>();
+    // Compare before converting; |d| < 9e18 keeps the conversion defined where
+    // hi (INT64_MAX) rounds up to 2^63 as a double.
+    if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi) && std::fabs(d) < 9.0e18) ||
+        d != std::floor(d)) {
+      return bad();
+    }
+    return static_cast<int64_t>(d);
+  }
+  return bad();
+}
+
+// A seed: an integer in [0, 2^64).
+Result<uint64_t> SeedField(const Json& j, const char* key) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return uint64_t{0};
+  if (it->is_number_unsigned()) return it->get<uint64_t>();
+  if (it->is_number_integer() && it->get<int64_t>() >= 0) return static_cast<uint64_t>(it->get<int64_t>());
+  return InvalidArgument(std::string("\"") + key + "\" must be an integer in [0, 2^64)");
+}
+
+// A number field in [lo, hi] (NaN refused), as float.
+Result<float> NumberField(const Json& j, const char* key, float fallback, double lo, double hi) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (it->is_number()) {
+    const double d = it->get<double>();
+    if (d >= lo && d <= hi) return static_cast<float>(d);
+  }
+  return InvalidArgument(std::string("\"") + key + "\" must be a number in [" + std::to_string(lo) + ", " +
+                         std::to_string(hi) + "]");
 }
 
 OJson Usage(size_t prompt_tokens, long long completion_tokens) {
   return {{"prompt_tokens", prompt_tokens},
           {"completion_tokens", completion_tokens},
           {"total_tokens", static_cast<long long>(prompt_tokens) + completion_tokens}};
+}
+
+// The earliest position of any of `stops` in `text` (npos: none). Boyer-Moore:
+// linear in the text for each stop string, whatever the strings hold.
+size_t FirstStop(const std::string& text, const std::vector<std::string>& stops) {
+  size_t first = std::string::npos;
+  for (const auto& x : stops) {
+    if (x.empty()) continue;
+    const auto it = std::search(text.begin(), text.end(), std::boyer_moore_searcher(x.begin(), x.end()));
+    if (it != text.end()) first = std::min(first, static_cast<size_t>(it - text.begin()));
+  }
+  return first;
 }
 
 long long Now() {
@@ -72,7 +145,48 @@ Result<std::unique_ptr<CompletionService>> CompletionService::Create(const std::
   s->name_ = name.empty() ? std::filesystem::path(model_dir).lexically_normal().filename().string() : name;
   if (s->name_.empty()) s->name_ = "famq";
   s->limits_ = limits;
+  s->max_prompt_bytes_ = limits.max_prompt_bytes;
+  if (s->max_prompt_bytes_ == 0) {
+    size_t longest = 1;
+    for (int32_t id = 0; id < s->model_->tokenizer.vocab_size(); ++id) {
+      longest = std::max(longest, s->model_->tokenizer.TokenBytes(id).size());
+    }
+    s->max_prompt_bytes_ = static_cast<size_t>(s->engine_->max_seq_len()) * longest;
+  }
   return s;
+}
+
+Status RequestControl::Check() const {
+  if (std::chrono::steady_clock::now() >= deadline) {
+    stopped = Stop::kDeadline;
+    return Cancelled("the request ran past " + deadline_what);
+  }
+  if (client_gone && client_gone()) {
+    stopped = Stop::kClientGone;
+    return Cancelled("the client closed the connection");
+  }
+  return Status::Ok();
+}
+
+Result<Json> CompletionService::ParseRequest(std::string_view body) {
+  Json j;
+  Status s = ParseJson(body, "request body", &j);
+  if (!s.ok()) return InvalidArgument(s.message());
+  if (!j.is_object()) return InvalidArgument("the request body must be a JSON object");
+  return j;
+}
+
+size_t CompletionService::DefaultMaxBodyBytes() const {
+  constexpr size_t kOtherFields = size_t{64} << 10, kCap = size_t{16} << 20;
+  if (max_prompt_bytes_ >= kCap / 6) return kCap;
+  return std::min(kCap, kOtherFields + 6 * max_prompt_bytes_);
+}
+
+Status CompletionService::CheckPromptBytes(size_t bytes, const char* what) const {
+  if (bytes <= max_prompt_bytes_) return Status::Ok();
+  return InvalidArgument(std::string("the ") + what + " has " + std::to_string(bytes) + " bytes, more than the " +
+                         std::to_string(max_prompt_bytes_) + " a prompt of this server can hold (" +
+                         std::to_string(engine_->max_seq_len()) + "-token context)");
 }
 
 OJson CompletionService::Models() const {
@@ -86,25 +200,38 @@ OJson CompletionService::Models() const {
 Status CompletionService::CheckModel(const Json& req) const {
   if (!req.is_object()) return InvalidArgument("the request body must be a JSON object");
   FAMQ_ASSIGN_OR_RETURN(std::string model, Field<std::string>(req, "model", name_));
-  if (model != name_) return NotFound("model '" + model + "' does not exist (this server has '" + name_ + "')");
+  if (model != name_) {
+    if (model.size() > 64) model = model.substr(0, 64) + "...";  // echo a bounded piece of it
+    return NotFound("model '" + model + "' does not exist (this server has '" + name_ + "')");
+  }
   return Status::Ok();
 }
 
 Result<std::vector<int32_t>> CompletionService::ParseTokens(const Json& req, const char* field) const {
   std::vector<int32_t> ids;
-  Json p = req.contains(field) ? req[field] : Json();
-  if (p.is_array() && p.size() == 1 && (p[0].is_string() || p[0].is_array())) p = p[0];
-  if (p.is_string()) {
-    FAMQ_RETURN_IF_ERROR(model_->tokenizer.Encode(p.get<std::string>(), &ids));
-  } else if (p.is_array() && !p.empty()) {
-    for (const auto& v : p) {
+  static const Json kNull;
+  const auto it = req.find(field);
+  const Json* p = it == req.end() ? &kNull : &*it;
+  if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) p = &(*p)[0];
+  if (p->is_string()) {
+    const std::string& text = p->get_ref<const std::string&>();
+    FAMQ_RETURN_IF_ERROR(CheckPromptBytes(text.size(), field));
+    FAMQ_RETURN_IF_ERROR(model_->tokenizer.Encode(text, &ids));
+  } else if (p->is_array() && !p->empty()) {
+    if (p->size() > static_cast<size_t>(engine_->max_seq_len())) {
+      return InvalidArgument(std::string("\"") + field + "\" has " + std::to_string(p->size()) +
+                             " token ids, more than the context of " + std::to_string(engine_->max_seq_len()));
+    }
+    ids.reserve(p->size());
+    for (const auto& v : *p) {
       if (!v.is_number_integer()) return InvalidArgument(std::string("\"") + field + "\" arrays must hold token ids");
-      const int64_t id = v.get<int64_t>();
-      if (id < 0 || id >= engine_->vocab_size()) {
-        return InvalidArgument(std::string(field) + " token id " + std::to_string(id) + " outside the vocabulary of " +
+      const bool in_vocab = v.is_number_unsigned() ? v.get<uint64_t>() < static_cast<uint64_t>(engine_->vocab_size())
+                                                   : v.get<int64_t>() >= 0 && v.get<int64_t>() < engine_->vocab_size();
+      if (!in_vocab) {
+        return InvalidArgument(std::string(field) + " token id " + v.dump() + " outside the vocabulary of " +
                                std::to_string(engine_->vocab_size()));
       }
-      ids.push_back(static_cast<int32_t>(id));
+      ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
     }
   } else {
     return InvalidArgument(std::string("\"") + field + "\" must be a string or a non-empty array of token ids " +
@@ -115,45 +242,58 @@ Result<std::vector<int32_t>> CompletionService::ParseTokens(const Json& req, con
 }
 
 Result<CompletionService::Sampling> CompletionService::ParseSampling(const Json& req, int default_max_tokens,
-                                                                     size_t prompt_len) const {
+                                                                     size_t prompt_len,
+                                                                     const char* max_tokens_key) const {
   Sampling s;
   if (default_max_tokens < 0) {
     default_max_tokens = static_cast<int>(std::clamp<int64_t>(
         static_cast<int64_t>(engine_->max_seq_len()) - static_cast<int64_t>(prompt_len), 0, limits_.max_tokens));
   }
-  FAMQ_ASSIGN_OR_RETURN(s.n, Field<int>(req, "n", 1));
-  FAMQ_ASSIGN_OR_RETURN(s.temperature, Field<float>(req, "temperature", 1.0f));
-  FAMQ_ASSIGN_OR_RETURN(s.top_p, Field<float>(req, "top_p", 1.0f));
-  FAMQ_ASSIGN_OR_RETURN(s.top_k, Field<int>(req, "top_k", 0));
-  FAMQ_ASSIGN_OR_RETURN(s.seed, Field<uint64_t>(req, "seed", 0));
-  FAMQ_ASSIGN_OR_RETURN(s.max_tokens, Field<int>(req, "max_tokens", default_max_tokens));
-  if (req.contains("stop") && !req["stop"].is_null()) {
-    if (req["stop"].is_string()) {
-      s.stop.push_back(req["stop"].get<std::string>());
-    } else if (req["stop"].is_array()) {
-      for (const auto& x : req["stop"]) {
-        if (!x.is_string()) return InvalidArgument("\"stop\" must be a string or an array of strings");
-        s.stop.push_back(x.get<std::string>());
+  FAMQ_ASSIGN_OR_RETURN(const int64_t n, IntField(req, "n", 1, 1, limits_.max_n));
+  s.n = static_cast<int>(n);
+  FAMQ_ASSIGN_OR_RETURN(s.temperature, NumberField(req, "temperature", 1.0f, 0.0, 100.0));
+  FAMQ_ASSIGN_OR_RETURN(s.top_p, NumberField(req, "top_p", 1.0f, 0.0, 1.0));
+  if (!(s.top_p > 0.0f)) return InvalidArgument("\"top_p\" must be in (0, 1]");
+  FAMQ_ASSIGN_OR_RETURN(const int64_t top_k,
+                        IntField(req, "top_k", 0, -1, std::numeric_limits<int32_t>::max()));
+  s.top_k = top_k < 0 ? 0 : static_cast<int>(top_k);  // vLLM uses -1 for "off"
+  FAMQ_ASSIGN_OR_RETURN(s.seed, SeedField(req, "seed"));
+  FAMQ_ASSIGN_OR_RETURN(const int64_t max_tokens,
+                        IntField(req, max_tokens_key, default_max_tokens, 0, limits_.max_tokens));
+  s.max_tokens = static_cast<int>(max_tokens);
+  if (const auto stop = req.find("stop"); stop != req.end() && !stop->is_null()) {
+    const std::string what = "\"stop\" must be a string or an array of at most " + std::to_string(limits_.max_stop) +
+                             " strings of at most " + std::to_string(limits_.max_stop_bytes) + " bytes";
+    const auto add = [&](const Json& x) {
+      if (!x.is_string() || x.get_ref<const std::string&>().size() > limits_.max_stop_bytes) return false;
+      s.stop.push_back(x.get<std::string>());
+      return true;
+    };
+    if (stop->is_array()) {
+      if (stop->size() > static_cast<size_t>(limits_.max_stop)) return InvalidArgument(what);
+      for (const auto& x : *stop) {
+        if (!add(x)) return InvalidArgument(what);
       }
-    } else {
-      return InvalidArgument("\"stop\" must be a string or an array of strings");
+    } else if (!add(*stop)) {
+      return InvalidArgument(what);
     }
   }
   s.stop_ids = model_->stop_tokens;
-  if (req.contains("stop_token_ids") && req["stop_token_ids"].is_array()) {
-    for (const auto& v : req["stop_token_ids"]) {
-      if (v.is_number_integer()) s.stop_ids.push_back(v.get<int32_t>());
+  if (const auto ids = req.find("stop_token_ids"); ids != req.end() && !ids->is_null()) {
+    const std::string what = "\"stop_token_ids\" must be an array of at most " +
+                             std::to_string(limits_.max_stop_token_ids) + " token ids in [0, " +
+                             std::to_string(engine_->vocab_size()) + ")";
+    if (!ids->is_array() || ids->size() > static_cast<size_t>(limits_.max_stop_token_ids)) {
+      return InvalidArgument(what);
+    }
+    for (const auto& v : *ids) {
+      if (!v.is_number_integer()) return InvalidArgument(what);
+      const bool in_vocab = v.is_number_unsigned() ? v.get<uint64_t>() < static_cast<uint64_t>(engine_->vocab_size())
+                                                   : v.get<int64_t>() >= 0 && v.get<int64_t>() < engine_->vocab_size();
+      if (!in_vocab) return InvalidArgument(what);
+      s.stop_ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
     }
   }
-  if (s.n < 1 || s.n > limits_.max_n) {
-    return InvalidArgument("\"n\" must be in [1, " + std::to_string(limits_.max_n) + "]");
-  }
-  if (s.max_tokens < 0 || s.max_tokens > limits_.max_tokens) {
-    return InvalidArgument("\"max_tokens\" must be in [0, " + std::to_string(limits_.max_tokens) + "]");
-  }
-  if (!(s.temperature >= 0.0f && s.temperature <= 100.0f)) return InvalidArgument("\"temperature\" must be in [0, 100]");
-  if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) return InvalidArgument("\"top_p\" must be in (0, 1]");
-  if (s.top_k < 0) s.top_k = 0;  // vLLM uses -1 for "off"
   if (static_cast<int64_t>(prompt_len) + s.max_tokens > engine_->max_seq_len()) {
     return InvalidArgument("prompt (" + std::to_string(prompt_len) + " tokens) + max_tokens (" +
                            std::to_string(s.max_tokens) + ") exceed the context of " +
@@ -163,7 +303,8 @@ Result<CompletionService::Sampling> CompletionService::ParseSampling(const Json&
 }
 
 Result<std::vector<GeneratedCandidate>> CompletionService::Sample(std::span<const int32_t> prompt,
-                                                                  const Sampling& s) {
+                                                                  const Sampling& s, const RequestControl* control) {
+  if (control) FAMQ_RETURN_IF_ERROR(control->Check());
   if (s.max_tokens == 0) return std::vector<GeneratedCandidate>(static_cast<size_t>(s.n));
   GroupParams g;
   g.n = s.n;
@@ -173,48 +314,46 @@ Result<std::vector<GeneratedCandidate>> CompletionService::Sample(std::span<cons
   g.max_new_tokens = s.max_tokens;
   g.seed = s.seed;
   g.stop_tokens = s.stop_ids;
-  return decoder_->Generate(prompt, g);
+  std::function<Status()> check;
+  if (control) check = [control] { return control->Check(); };
+  return decoder_->Generate(prompt, g, check);
 }
 
 void CompletionService::ApplyStops(const Sampling& s, std::vector<int32_t>* ids, std::string* text,
                                    std::string* finish) const {
-  // Stop strings: cut at the first occurrence (the tokens after it are dropped).
-  if (!s.stop.empty()) {
-    for (size_t k = 0; k < ids->size(); ++k) {
-      const std::string prefix = model_->tokenizer.Decode(
-          std::vector<int32_t>(ids->begin(), ids->begin() + static_cast<std::ptrdiff_t>(k + 1)));
-      bool hit = false;
-      for (const auto& x : s.stop) hit = hit || (!x.empty() && prefix.find(x) != std::string::npos);
-      if (hit) {
-        ids->resize(k + 1);
-        *finish = "stop";
-        break;
-      }
-    }
-  }
   *text = model_->tokenizer.Decode(*ids);
-  if (*finish == "stop" && !s.stop.empty()) {
-    for (const auto& x : s.stop) {
-      const size_t at = x.empty() ? std::string::npos : text->find(x);
-      if (at != std::string::npos) text->resize(at);
-    }
+  if (s.stop.empty() || FirstStop(*text, s.stop) == std::string::npos) return;
+  // Cut at the first token whose prefix holds a stop string (the tokens after
+  // it are dropped): a binary search, as a prefix's text only grows with it.
+  size_t without = 0, with = ids->size();  // prefix lengths: no stop string / one
+  while (without + 1 < with) {
+    const size_t mid = without + (with - without) / 2;
+    const std::string prefix =
+        model_->tokenizer.Decode(std::vector<int32_t>(ids->begin(), ids->begin() + static_cast<std::ptrdiff_t>(mid)));
+    (FirstStop(prefix, s.stop) == std::string::npos ? without : with) = mid;
   }
+  ids->resize(with);
+  *finish = "stop";
+  *text = model_->tokenizer.Decode(*ids);
+  const size_t at = FirstStop(*text, s.stop);
+  if (at != std::string::npos) text->resize(at);
 }
 
-Result<OJson> CompletionService::Complete(const Json& req) {
+Result<OJson> CompletionService::Complete(const Json& req, const RequestControl* control) {
   FAMQ_RETURN_IF_ERROR(CheckModel(req));
   FAMQ_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, ParseTokens(req, "prompt"));
   FAMQ_ASSIGN_OR_RETURN(Sampling sp, ParseSampling(req, 16, prompt.size()));
   FAMQ_ASSIGN_OR_RETURN(bool echo, Field<bool>(req, "echo", false));
   int logprobs = -1;
-  if (req.contains("logprobs") && !req["logprobs"].is_null()) {
-    if (req["logprobs"].is_boolean()) {
-      logprobs = req["logprobs"].get<bool>() ? 0 : -1;
+  if (const auto lp = req.find("logprobs"); lp != req.end() && !lp->is_null()) {
+    if (lp->is_boolean()) {
+      logprobs = lp->get<bool>() ? 0 : -1;
     } else {
-      FAMQ_ASSIGN_OR_RETURN(logprobs, Field<int>(req, "logprobs", -1));
-      if (logprobs < 0 || logprobs > 20) return InvalidArgument("\"logprobs\" must be in [0, 20]");
+      FAMQ_ASSIGN_OR_RETURN(const int64_t k, IntField(req, "logprobs", -1, 0, 20));
+      logprobs = static_cast<int>(k);
     }
   }
+  const auto check = [control] { return control ? control->Check() : Status::Ok(); };
   const int n = sp.n;
   const int max_tokens = sp.max_tokens;
 
@@ -230,6 +369,7 @@ Result<OJson> CompletionService::Complete(const Json& req) {
       size_t offset = 0;
       for (size_t start = 0; start < prompt.size(); start += static_cast<size_t>(engine.max_batch())) {
         const size_t len = std::min(prompt.size() - start, static_cast<size_t>(engine.max_batch()));
+        FAMQ_RETURN_IF_ERROR(check());
         FAMQ_RETURN_IF_ERROR(engine.Forward(std::span<const int32_t>(prompt).subspan(start, len),
                                             static_cast<int>(start), rows.data(), true));
         for (size_t t = 0; t < len; ++t) {
@@ -261,7 +401,7 @@ Result<OJson> CompletionService::Complete(const Json& req) {
   }
   const std::string prompt_text = echo ? model_->tokenizer.Decode(prompt) : std::string();
 
-  FAMQ_ASSIGN_OR_RETURN(std::vector<GeneratedCandidate> cands, Sample(prompt, sp));
+  FAMQ_ASSIGN_OR_RETURN(std::vector<GeneratedCandidate> cands, Sample(prompt, sp, control));
   OJson choices = OJson::array();
   long long completion_tokens = 0;
   for (int j = 0; j < n; ++j) {
@@ -285,6 +425,7 @@ Result<OJson> CompletionService::Complete(const Json& req) {
         // Re-run prompt + generation; rows prompt.size()-1 .. end-2 predict the generated tokens.
         for (size_t start = 0; start + 1 < seq.size(); start += static_cast<size_t>(engine.max_batch())) {
           const size_t len = std::min(seq.size() - 1 - start, static_cast<size_t>(engine.max_batch()));
+          FAMQ_RETURN_IF_ERROR(check());
           FAMQ_RETURN_IF_ERROR(engine.Forward(std::span<const int32_t>(seq).subspan(start, len),
                                               static_cast<int>(start), all.data(), true));
           for (size_t t = 0; t < len; ++t) {
@@ -322,47 +463,50 @@ Result<OJson> CompletionService::Complete(const Json& req) {
 
 Result<std::vector<int32_t>> CompletionService::RenderChat(const Json& req) const {
   if (!chat_template_) return InvalidArgument("model '" + name_ + "' has no chat template (use /v1/completions)");
-  if (!req.contains("messages") || !req["messages"].is_array() || req["messages"].empty()) {
+  const auto msgs = req.find("messages");
+  if (msgs == req.end() || !msgs->is_array() || msgs->empty()) {
     return InvalidArgument("\"messages\" must be a non-empty array of {role, content}");
   }
   std::vector<ChatMessage> messages;
-  for (const auto& m : req["messages"]) {
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
-      return InvalidArgument("every message needs a string \"role\"");
-    }
-    if (!m.contains("content") || !m["content"].is_string()) {
+  size_t bytes = 0;
+  for (const auto& m : *msgs) {
+    if (!m.is_object()) return InvalidArgument("every message needs a string \"role\"");
+    const auto role = m.find("role"), content = m.find("content");
+    if (role == m.end() || !role->is_string()) return InvalidArgument("every message needs a string \"role\"");
+    if (content == m.end() || !content->is_string()) {
       return InvalidArgument("every message needs a string \"content\" (content parts are not supported)");
     }
-    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    // The rendered chat holds every role and content: refuse what cannot fit before rendering.
+    bytes += role->get_ref<const std::string&>().size() + content->get_ref<const std::string&>().size();
+    FAMQ_RETURN_IF_ERROR(CheckPromptBytes(bytes, "messages' text"));
+    messages.push_back({role->get<std::string>(), content->get<std::string>()});
   }
   ChatTemplateOptions opt;
   opt.add_generation_prompt = true;
   opt.bos_token = model_->tokenizer_config->bos_token;
   opt.eos_token = model_->tokenizer_config->eos_token;
-  if (req.contains("chat_template_kwargs") && !req["chat_template_kwargs"].is_null()) {
-    const Json& kw = req["chat_template_kwargs"];
-    if (!kw.is_object()) return InvalidArgument("\"chat_template_kwargs\" must be an object");
-    FAMQ_ASSIGN_OR_RETURN(opt.enable_thinking, Field<bool>(kw, "enable_thinking", true));
+  if (const auto kw = req.find("chat_template_kwargs"); kw != req.end() && !kw->is_null()) {
+    if (!kw->is_object()) return InvalidArgument("\"chat_template_kwargs\" must be an object");
+    FAMQ_ASSIGN_OR_RETURN(opt.enable_thinking, Field<bool>(*kw, "enable_thinking", true));
   }
   FAMQ_ASSIGN_OR_RETURN(std::string rendered, chat_template_->Render(messages, opt));
+  FAMQ_RETURN_IF_ERROR(CheckPromptBytes(rendered.size(), "rendered chat"));
   std::vector<int32_t> ids;
   FAMQ_RETURN_IF_ERROR(model_->tokenizer.Encode(rendered, &ids));
   if (ids.empty()) return InvalidArgument("the messages render to no tokens");
   return ids;
 }
 
-Result<OJson> CompletionService::ChatComplete(const Json& req) {
+Result<OJson> CompletionService::ChatComplete(const Json& req, const RequestControl* control) {
   FAMQ_RETURN_IF_ERROR(CheckModel(req));
   FAMQ_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, RenderChat(req));
-  Json fields = req;
-  if (req.contains("max_completion_tokens") && !req["max_completion_tokens"].is_null()) {
-    fields["max_tokens"] = req["max_completion_tokens"];
-  }
-  FAMQ_ASSIGN_OR_RETURN(Sampling sp, ParseSampling(fields, -1, prompt.size()));
+  const auto mct = req.find("max_completion_tokens");
+  const char* max_tokens_key = mct != req.end() && !mct->is_null() ? "max_completion_tokens" : "max_tokens";
+  FAMQ_ASSIGN_OR_RETURN(Sampling sp, ParseSampling(req, -1, prompt.size(), max_tokens_key));
   if (limits_.api == ServeApi::kChatOnly && sp.n != 1) {
     return InvalidArgument("\"n\" must be 1 on this server (famq serve --api chat-only)");
   }
-  FAMQ_ASSIGN_OR_RETURN(std::vector<GeneratedCandidate> cands, Sample(prompt, sp));
+  FAMQ_ASSIGN_OR_RETURN(std::vector<GeneratedCandidate> cands, Sample(prompt, sp, control));
   OJson choices = OJson::array();
   long long completion_tokens = 0;
   for (int j = 0; j < sp.n; ++j) {
@@ -385,13 +529,14 @@ Result<OJson> CompletionService::ChatComplete(const Json& req) {
                {"usage", Usage(prompt.size(), completion_tokens)}};
 }
 
-Result<OJson> CompletionService::Embed(const Json& req) {
+Result<OJson> CompletionService::Embed(const Json& req, const RequestControl* control) {
   FAMQ_RETURN_IF_ERROR(CheckModel(req));
   FAMQ_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseTokens(req, "input"));
   FAMQ_ASSIGN_OR_RETURN(std::string format, Field<std::string>(req, "encoding_format", "float"));
   if (format != "float") return InvalidArgument("\"encoding_format\" must be \"float\" (famq serve has no base64)");
-  FAMQ_ASSIGN_OR_RETURN(int64_t pool_from, Field<int64_t>(req, "pool_from", 0));
-  if (pool_from < 0) return InvalidArgument("\"pool_from\" must be >= 0");
+  FAMQ_ASSIGN_OR_RETURN(const int64_t pool_from,
+                        IntField(req, "pool_from", 0, 0, std::numeric_limits<int64_t>::max()));
+  if (control) FAMQ_RETURN_IF_ERROR(control->Check());
   const int n = static_cast<int>(ids.size());
   const int used = static_cast<int>(std::min<int64_t>(pool_from, n - 1));  // RunExpertPass's clamp
   std::vector<float> pooled;

@@ -28,6 +28,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -48,6 +50,8 @@ namespace famq {
 // fallback paths).
 enum class ServeApi { kFull, kChatOnly };
 
+// Per-request cost limits (docs/HOST_STAGE.md "famq serve": the limits and
+// why). A request past one gets InvalidArgument (400) before any work.
 struct ServeLimits {
   int max_n = 64;
   int max_tokens = 4096;
@@ -55,6 +59,27 @@ struct ServeLimits {
   // Candidates decoded at a time in one batch, over every request in flight
   // (KV-cache slots; fewer when they would pass DecodeSlots' 1 GiB budget).
   int decode_slots = 16;
+  int max_stop = 16;               // stop strings per request
+  size_t max_stop_bytes = 256;     // bytes per stop string
+  int max_stop_token_ids = 64;     // stop_token_ids per request (each in [0, vocab))
+  // Bytes of prompt text (or of the rendered chat) accepted before tokenizing.
+  // 0: the context rule, max_seq_len x the longest token's spelling in bytes
+  // (a longer text cannot encode to a prompt that fits the context).
+  size_t max_prompt_bytes = 0;
+};
+
+// What the caller of one request can stop it with; polled before the work
+// and between decode steps.
+struct RequestControl {
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  std::string deadline_what = "the request deadline";  // named in the error
+  // True when the client has gone away (famq serve: the socket closed).
+  std::function<bool()> client_gone;
+  // Why the request was stopped, when it was (Cancelled errors).
+  enum class Stop { kNone, kDeadline, kClientGone };
+  mutable std::atomic<Stop> stopped{Stop::kNone};
+  // Ok, or Cancelled (and `stopped` set) once the deadline has passed or the client is gone.
+  Status Check() const;
 };
 
 class CompletionService {
@@ -65,13 +90,26 @@ class CompletionService {
 
   // GET /v1/models
   nlohmann::ordered_json Models() const;
+  // The request handlers take a parsed body (ParseRequest: depth-limited) and
+  // never copy or echo its untrusted sub-values. `control` (may be null) can
+  // stop the request: Cancelled, with control->stopped saying why.
   // POST /v1/completions. Errors: InvalidArgument (400), NotFound (404: unknown model).
-  Result<nlohmann::ordered_json> Complete(const nlohmann::json& request);
+  Result<nlohmann::ordered_json> Complete(const nlohmann::json& request, const RequestControl* control = nullptr);
   // POST /v1/chat/completions. Errors: InvalidArgument (400: bad request, n > 1
   // under ServeApi::kChatOnly, a model without a chat template), NotFound (404).
-  Result<nlohmann::ordered_json> ChatComplete(const nlohmann::json& request);
+  Result<nlohmann::ordered_json> ChatComplete(const nlohmann::json& request, const RequestControl* control = nullptr);
   // POST /v1/embeddings. Errors: InvalidArgument (400), NotFound (404).
-  Result<nlohmann::ordered_json> Embed(const nlohmann::json& request);
+  Result<nlohmann::ordered_json> Embed(const nlohmann::json& request, const RequestControl* control = nullptr);
+
+  // A request body: JSON nested at most kMaxJsonDepth (ParseJson), else InvalidArgument.
+  static Result<nlohmann::json> ParseRequest(std::string_view body);
+
+  // The prompt-bytes limit in force (ServeLimits::max_prompt_bytes or the context rule).
+  size_t max_prompt_bytes() const { return max_prompt_bytes_; }
+  // The body size that can carry any prompt the context holds: 64 KiB for the
+  // other fields + 6 x max_prompt_bytes (every byte escaped as \u00XX), at
+  // most 16 MiB.
+  size_t DefaultMaxBodyBytes() const;
 
   const std::string& name() const { return name_; }
   ServeApi api() const { return limits_.api; }
@@ -88,10 +126,15 @@ class CompletionService {
     std::vector<int32_t> stop_ids;      // the model's stop tokens + stop_token_ids
   };
   Result<std::vector<int32_t>> ParseTokens(const nlohmann::json& request, const char* field) const;
+  Status CheckPromptBytes(size_t bytes, const char* what) const;
   // default_max_tokens < 0: the rest of the context after `prompt_len`, at most limits.max_tokens.
-  Result<Sampling> ParseSampling(const nlohmann::json& request, int default_max_tokens, size_t prompt_len) const;
-  Result<std::vector<GeneratedCandidate>> Sample(std::span<const int32_t> prompt, const Sampling& s);
+  // `max_tokens_key`: "max_tokens", or chat's "max_completion_tokens" when the request sets it.
+  Result<Sampling> ParseSampling(const nlohmann::json& request, int default_max_tokens, size_t prompt_len,
+                                 const char* max_tokens_key = "max_tokens") const;
+  Result<std::vector<GeneratedCandidate>> Sample(std::span<const int32_t> prompt, const Sampling& s,
+                                                 const RequestControl* control);
   // Cuts a candidate at its first stop string: its ids, text and finish reason.
+  // O(log(tokens)) decodes and linear-time searches, whatever the stop strings.
   void ApplyStops(const Sampling& s, std::vector<int32_t>* ids, std::string* text, std::string* finish) const;
   Status CheckModel(const nlohmann::json& request) const;
   Result<std::vector<int32_t>> RenderChat(const nlohmann::json& request) const;
@@ -105,6 +148,7 @@ class CompletionService {
   std::optional<ChatTemplate> chat_template_;  // absent: the model has none
   ExpertBuffers expert_buffers_;               // used on the decoder's thread only
   ServeLimits limits_;
+  size_t max_prompt_bytes_ = 0;
   std::atomic<uint64_t> next_id_{0};
 };
 

@@ -649,6 +649,61 @@ TEST(OpenAIBackend, ClearErrorsWhenTheServerMisbehaves) {
   EXPECT_FALSE(MakeOpenAIBackend(o, &m->tokenizer).ok());
 }
 
+// Issue 15 item 8: a server's junk token ids (std::stol threw), ids outside
+// the vocabulary, float indices (undefined behaviour as int) and deeply
+// nested replies (dumping them overflowed the stack) are clear errors.
+TEST(OpenAIBackend, JunkRepliesAreClearErrors) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  GroupParams g;
+  g.n = 1;
+  g.max_new_tokens = 2;
+  OpenAIBackendOptions o;
+  o.retries = 0;
+  o.timeout_s = 5;
+  const std::string deep = R"({"choices": )" + std::string(300000, '[') + std::string(300000, ']') + "}";
+  const struct {
+    std::string reply, error;
+  } cases[] = {
+      {R"({"choices":[{"index":0,"text":"a","logprobs":{"tokens":["token_id:12junk"]}}]})", "'token_id:12junk'"},
+      {R"({"choices":[{"index":0,"text":"a","logprobs":{"tokens":["token_id:"]}}]})", "outside the vocabulary"},
+      {R"({"choices":[{"index":0,"text":"a","logprobs":{"tokens":["token_id:99999999999999999999"]}}]})",
+       "outside the vocabulary"},
+      {R"({"choices":[{"index":0,"text":"a","logprobs":{"tokens":["token_id:-3"]}}]})", "outside the vocabulary"},
+      {R"({"choices":[{"index":0,"text":"a","token_ids":[5, 384]}]})", "token id 384, outside the vocabulary of 384"},
+      {R"({"choices":[{"index":0,"text":"a","token_ids":[4294967301]}]})", "outside the vocabulary"},
+      {R"({"choices":[{"index":0,"text":"a","token_ids":[18446744073709551615]}]})", "outside the vocabulary"},
+      {R"({"choices":[{"index":1e30,"text":"a","token_ids":[5]}]})", "choice index out of range"},
+      {R"({"choices":[{"index":0.5,"text":"a","token_ids":[5]}]})", "choice index out of range"},
+      {deep, "nest"},
+  };
+  for (const auto& c : cases) {
+    FakeServer junk([&](const httplib::Request&, httplib::Response& res) { res.set_content(c.reply, "application/json"); });
+    o.url = junk.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
+    ASSERT_FALSE(r.ok()) << c.reply.substr(0, 100);
+    EXPECT_NE(r.status().message().find(c.error), std::string::npos) << r.status().ToString();
+  }
+  // Scoring: an embedding outside float's range (undefined behaviour as float) and a deep reply.
+  FakeHandler echo = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"choices":[{"index":0,"text":"","logprobs":{"token_logprobs":[null,-1.5]}}]})",
+                    "application/json");
+  };
+  for (const std::string& reply : {std::string(R"({"data":[{"index":0,"embedding":[1e300],"pool_from":1}]})"),
+                                   R"({"data": )" + std::string(300000, '[') + std::string(300000, ']') + "}"}) {
+    FakeServer bad_embed(echo, nullptr, [&](const httplib::Request&, httplib::Response& res) {
+      res.set_content(reply, "application/json");
+    });
+    o.url = bad_embed.url();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    EXPECT_EQ(p->scorer, nullptr);  // refused: no scorer from this server
+    EXPECT_FALSE(p->detail.empty());
+  }
+}
+
 TEST(OpenAIBackend, ChatOnlyServersRegenerateOneRequestPerCandidate) {
   auto m = OpenModelDir(kModel);
   ASSERT_TRUE(m.ok());
