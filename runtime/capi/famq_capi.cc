@@ -29,7 +29,7 @@
 #include "model/model_dir.h"
 #include "qmodel/qmodel.h"
 #include "qmodel/qmodel_engine.h"
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 // famq_status is famq::StatusCode, value for value.
 #define FAMQ_CAPI_SAME_CODE(c, k) static_assert(static_cast<int>(c) == static_cast<int>(famq::StatusCode::k))

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view source(reinterpret_cast<const char*>(data), size);

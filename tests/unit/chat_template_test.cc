@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "core/file.h"
-#include "tokenizer/chat_template.h"
-#include "tokenizer/jinja.h"
+#include "chat_template/chat_template.h"
+#include "chat_template/jinja.h"
 #include "tokenizer/tokenizer_config.h"
 
 namespace famq {

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "tokenizer/jinja_value.h"
+#include "chat_template/jinja_value.h"
 
 namespace famq::jinja {
 

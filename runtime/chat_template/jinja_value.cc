@@ -1,5 +1,5 @@
 // Values of famq's Jinja2 subset: see jinja_value.h.
-#include "tokenizer/jinja_value.h"
+#include "chat_template/jinja_value.h"
 
 #include <algorithm>
 #include <charconv>
