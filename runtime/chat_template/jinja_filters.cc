@@ -67,6 +67,7 @@ Result<Value> Interpreter::CallGlobal(const Node& n, const std::string& name, co
     if (args.size() > 1) return Err(n, name + "() takes at most 1 positional argument");
     if (args.size() == 1) {
       if (!args[0].is_dict()) return Err(n, name + "() positional argument must be a dict");
+      FAMQ_RETURN_IF_ERROR(budget_.Step(args[0].object().entries.size()));
       entries = args[0].object().entries;
     }
     for (const auto& kv : kwargs) entries.push_back(kv);
@@ -140,15 +141,17 @@ std::vector<uint32_t> Interpreter::CodePoints(std::string_view s) {
 }
 
 Result<std::string> Interpreter::Strip(const std::string& s, const Value* chars, bool left, bool right) {
-  FAMQ_RETURN_IF_ERROR(budget_.Bytes(s.size()));
+  FAMQ_RETURN_IF_ERROR(ChargeOffsets(s));
   std::vector<uint32_t> set;
   const bool whitespace = !Given(chars);
   if (!whitespace) {
     if (!chars->is_string()) return InvalidArgument("chat template: strip arg must be None or str");
+    FAMQ_RETURN_IF_ERROR(budget_.Bytes(chars->str().size() * (1 + sizeof(uint32_t))));
     set = CodePoints(chars->str());
+    std::sort(set.begin(), set.end());  // a lookup per code point of s: log |chars|, not |chars|
   }
   auto strip_cp = [&](uint32_t cp) {
-    return whitespace ? IsPySpace(cp) : std::find(set.begin(), set.end(), cp) != set.end();
+    return whitespace ? IsPySpace(cp) : std::binary_search(set.begin(), set.end(), cp);
   };
   std::vector<size_t> offs = Utf8Offsets(s);
   size_t b = 0, e = offs.size() - 1;
@@ -183,6 +186,7 @@ Result<Value> Interpreter::Split(const Node& n, const std::string& s, const Valu
       pos += LStripSpaceLen(std::string_view(s).substr(pos));
       if (pos >= s.size()) break;
       if (maxsplit >= 0 && static_cast<int64_t>(parts.size()) >= maxsplit) {
+        FAMQ_RETURN_IF_ERROR(budget_.Bytes((s.size() - pos) * sizeof(size_t)));  // RStripSpace's offsets
         parts.push_back(Value::String(std::string(RStripSpace(std::string_view(s).substr(pos)))));
         break;
       }
@@ -202,7 +206,7 @@ Result<Value> Interpreter::Split(const Node& n, const std::string& s, const Valu
     if (d.empty()) return Err(n, "split(): empty separator");
     size_t pos = 0;
     while (true) {
-      size_t hit = s.find(d, pos);
+      size_t hit = FindLinear(s, d, pos);
       if (hit == std::string::npos || (maxsplit >= 0 && static_cast<int64_t>(parts.size()) >= maxsplit)) {
         parts.push_back(Value::String(s.substr(pos)));
         break;
@@ -255,22 +259,24 @@ Result<std::string> Interpreter::Replace(const Node& n, const std::string& s, co
   const std::string& from = old_v->str();
   std::string out;
   if (from.empty()) {  // Python inserts `repl` around every code point
+    FAMQ_RETURN_IF_ERROR(ChargeOffsets(s));
     std::vector<size_t> offs = Utf8Offsets(s);
     for (size_t i = 0; i < offs.size(); ++i) {
+      FAMQ_RETURN_IF_ERROR(budget_.Bytes(repl.size() + 1));
       if (count < 0 || static_cast<int64_t>(i) < count) out += repl;
       if (i + 1 < offs.size()) out.append(s, offs[i], offs[i + 1] - offs[i]);
-      FAMQ_RETURN_IF_ERROR(budget_.Bytes(repl.size() + 1));
     }
     return out;
   }
   size_t pos = 0;
   int64_t done = 0;
+  FAMQ_RETURN_IF_ERROR(budget_.Bytes(s.size() + from.size()));  // the scans
   while (count < 0 || done < count) {
-    size_t hit = s.find(from, pos);
+    size_t hit = FindLinear(s, from, pos);
     if (hit == std::string::npos) break;
+    FAMQ_RETURN_IF_ERROR(budget_.Bytes(hit - pos + repl.size()));
     out.append(s, pos, hit - pos);
     out += repl;
-    FAMQ_RETURN_IF_ERROR(budget_.Bytes(hit - pos + repl.size()));
     pos = hit + from.size();
     ++done;
   }
@@ -283,17 +289,16 @@ Result<Value> Interpreter::StringMethod(const Node& n, const std::string& s, con
                            const Kwargs& kwargs) {
   if (name == "startswith" || name == "endswith") {
     if (args.size() != 1 || !kwargs.empty()) return Err(n, name + "() takes exactly one argument");
-    std::vector<Value> prefixes;
-    if (args[0].is_string()) {
-      prefixes.push_back(args[0]);
-    } else if (args[0].is_list()) {
-      prefixes = args[0].items();
-    } else {
+    if (!args[0].is_string() && !args[0].is_list()) {
       return Err(n, name + "() argument must be str or a tuple of str");
     }
+    const std::vector<Value> one = args[0].is_string() ? std::vector<Value>{args[0]} : std::vector<Value>{};
+    const std::vector<Value>& prefixes = args[0].is_string() ? one : args[0].items();
     for (const Value& p : prefixes) {
+      FAMQ_RETURN_IF_ERROR(budget_.Step());
       if (!p.is_string()) return Err(n, name + "() argument must be str or a tuple of str");
       const std::string& x = p.str();
+      FAMQ_RETURN_IF_ERROR(budget_.Bytes(std::min(x.size(), s.size())));  // the compare
       if (x.size() <= s.size() &&
           (name == "startswith" ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0)) {
         return Value::Bool(true);
@@ -326,16 +331,18 @@ Result<Value> Interpreter::StringMethod(const Node& n, const std::string& s, con
     if (args.size() != 1 || !kwargs.empty() || !args[0].is_string()) {
       return Err(n, name + "() takes exactly one string argument");
     }
-    FAMQ_RETURN_IF_ERROR(budget_.Bytes(s.size()));
     const std::string& sub = args[0].str();
+    FAMQ_RETURN_IF_ERROR(budget_.Bytes(s.size() + sub.size()));
     if (name == "find") {
-      size_t hit = s.find(sub);
+      size_t hit = FindLinear(s, sub);
       if (hit == std::string::npos) return Value::Int(-1);
       return Value::Int(static_cast<int64_t>(Utf8Length(std::string_view(s).substr(0, hit))));
     }
     if (sub.empty()) return Value::Int(static_cast<int64_t>(Utf8Length(s)) + 1);
     int64_t count = 0;
-    for (size_t pos = s.find(sub); pos != std::string::npos; pos = s.find(sub, pos + sub.size())) ++count;
+    for (size_t pos = FindLinear(s, sub); pos != std::string::npos; pos = FindLinear(s, sub, pos + sub.size())) {
+      ++count;
+    }
     return Value::Int(count);
   }
   if (name == "join") {
@@ -346,10 +353,11 @@ Result<Value> Interpreter::StringMethod(const Node& n, const std::string& s, con
       if (!items[i].is_string()) {
         return Err(n, std::string("join(): expected str instance, ") + items[i].kind_name() + " found");
       }
+      FAMQ_RETURN_IF_ERROR(budget_.Bytes((i > 0 ? s.size() : 0) + items[i].str().size()));
       if (i > 0) out += s;
       out += items[i].str();
     }
-    return MakeString(std::move(out));
+    return Value::String(std::move(out));  // charged while built
   }
   return Unsup(n, "method " + Quoted(name) + " of str is not supported");
 }
@@ -394,7 +402,9 @@ Result<Value> Interpreter::ApplyFilter(const Node& n, const Value& v, const Args
   if (name == "length" || name == "count") {
     switch (v.kind()) {
       case Value::Kind::kUndefined: return Value::Int(0);
-      case Value::Kind::kString: return Value::Int(static_cast<int64_t>(Utf8Length(v.str())));
+      case Value::Kind::kString:
+        FAMQ_RETURN_IF_ERROR(budget_.Bytes(v.str().size()));  // counting code points scans the string
+        return Value::Int(static_cast<int64_t>(Utf8Length(v.str())));
       case Value::Kind::kList: return Value::Int(static_cast<int64_t>(v.items().size()));
       case Value::Kind::kDict: return Value::Int(static_cast<int64_t>(v.object().entries.size()));
       default: return Err(n, std::string("object of type '") + v.kind_name() + "' has no len()");
@@ -442,10 +452,13 @@ Result<Value> Interpreter::ApplyFilter(const Node& n, const Value& v, const Args
     FAMQ_ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(n, v));
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) {
-      if (i > 0) out += sep;
-      FAMQ_RETURN_IF_ERROR(AppendStr(items[i], budget_, &out));
+      if (i > 0) {
+        FAMQ_RETURN_IF_ERROR(budget_.Bytes(sep.size()));
+        out += sep;
+      }
+      FAMQ_RETURN_IF_ERROR(AppendStr(items[i], budget_, &out));  // charges what it appends
     }
-    return MakeString(std::move(out));
+    return Value::String(std::move(out));
   }
   if (name == "int" || name == "float") {
     FAMQ_RETURN_IF_ERROR(CheckArity(n, name, args, kwargs, {"default", name == "int" ? "base" : ""}));
@@ -455,6 +468,7 @@ Result<Value> Interpreter::ApplyFilter(const Node& n, const Value& v, const Args
     if (v.is_number()) {
       d = v.as_double();
     } else if (v.is_string()) {
+      FAMQ_RETURN_IF_ERROR(ChargeOffsets(v.str()));  // RStripSpace builds the offsets
       std::string t(RStripSpace(std::string_view(v.str()).substr(LStripSpaceLen(v.str()))));
       char* end = nullptr;
       errno = 0;
@@ -493,7 +507,7 @@ Result<Value> Interpreter::ApplyFilter(const Node& n, const Value& v, const Args
   if (name == "reverse") {
     FAMQ_RETURN_IF_ERROR(CheckArity(n, "reverse", args, kwargs, {}));
     if (v.is_string()) {
-      FAMQ_RETURN_IF_ERROR(budget_.Bytes(v.str().size()));
+      FAMQ_RETURN_IF_ERROR(ChargeOffsets(v.str()));
       std::vector<size_t> offs = Utf8Offsets(v.str());
       std::string r;
       for (size_t i = offs.size() - 1; i > 0; --i) r.append(v.str(), offs[i - 1], offs[i] - offs[i - 1]);
@@ -541,6 +555,7 @@ Result<bool> Interpreter::ApplyTest(const Node& n, const Value& v, const Args& a
   if (name == "callable") return false;
   if (name == "lower" || name == "upper") {
     if (!v.is_string()) return false;
+    FAMQ_RETURN_IF_ERROR(budget_.Bytes(v.str().size()));
     bool cased = false;
     for (char c : v.str()) {
       const unsigned char u = static_cast<unsigned char>(c);

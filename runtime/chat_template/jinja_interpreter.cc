@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "chat_template/jinja_text.h"
+
 namespace famq::jinja {
 
 namespace {
@@ -266,7 +268,7 @@ Result<Value> Interpreter::GetItem(const Node& n, const Value& obj, const Value&
     return obj.items()[static_cast<size_t>(i)];
   }
   if (obj.is_string()) {
-    FAMQ_RETURN_IF_ERROR(budget_.Bytes(obj.str().size()));
+    FAMQ_RETURN_IF_ERROR(ChargeOffsets(obj.str()));
     std::vector<size_t> offs = Utf8Offsets(obj.str());
     const int64_t len = static_cast<int64_t>(offs.size()) - 1;
     if (i < 0) i += len;
@@ -303,7 +305,7 @@ Result<Value> Interpreter::EvalSlice(const Node& n) {
     return At(n, Value::List(std::move(items)));
   }
   if (obj.is_string()) {
-    FAMQ_RETURN_IF_ERROR(budget_.Bytes(obj.str().size()));
+    FAMQ_RETURN_IF_ERROR(ChargeOffsets(obj.str()));
     std::vector<size_t> offs = Utf8Offsets(obj.str());
     std::vector<int64_t> idx = SliceIndices(static_cast<int64_t>(offs.size()) - 1, start, stop, st);
     std::string s;
@@ -436,8 +438,8 @@ Result<bool> Interpreter::Contains(const Node& n, const Value& haystack, const V
       if (!needle.is_string()) {
         return Err(n, std::string("'in <string>' requires string as left operand, not ") + needle.kind_name());
       }
-      FAMQ_RETURN_IF_ERROR(budget_.Bytes(haystack.str().size()));
-      return haystack.str().find(needle.str()) != std::string::npos;
+      FAMQ_RETURN_IF_ERROR(budget_.Bytes(haystack.str().size() + needle.str().size()));
+      return FindLinear(haystack.str(), needle.str()) != std::string::npos;
     case Value::Kind::kList:
       for (const Value& item : haystack.items()) {
         FAMQ_ASSIGN_OR_RETURN(bool eq, At(n, Equals(item, needle, budget_)));

@@ -36,7 +36,7 @@ inline std::string Quoted(std::string_view s) {
 class Interpreter {
  public:
   Interpreter(const RenderLimits& limits, std::string* out)
-      : limits_(limits), budget_(limits.max_steps, limits.max_bytes), out_(out) {}
+      : limits_(limits), budget_(limits.max_steps, limits.max_bytes, limits.max_milliseconds), out_(out) {}
 
   void PushFrame() { frames_.emplace_back(); }
   void PopFrame() { frames_.pop_back(); }
@@ -64,6 +64,8 @@ class Interpreter {
   Status Emit(std::string_view s);
   Result<Value> MakeString(std::string s);
   Result<std::string> Str(const Value& v);
+  // Utf8Offsets(s) scans s and builds 8 bytes per code point: charged so.
+  Status ChargeOffsets(const std::string& s) { return budget_.Bytes(s.size() * (1 + sizeof(size_t))); }
 
   // ------------------------------------------------------------ statements
   Result<Flow> ExecOne(const Node& n);

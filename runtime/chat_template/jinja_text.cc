@@ -1,5 +1,7 @@
 #include "chat_template/jinja_text.h"
 
+#include <vector>
+
 #include "chat_template/jinja_value.h"
 
 namespace famq::jinja {
@@ -66,4 +68,22 @@ size_t LStripSpaceLen(std::string_view s) {
   }
   return pos;
 }
+size_t FindLinear(std::string_view s, std::string_view needle, size_t from) {
+  constexpr size_t kPlainScanMax = 32;
+  if (needle.size() <= kPlainScanMax || from > s.size()) return s.find(needle, from);
+  const size_t m = needle.size();
+  std::vector<size_t> fail(m, 0);  // longest proper border of needle[0..i]
+  for (size_t i = 1, k = 0; i < m; ++i) {
+    while (k > 0 && needle[i] != needle[k]) k = fail[k - 1];
+    if (needle[i] == needle[k]) ++k;
+    fail[i] = k;
+  }
+  for (size_t i = from, k = 0; i < s.size(); ++i) {
+    while (k > 0 && s[i] != needle[k]) k = fail[k - 1];
+    if (s[i] == needle[k]) ++k;
+    if (k == m) return i + 1 - m;
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace famq::jinja

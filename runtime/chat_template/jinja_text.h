@@ -19,5 +19,10 @@ bool IsPySpace(uint32_t cp);
 std::string_view RStripSpace(std::string_view s);
 // Length of the prefix that Python str.lstrip() without arguments removes.
 size_t LStripSpaceLen(std::string_view s);
+// s.find(needle, from) in O(|s| + |needle|) time: a plain scan for needles of
+// up to 32 bytes, Knuth-Morris-Pratt beyond (std::string::find is a naive
+// O(|s| * |needle|) scan, which a hostile template could use to outrun the
+// byte budget that charges the scan as |s| + |needle| bytes).
+size_t FindLinear(std::string_view s, std::string_view needle, size_t from = 0);
 
 }  // namespace famq::jinja
