@@ -58,7 +58,7 @@ for name in "${fuzzers[@]}"; do
   flags=()
   if [ -f "$src_dir/$name.options" ]; then
     # shellcheck disable=SC2207
-    flags=($(grep -v '^[[:space:]]*#' "$src_dir/$name.options"))
+    flags=($(grep -v '^[[:space:]]*#' "$src_dir/$name.options" || true))
   else
     flags=(-max_len=1048576)
   fi
