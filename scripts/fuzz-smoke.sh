@@ -3,6 +3,11 @@
 #
 #   scripts/fuzz-smoke.sh BUILD_DIR [SECONDS=60]     # e.g. build/host-asan 60
 #
+# Per-target flags come from tests/fuzz/<name>.options (e.g. -max_len=1048576:
+# libFuzzer's default of 4096 bytes cannot nest JSON deep enough to find stack
+# overflows) and a dictionary from tests/fuzz/<name>.dict (-dict=). A target
+# without an options file gets -max_len=1048576.
+#
 # Each fuzzer starts from a scratch copy of its seed corpus
 # (tests/fuzz/corpus/<name>/); the committed corpus is never written. Any crash,
 # leak, timeout or OOM fails the run; its reproducer and log are kept in
@@ -50,9 +55,17 @@ for name in "${fuzzers[@]}"; do
     cp -R "$src_dir/corpus/$name/." "$work/corpus/"
     seeds=$(find "$work/corpus" -type f | wc -l)
   fi
+  flags=()
+  if [ -f "$src_dir/$name.options" ]; then
+    # shellcheck disable=SC2207
+    flags=($(grep -v '^[[:space:]]*#' "$src_dir/$name.options" || true))
+  else
+    flags=(-max_len=1048576)
+  fi
+  [ -f "$src_dir/$name.dict" ] && flags+=("-dict=$src_dir/$name.dict")
   start=$SECONDS
   set +e
-  "$bin_dir/$name" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
+  "$bin_dir/$name" "${flags[@]}" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/log" 2>&1
   rc=$?
   set -e
@@ -61,8 +74,8 @@ for name in "${fuzzers[@]}"; do
   cov=$(grep -o 'cov: [0-9]*' "$work/log" | tail -n 1 | sed 's/cov: //')
   units=$(find "$work/corpus" -type f | wc -l)
   if [ $rc -eq 0 ]; then
-    printf 'fuzz-smoke: %-24s OK    %3ss  execs=%s  cov=%s  corpus %s -> %s\n' \
-      "$name" "$elapsed" "${execs:-?}" "${cov:-?}" "$seeds" "$units"
+    printf 'fuzz-smoke: %-24s OK    %3ss  execs=%s  cov=%s  corpus %s -> %s  %s\n' \
+      "$name" "$elapsed" "${execs:-?}" "${cov:-?}" "$seeds" "$units" "${flags[*]}"
     rm -rf "$work/corpus"  # scratch copy; keep the log
   else
     artifact=$(find "$work/artifacts" -type f | head -n 1)

@@ -20,7 +20,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 jobs=${FAMQ_JOBS:-$(nproc)}
-fuzz_seconds=${FAMQ_FUZZ_SECONDS:-15}
+fuzz_seconds=${FAMQ_FUZZ_SECONDS:-30}
 steps=${FAMQ_STEPS:-"host host-asan aarch64 armhf aarch64-device"}
 summary=()
 t_all=$SECONDS

@@ -1,5 +1,9 @@
 #include "bundle/bundle_json.h"
 
+#include <cstdio>
+
+#include "tokenizer/unicode.h"
+
 namespace famq {
 namespace {
 
@@ -89,6 +93,52 @@ nlohmann::ordered_json BundleToJson(const Bundle& bundle, bool with_tokens) {
   }
   j["samples"] = std::move(samples);
   return j;
+}
+
+std::string TerminalSafe(std::string_view text, size_t max_chars) {
+  std::string out;
+  size_t chars = 0;
+  char hex[12];
+  for (size_t i = 0; i < text.size();) {
+    if (chars == max_chars) {
+      out += "...";
+      break;
+    }
+    ++chars;
+    const auto b = static_cast<unsigned char>(text[i]);
+    if (b == '\n' || b == '\t' || b == '\r') {
+      out.push_back(' ');
+      ++i;
+      continue;
+    }
+    if (b < 0x20 || b == 0x7f) {
+      std::snprintf(hex, sizeof hex, "\\x%02x", b);
+      out += hex;
+      ++i;
+      continue;
+    }
+    if (b < 0x80) {
+      out.push_back(static_cast<char>(b));
+      ++i;
+      continue;
+    }
+    // A well-formed UTF-8 sequence is kept, except C1 controls (U+0080-U+009F).
+    const size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 ? 2 : 0;
+    if (len == 0 || i + len > text.size() || !unicode::IsValidUtf8(text.substr(i, len))) {
+      std::snprintf(hex, sizeof hex, "\\x%02x", b);
+      out += hex;
+      ++i;
+      continue;
+    }
+    if (b == 0xC2 && static_cast<unsigned char>(text[i + 1]) < 0xA0) {
+      std::snprintf(hex, sizeof hex, "\\u%04x", static_cast<unsigned char>(text[i + 1]));
+      out += hex;
+    } else {
+      out.append(text.substr(i, len));
+    }
+    i += len;
+  }
+  return out;
 }
 
 }  // namespace famq

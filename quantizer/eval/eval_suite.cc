@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file.h"
+#include "core/json_parse.h"
 #include "engine/generate.h"
 #include "engine/perplexity.h"
 
@@ -42,8 +43,8 @@ Status ForEachJsonLine(const std::string& path, const std::function<Status(const
     std::string_view line(text.data() + pos, end - pos);
     pos = end + 1;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    json j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
+    json j;
+    if (!ParseJson(line, path, &j).ok() || !j.is_object()) {
       return InvalidFormat(path + ":" + std::to_string(line_no) + ": not a JSON object");
     }
     FAMQ_RETURN_IF_ERROR(fn(j, line_no));
@@ -73,8 +74,9 @@ Result<EvalSuite> LoadEvalSuite(const std::string& name_or_path, const std::stri
   if (path.size() < 5 || path.substr(path.size() - 5) != ".json") path = JoinPath(eval_dir, name_or_path + ".json");
   if (!FileExists(path)) return NotFound("eval suite '" + name_or_path + "': no file " + path);
   FAMQ_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1u << 20));
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return InvalidFormat(path + ": not a JSON object");
+  json j;
+  FAMQ_RETURN_IF_ERROR(ParseJson(text, path, &j));
+  if (!j.is_object()) return InvalidFormat(path + ": not a JSON object");
   EvalSuite s;
   s.path = path;
   s.name = j.value("name", fs::path(path).stem().string());

@@ -6,6 +6,7 @@
 
 #include "core/digest.h"
 #include "core/file.h"
+#include "core/json_parse.h"
 #include "engine/sampler.h"
 
 namespace famq {
@@ -44,8 +45,8 @@ Result<CalibInput> LoadCalibration(const std::string& path, int max_samples) {
     ++line_no;
     if (jsonl) {
       if (Blank(line)) continue;
-      auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded()) return InvalidFormat(path + ":" + std::to_string(line_no) + ": not valid JSON");
+      nlohmann::json j;
+      FAMQ_RETURN_IF_ERROR(ParseJson(line, path + ":" + std::to_string(line_no), &j));
       if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) {
         return InvalidFormat(path + ":" + std::to_string(line_no) + ": expected an object with a string \"text\"");
       }

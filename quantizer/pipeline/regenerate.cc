@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "engine/sampler.h"
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 namespace famq {
 namespace {

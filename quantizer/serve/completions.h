@@ -40,7 +40,7 @@
 #include "pipeline/batch_decoder.h"
 #include "pipeline/regenerate.h"
 #include "pipeline/scoring.h"
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 namespace famq {
 

@@ -18,7 +18,7 @@
 #include "engine/engine.h"
 #include "famq/famq.h"
 #include "qmodel/qmodel_engine.h"
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 // The handles. Members are destroyed in reverse order: the engine (which
 // points into the model's weights) before the model.

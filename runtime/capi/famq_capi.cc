@@ -32,7 +32,7 @@
 #include "model/model_dir.h"
 #include "qmodel/qmodel.h"
 #include "qmodel/qmodel_engine.h"
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 // famq_status is famq::StatusCode, value for value, up to FAMQ_INTERNAL; the
 // C API's own codes (FAMQ_BUFFER_TOO_SMALL, FAMQ_CONTEXT_FULL) come after

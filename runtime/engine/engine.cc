@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <new>
 #include <string>
 #include <thread>
@@ -127,6 +129,33 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
     return InvalidArgument("max_sequences " + std::to_string(options.max_sequences) + " is out of range [1, 1024]");
   }
   e->max_sequences_ = options.max_sequences;
+  {
+    // Checked before any allocation, in 64-bit arithmetic with overflow checks
+    // (size_t is 32-bit on armhf); an overflow counts as too large.
+    uint64_t kv_bytes = 2 * sizeof(float);
+    bool overflow = false;
+    for (const uint64_t f : {static_cast<uint64_t>(c.num_layers), static_cast<uint64_t>(e->max_sequences_),
+                             static_cast<uint64_t>(e->max_seq_), static_cast<uint64_t>(c.kv_dim())}) {
+      overflow = overflow || __builtin_mul_overflow(kv_bytes, f, &kv_bytes);
+    }
+    const uint64_t limit = options.max_kv_cache_bytes > 0 ? options.max_kv_cache_bytes : kDefaultMaxKvCacheBytes;
+    const auto describe = [&] {
+      const long double elems = 2.0L * c.num_layers * e->max_sequences_ * e->max_seq_ * c.kv_dim();
+      const long double gib = elems * sizeof(float) / (1024.0L * 1024.0L * 1024.0L);
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.3Lg GiB", gib);
+      return std::string("KV cache of ") + buf + " (2 x " + std::to_string(c.num_layers) + " layers x " +
+             std::to_string(e->max_sequences_) + " sequences x " + std::to_string(e->max_seq_) + " positions x " +
+             std::to_string(c.kv_dim()) + " floats)";
+    };
+    if (overflow || kv_bytes > limit) {
+      return OutOfMemory(describe() + " exceeds the limit of " + std::to_string(limit) +
+                         " bytes (EngineOptions::max_kv_cache_bytes; lower the context length)");
+    }
+    if (static_cast<long double>(kv_bytes / 2) > static_cast<long double>(std::numeric_limits<size_t>::max())) {
+      return OutOfMemory(describe() + " does not fit this address space");
+    }
+  }
 
   // The weights must describe this config; quantized models are checked on
   // load, so a mismatch here is a famq bug.

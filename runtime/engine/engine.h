@@ -27,7 +27,16 @@ struct EngineOptions {
   // (ForwardRows). Each slot holds max_seq_len positions of every layer's
   // keys and values: 2 * layers * max_seq_len * kv_dim floats.
   int max_sequences = 1;
+  // The KV cache (2 * layers * max_sequences * max_seq_len * kv_dim floats)
+  // may take at most this many bytes; a config asking for more (a crafted
+  // model can ask for far more than its weights) fails with OutOfMemory
+  // before anything is allocated. 0: kDefaultMaxKvCacheBytes.
+  uint64_t max_kv_cache_bytes = 0;
 };
+
+// The default bound on EngineOptions::max_kv_cache_bytes: 8 GiB (an 8B model
+// with 36 layers and 8 KV heads at 16,384 positions needs 4.8 GiB in float32).
+inline constexpr uint64_t kDefaultMaxKvCacheBytes = uint64_t{8} << 30;
 
 // The linear layers of a transformer block, in execution order.
 enum class LinearSlot { kQkv = 0, kOProj = 1, kGateUp = 2, kDown = 3 };

@@ -207,12 +207,14 @@ struct QuantSlice {
 class MatrixCache {
  public:
   explicit MatrixCache(const QModel* q) : q_(q) {}
-  const QMatrix& Get(int index) {
+  // The linear, checked against its integrity digest when first unpacked.
+  Result<const QMatrix*> Get(int index) {
     if (index != index_) {
-      m_ = q_->Matrix(index);
+      index_ = -1;
+      FAMQ_ASSIGN_OR_RETURN(m_, q_->Matrix(index));
       index_ = index;
     }
-    return m_;
+    return &m_;
   }
 
  private:
@@ -223,7 +225,8 @@ class MatrixCache {
 
 Status ProduceQuant(MatrixCache* cache, const QuantSlice& s, GgmlType type, const std::string& name,
                     std::vector<uint8_t>* out) {
-  const QMatrix& m = cache->Get(s.index);
+  FAMQ_ASSIGN_OR_RETURN(const QMatrix* matrix, cache->Get(s.index));
+  const QMatrix& m = *matrix;
   const int G = m.groups_per_row();
   const int blocks = m.cols / gguf::kQK;
   out->resize(gguf::RowBytes(type, static_cast<uint64_t>(m.cols)) * static_cast<size_t>(s.rows));

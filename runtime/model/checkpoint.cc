@@ -5,6 +5,8 @@
 #include <set>
 
 #include "core/file.h"
+#include "core/json_excerpt.h"
+#include "core/json_parse.h"
 
 namespace famq {
 namespace {
@@ -59,14 +61,15 @@ Result<std::vector<std::string>> ShardNames(const std::string& dir) {
     return NotFound(dir + ": neither model.safetensors nor model.safetensors.index.json");
   }
   FAMQ_ASSIGN_OR_RETURN(std::string text, ReadFile(index_path, 64u << 20));
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return InvalidFormat(index_path + ": not a JSON object");
+  nlohmann::json j;
+  FAMQ_RETURN_IF_ERROR(ParseJson(text, index_path, &j));
+  if (!j.is_object()) return InvalidFormat(index_path + ": not a JSON object");
   auto wm = j.find("weight_map");
   if (wm == j.end() || !wm->is_object()) return InvalidFormat(index_path + ": missing object 'weight_map'");
   std::set<std::string> names;
   for (auto it = wm->begin(); it != wm->end(); ++it) {
     if (!it->is_string() || !IsPlainFileName(it->get<std::string>())) {
-      return InvalidFormat(index_path + ": tensor '" + it.key() + "' maps to " + it->dump() +
+      return InvalidFormat(index_path + ": weight_map: tensor '" + it.key().substr(0, 100) + "' maps to " + JsonExcerpt(*it) +
                            ", not a plain file name in the model directory");
     }
     names.insert(it->get<std::string>());

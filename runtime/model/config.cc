@@ -4,6 +4,8 @@
 
 #include "core/digest.h"
 #include "core/file.h"
+#include "core/json_excerpt.h"
+#include "core/json_parse.h"
 
 namespace famq {
 
@@ -17,8 +19,8 @@ const char* ModelArchName(ModelArch arch) {
 }
 
 std::string ConfigSha256(std::string_view json_text) {
-  auto j = nlohmann::json::parse(json_text, nullptr, false);
-  if (j.is_discarded()) return "";
+  nlohmann::json j;
+  if (!ParseJson(json_text, "config.json", &j).ok()) return "";
   return Sha256Hex(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
@@ -130,8 +132,8 @@ Status ParseRopeScaling(const json& j, const std::string& origin, RopeScaling* o
 }  // namespace
 
 Result<ModelConfig> ParseModelConfig(std::string_view json_text, const std::string& origin) {
-  json j = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return InvalidFormat(origin + ": not valid JSON");
+  json j;
+  FAMQ_RETURN_IF_ERROR(ParseJson(json_text, origin, &j));
   if (!j.is_object()) return InvalidFormat(origin + ": not a JSON object");
 
   ModelConfig c;
@@ -176,7 +178,7 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, const std::stri
   if (auto d = j.find("torch_dtype"); d != j.end() && d->is_string()) c.torch_dtype = d->get<std::string>();
 
   if (auto act = j.find("hidden_act"); act != j.end() && !(act->is_string() && act->get<std::string>() == "silu")) {
-    return Unsupported(origin + ": hidden_act " + act->dump() + " (famq implements silu / SwiGLU)");
+    return Unsupported(origin + ": hidden_act " + JsonExcerpt(*act) + " (famq implements silu / SwiGLU)");
   }
   bool flag = false;
   FAMQ_RETURN_IF_ERROR(r.Bool("mlp_bias", &flag));

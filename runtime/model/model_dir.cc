@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file.h"
+#include "core/json_excerpt.h"
+#include "core/json_parse.h"
 
 namespace famq {
 
@@ -20,17 +22,23 @@ void AddUnique(std::vector<int32_t>* v, int32_t id) {
 // generation_config.json's eos_token_id (an id or a list); "" (no file) is fine.
 Status ParseGenerationEos(const std::string& text, const std::string& path, int vocab, std::vector<int32_t>* out) {
   if (text.empty()) return Status::Ok();
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return InvalidFormat(path + ": not a JSON object");
+  nlohmann::json j;
+  FAMQ_RETURN_IF_ERROR(ParseJson(text, path, &j));
+  if (!j.is_object()) return InvalidFormat(path + ": not a JSON object");
   auto it = j.find("eos_token_id");
   if (it == j.end() || it->is_null()) return Status::Ok();
-  std::vector<nlohmann::json> ids = it->is_array() ? std::vector<nlohmann::json>(it->begin(), it->end())
-                                                   : std::vector<nlohmann::json>{*it};
-  for (const auto& id : ids) {
+  // Walked in place: the ids are not copied (a copy recurses per nesting level).
+  auto check = [&](const nlohmann::json& id) -> Status {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab) {
-      return InvalidFormat(path + ": eos_token_id " + id.dump() + " is not a token id of this model");
+      return InvalidFormat(path + ": eos_token_id " + JsonExcerpt(id) + " is not a token id of this model");
     }
     AddUnique(out, static_cast<int32_t>(id.get<int64_t>()));
+    return Status::Ok();
+  };
+  if (it->is_array()) {
+    for (const auto& id : *it) FAMQ_RETURN_IF_ERROR(check(id));
+  } else {
+    FAMQ_RETURN_IF_ERROR(check(*it));
   }
   return Status::Ok();
 }

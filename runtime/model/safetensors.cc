@@ -4,6 +4,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/json_parse.h"
+
 namespace famq {
 
 int64_t TensorView::numel() const {
@@ -104,8 +106,10 @@ Result<std::map<std::string, TensorView>> ParseSafetensors(const uint8_t* data, 
                            std::to_string(size) + "-byte file (truncated?)");
   }
   const char* h = reinterpret_cast<const char*>(data + 8);
-  nlohmann::json header = nlohmann::json::parse(h, h + header_len, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded()) return Bad(origin, "header is not valid JSON");
+  nlohmann::json header;
+  if (Status s = ParseJson(std::string_view(h, header_len), "header", &header); !s.ok()) {
+    return Bad(origin, s.message());
+  }
   if (!header.is_object()) return Bad(origin, "header is not a JSON object");
 
   const uint8_t* base = data + 8 + header_len;

@@ -9,6 +9,8 @@
 
 #include "core/digest.h"
 #include "core/file.h"
+#include "core/json_excerpt.h"
+#include "core/json_parse.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/unicode.h"
@@ -26,7 +28,7 @@ constexpr size_t kMaxTokenBytes = size_t{1} << 16;     // one token's spelling o
 constexpr size_t kMaxAddedTokens = size_t{1} << 20;
 constexpr size_t kMaxMerges = size_t{1} << 24;
 constexpr int kMaxNesting = 8;                          // Sequence inside Sequence ...
-constexpr size_t kMaxJsonDepth = 64;                    // real files nest 5 deep
+constexpr int kMaxTokenizerJsonDepth = 64;              // real files nest 5 deep
 
 constexpr uint8_t kPresent = 1;
 constexpr uint8_t kAdded = 2;
@@ -107,31 +109,6 @@ struct MergeTarget {
   int32_t id;
 };
 
-// The deepest nesting of arrays and objects in JSON text (strings skipped).
-// nlohmann's dump and destruction recurse per level: a hostile file of a
-// million '[' would overflow the stack, so the depth is bounded before parsing.
-size_t JsonNestingDepth(std::string_view text) {
-  size_t depth = 0, max_depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      max_depth = std::max(max_depth, ++depth);
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return max_depth;
-}
-
 // The code point that ends just before text[end] (valid UTF-8), its start in *begin.
 char32_t DecodeBefore(std::string_view text, size_t end, size_t* begin) {
   size_t b = end - 1;
@@ -204,9 +181,12 @@ struct Tokenizer::Impl {
 
 Status Tokenizer::Impl::Load(std::string_view json_text) {
   if (json_text.size() > kMaxFileBytes) return Fail("larger than 256 MiB");
-  if (JsonNestingDepth(json_text) > kMaxJsonDepth) return Fail("JSON nested deeper than 64 levels");
-  Json j = Json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Fail("not valid JSON");
+  // Depth-checked before the value exists: its dump() below and its
+  // destruction recurse once per level.
+  Json j;
+  if (Status s = ParseJson(json_text, "tokenizer JSON", &j, kMaxTokenizerJsonDepth); !s.ok()) {
+    return Fail(s.message());
+  }
   if (!j.is_object()) return Fail("not a JSON object");
   try {
     // nlohmann's default object is a std::map: dump() sorts the keys.
@@ -308,14 +288,14 @@ Status Tokenizer::Impl::LoadPreTokenizer(const Json& j, int depth) {
 Status Tokenizer::Impl::LoadModel(const Json& model, const Json& added_json) {
   auto type = model.find("type");
   if (type != model.end() && !(type->is_string() && type->get<std::string>() == "BPE")) {
-    return Refuse("model.type " + type->dump().substr(0, 100) + " is not supported (BPE)");
+    return Refuse("model.type " + JsonExcerpt(*type, 100) + " is not supported (BPE)");
   }
   auto expect_empty = [&](const char* key) -> Status {
     auto it = model.find(key);
     if (it == model.end() || it->is_null() || (it->is_string() && it->get_ref<const std::string&>().empty())) {
       return Status::Ok();
     }
-    return Refuse(std::string("model.") + key + " " + it->dump().substr(0, 100) + " is not supported");
+    return Refuse(std::string("model.") + key + " " + JsonExcerpt(*it, 100) + " is not supported");
   };
   FAMQ_RETURN_IF_ERROR(expect_empty("dropout"));
   FAMQ_RETURN_IF_ERROR(expect_empty("continuing_subword_prefix"));
@@ -337,7 +317,7 @@ Status Tokenizer::Impl::LoadModel(const Json& model, const Json& added_json) {
       return Fail("model.vocab: a token spelling is empty or longer than 64 KiB");
     }
     if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > kMaxId) {
-      return Fail("model.vocab['" + spelling.substr(0, 100) + "']: id " + it->dump().substr(0, 40) +
+      return Fail("model.vocab['" + spelling.substr(0, 100) + "']: id " + JsonExcerpt(*it) +
                   " is not an integer in [0, 2^24]");
     }
     const int64_t id = it->get<int64_t>();

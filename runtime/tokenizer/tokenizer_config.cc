@@ -6,35 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file.h"
+#include "core/json_parse.h"
 
 namespace famq {
 
 namespace {
-
-constexpr int kMaxJsonDepth = 256;
-
-// nlohmann's parser recurses once per nesting level: refuse deep input first.
-bool JsonDepthWithin(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
 
 Status WrongType(const std::string& origin, const char* field, const char* expected, const nlohmann::json& j) {
   return InvalidFormat(origin + ": '" + field + "' must be " + expected + ", not " + j.type_name());
@@ -84,11 +60,8 @@ Status ReadChatTemplate(const nlohmann::json& root, const std::string& origin, s
 }  // namespace
 
 Result<TokenizerConfig> ParseTokenizerConfig(std::string_view json, const std::string& origin) {
-  if (!JsonDepthWithin(json, kMaxJsonDepth)) {
-    return InvalidFormat(origin + ": JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  }
-  nlohmann::json root = nlohmann::json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return InvalidFormat(origin + ": malformed JSON");
+  nlohmann::json root;
+  FAMQ_RETURN_IF_ERROR(ParseJson(json, origin, &root));
   if (!root.is_object()) return InvalidFormat(origin + ": top level must be a JSON object");
   TokenizerConfig config;
   FAMQ_RETURN_IF_ERROR(ReadChatTemplate(root, origin, &config.chat_template));

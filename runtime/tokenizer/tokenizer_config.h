@@ -34,7 +34,7 @@ Result<TokenizerConfig> LoadTokenizerConfig(const std::string& path);
 
 // Parses the JSON text of a tokenizer_config.json; `origin` names it in errors.
 // Errors: InvalidFormat - malformed JSON, not an object, nesting deeper than
-// 256 levels, or a known field of the wrong type (e.g. a numeric eos_token).
+// kMaxJsonDepth (64) levels, or a known field of the wrong type (e.g. a numeric eos_token).
 // Unknown fields are ignored.
 Result<TokenizerConfig> ParseTokenizerConfig(std::string_view json, const std::string& origin);
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view source(reinterpret_cast<const char*>(data), size);
@@ -17,6 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.limits.max_output_bytes = 64 << 10;
   options.limits.max_steps = 20000;
   options.limits.max_bytes = 1 << 20;
+  options.limits.max_milliseconds = 1000;  // well under fuzz-smoke's -timeout
   for (bool thinking : {true, false}) {
     options.enable_thinking = thinking;
     options.add_generation_prompt = thinking;

@@ -9,6 +9,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  (void)famq::ConfigSha256(text);  // parses and dumps the whole value
   auto r = famq::ParseModelConfig(text, "fuzz/config.json");
   if (!r.ok()) return 0;
   const famq::ModelConfig& c = *r;

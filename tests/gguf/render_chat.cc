@@ -13,7 +13,7 @@
 #include "core/file.h"
 #include "core/json_parse.h"
 #include "qmodel/qmodel_engine.h"
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 namespace {
 

@@ -79,6 +79,22 @@ class BundleTest : public ::testing::Test {
 KeyPairPem* BundleTest::keys_ = nullptr;
 KeyPairPem* BundleTest::other_keys_ = nullptr;
 
+// Issue 15: famq inspect printed sample text raw, so a bundle could send
+// terminal escape sequences (ESC [ ..., C1 CSI, BEL) to whoever inspects it.
+TEST(TerminalSafe, EscapesControlCharactersAndBadUtf8) {
+  EXPECT_EQ(TerminalSafe("plain h\xc3\xa9llo \xe4\xb8\xad", 100), "plain h\xc3\xa9llo \xe4\xb8\xad");
+  EXPECT_EQ(TerminalSafe("a\x1b[31mred\x07", 100), "a\\x1b[31mred\\x07");
+  EXPECT_EQ(TerminalSafe("line\nnext\ttab\r", 100), "line next tab ");
+  EXPECT_EQ(TerminalSafe("\xc2\x9b" "2J\x7f", 100), "\\u009b2J\\x7f");  // C1 CSI, DEL
+  EXPECT_EQ(TerminalSafe("bad \xff\xc3(", 100), "bad \\xff\\xc3(");
+  EXPECT_EQ(TerminalSafe("\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad", 2), "\xe4\xb8\xad\xe4\xb8\xad...");  // code points
+  EXPECT_EQ(TerminalSafe("abc", 3), "abc");
+  for (unsigned c = 0; c < 0x20; ++c) {
+    const std::string out = TerminalSafe(std::string(1, static_cast<char>(c)), 10);
+    for (char o : out) EXPECT_GE(static_cast<unsigned char>(o), 0x20u) << c;
+  }
+}
+
 TEST_F(BundleTest, RoundTripsEveryField) {
   const BundleContents c = SmallContents();
   Signed s = SignContents(c, *keys_);

@@ -17,13 +17,15 @@
 // The language tests' expected values came from the same environment.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/file.h"
-#include "tokenizer/chat_template.h"
-#include "tokenizer/jinja.h"
+#include "chat_template/chat_template.h"
+#include "chat_template/jinja.h"
 #include "tokenizer/tokenizer_config.h"
 
 namespace famq {
@@ -322,6 +324,103 @@ TEST(JinjaErrors, BudgetsStopHostileTemplates) {
   // Values nest at most kMaxValueDepth deep.
   r = Render("{% set ns = namespace(l=[]) %}{% for i in range(100) %}{% set ns.l = [ns.l] %}{% endfor %}");
   EXPECT_EQ(r.status.code(), StatusCode::kInvalidArgument);
+}
+
+// Issue 15: operations whose work grows with a string's or list's length used
+// to cost one step, so a template could burn CPU for minutes inside the budget.
+// Each now charges its length (or the render hits the deadline), and the
+// render fails fast with a clear status.
+struct Timed {
+  Rendered r;
+  double seconds;
+};
+Timed TimedRender(const std::string& src, jinja::RenderLimits limits = {}) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Rendered r = Render(src, limits);
+  return {r, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+}
+
+TEST(JinjaBudget, StringLengthIsCharged) {
+  // The trigger: 400 x s|length on a 4 MB string (1.35 s before, charged 1 step each).
+  // No deadline here: the byte budget alone must stop it (0.4 s in Release;
+  // sanitizer builds are slower, hence the loose bound).
+  jinja::RenderLimits no_deadline;
+  no_deadline.max_milliseconds = 0;
+  Timed t = TimedRender("{% set s = 'x' * 4000000 %}{% for i in range(400) %}{{ s|length }}{% endfor %}",
+                        no_deadline);
+  EXPECT_EQ(t.r.status.code(), StatusCode::kOutOfMemory) << t.r.status.ToString();
+  EXPECT_NE(t.r.status.message().find("render budget exceeded"), std::string::npos) << t.r.status.ToString();
+  EXPECT_LT(t.seconds, 5.0);
+  // A few lengths of a long string are fine.
+  Rendered ok = Render("{% set s = 'x' * 4000000 %}{{ s|length }},{{ s|length }}");
+  ASSERT_TRUE(ok.status.ok()) << ok.status.ToString();
+  EXPECT_EQ(ok.text, "4000000,4000000");
+}
+
+TEST(JinjaBudget, ComparisonsAndSearchesAreCharged) {
+  const std::string setup = "{% set a = 'x' * 4000000 %}{% set b = 'x' * 4000000 %}";
+  const char* hostile[] = {
+      "{% for i in range(1000) %}{{ a == b }}{% endfor %}",                            // string ==
+      "{% for i in range(1000) %}{{ a < b }}{% endfor %}",                             // string <
+      "{% set l = [b[1:] ~ 'y'] * 1000 %}{{ a.startswith(l) }}",                       // list of long prefixes
+      "{% set l = ['y' ~ b] * 1000 %}{{ a.endswith(l) }}",
+      "{% for i in range(1000) %}{{ a.strip(b) }}{% endfor %}",                        // strip(chars)
+      "{% for i in range(1000) %}{{ ('y' ~ b[:100000]) in a }}{% endfor %}",           // in
+      "{% for i in range(1000) %}{{ a.find('y' ~ b[:100000]) }}{% endfor %}",          // find
+      "{% for i in range(1000) %}{{ a.count(b[:100]) }}{% endfor %}",                  // count
+      "{% for i in range(1000) %}{{ a.split('y')|length }}{% endfor %}",               // split
+      "{% for i in range(1000) %}{{ a.replace('y', 'z')|length }}{% endfor %}",        // replace
+      "{{ ([a] * 100)|join(b) }}",                                                     // join
+      "{{ b.join([a] * 100) }}",
+      "{% for i in range(1000) %}{{ a[1:]|length }}{% endfor %}",                      // slicing
+      "{% for i in range(1000) %}{{ (a ~ 'y')|length }}{% endfor %}",                  // ~
+      "{% for i in range(1000) %}{{ a|int }}{% endfor %}",                             // int of a long string
+      "{% for i in range(1000) %}{{ a is lower }}{% endfor %}",
+  };
+  // A 32 MiB byte budget (the default is 256 MiB) keeps the test quick; each
+  // template did ~4 GB of work for ~1,000 steps before.
+  jinja::RenderLimits limits;
+  limits.max_bytes = uint64_t{32} << 20;
+  limits.max_milliseconds = 0;  // the byte budget alone must stop each one
+  for (const char* h : hostile) {
+    Timed t = TimedRender(setup + h, limits);
+    EXPECT_FALSE(t.r.status.ok()) << h;
+    EXPECT_NE(t.r.status.message().find("render budget exceeded"), std::string::npos)
+        << h << ": " << t.r.status.ToString();
+    EXPECT_LT(t.seconds, 5.0) << h;  // < 0.3 s each in Release; sanitizers are slower
+  }
+}
+
+TEST(JinjaBudget, LinearSearchFindsWhatStdFindFinds) {
+  // Needles above 32 bytes take the Knuth-Morris-Pratt path.
+  const std::string n40 = std::string(39, 'a') + "b";
+  const std::string src = "{% set h = ('a' * 100) ~ '" + n40 + "' ~ ('a' * 50) ~ '" + n40 + "' %}" +
+                          "{{ h.find('" + n40 + "') }},{{ h.count('" + n40 + "') }},{{ ('" + n40 +
+                          "' in h) }},{{ h.split('" + n40 + "')|length }},{{ h.replace('" + n40 +
+                          "', '-')|length }},{{ ('c' ~ '" + n40 + "') in h }}";
+  Rendered r = Render(src);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.text, "100,2,True,3,152,False");
+}
+
+TEST(JinjaBudget, DeadlineStopsAMillionCheapSteps) {
+  // A million loop steps fit in the step budget; the wall-clock deadline
+  // bounds what they cost.
+  jinja::RenderLimits limits;
+  limits.max_steps = uint64_t{1} << 40;
+  limits.max_bytes = uint64_t{1} << 40;
+  limits.max_milliseconds = 50;
+  Timed t = TimedRender(
+      "{% set s = 'x' * 1000 %}{% for i in range(1000000) %}{% for j in range(100) %}{{ s|length }}{% endfor %}"
+      "{% endfor %}",
+      limits);
+  EXPECT_EQ(t.r.status.code(), StatusCode::kInvalidArgument) << t.r.status.ToString();
+  EXPECT_NE(t.r.status.message().find("render deadline exceeded"), std::string::npos) << t.r.status.ToString();
+  EXPECT_LT(t.seconds, 2.0);  // 50 ms plus building range(1000000) on a loaded machine
+  // With the default limits the same template stops on the step budget.
+  t = TimedRender("{% for i in range(1000000) %}{% for j in range(100) %}{{ j }}{% endfor %}{% endfor %}");
+  EXPECT_FALSE(t.r.status.ok());
+  EXPECT_LT(t.seconds, 3.0);
 }
 
 TEST(JinjaErrors, DeepNestingIsRefused) {

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "core/npy.h"
+#include "engine/engine.h"
+#include "model/checkpoint.h"
 #include "engine/ops.h"
 #include "engine/sampler.h"
 
@@ -162,6 +164,39 @@ TEST(Npy, RoundTripsAndRejectsDamage) {
   std::string f8 = bytes;
   f8.replace(f8.find("<f4"), 3, "<f8");
   EXPECT_FALSE(ParseNpyF32(f8, "a.npy").ok());
+}
+
+// Issue 15: a crafted config could size the KV cache far beyond its weights.
+TEST(EngineKvCache, BudgetIsCheckedBeforeAllocating) {
+  auto ck = Checkpoint::Open(std::string(FAMQ_SOURCE_DIR) + "/tests/data/tiny-random-qwen3");
+  ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+  EngineOptions o;
+  o.num_threads = 1;
+  auto ok = Engine::Create(*ck, o);  // the default bound admits a real model
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  o.max_kv_cache_bytes = 1024;  // an explicit bound below what this model needs
+  auto small = Engine::Create(*ck, o);
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.status().code(), StatusCode::kOutOfMemory);
+  EXPECT_NE(small.status().message().find("KV cache of"), std::string::npos) << small.status().ToString();
+  EXPECT_NE(small.status().message().find("exceeds the limit of 1024 bytes"), std::string::npos)
+      << small.status().ToString();
+
+  // A config asking for 1024 layers x 1024 KV heads x 1024 dims x 2^24 positions:
+  // refused (the product overflows 64 bits) before the weights are even looked at.
+  ModelConfig c = ck->config();
+  c.num_layers = 1024;
+  c.num_kv_heads = 1024;
+  c.num_heads = 1024;
+  c.head_dim = 1024;
+  c.max_position_embeddings = 1 << 24;
+  EngineOptions huge;
+  huge.num_threads = 1;
+  huge.max_seq_len = 1 << 24;
+  auto r = Engine::Create(c, EngineWeights{}, huge);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kOutOfMemory) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("1024 layers"), std::string::npos) << r.status().ToString();
 }
 
 }  // namespace

@@ -7,12 +7,15 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/file.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/model_dir.h"
 #include "model/safetensors.h"
 
 namespace famq {
@@ -335,6 +338,109 @@ TEST_F(CheckpointDir, ShardIndexCannotEscapeTheDirectory) {
   Status s = OpenStatus();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("../../etc/passwd"), std::string::npos) << s.ToString();
+}
+
+// --- deeply nested JSON (issue 15) ---------------------------------------------
+// Each file below used to crash `famq-rt info --model DIR` (exit 139): the
+// value was dumped or copied in an error path, and nlohmann recurses once per
+// level. Now the nesting is refused before the value exists, with the file named.
+
+std::string Deep(size_t levels) { return std::string(levels, '[') + std::string(levels, ']'); }
+
+// Concatenation piece by piece (gcc 12 -O3 warns -Wrestrict on "lit" + std::string).
+std::string Cat(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (std::string_view p : parts) out.append(p);
+  return out;
+}
+
+// config.json text with `field` set to the raw JSON `value`.
+std::string WithRawField(const std::string& json_text, const std::string& field, const std::string& value) {
+  json c = json::parse(json_text);
+  c.erase(field);
+  std::string text = c.dump();
+  return Cat({"{\"", field, "\": ", value, ",", std::string_view(text).substr(1)});
+}
+
+constexpr size_t kHostileDepth = 300000;
+
+TEST_F(CheckpointDir, DeepHiddenActIsRefusedNotACrash) {
+  Write("config.json", WithRawField(Read("config.json"), "hidden_act", Deep(kHostileDepth)));
+  Status s = OpenStatus();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidFormat) << s.ToString();
+  EXPECT_NE(s.message().find("config.json"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("nested deeper"), std::string::npos) << s.ToString();
+  EXPECT_EQ(ConfigSha256(Read("config.json")), "");
+}
+
+TEST_F(CheckpointDir, ShallowWrongHiddenActIsExcerptedNotDumped) {
+  // Within the depth limit, but a value of unknown size is still never dumped.
+  Write("config.json", WithRawField(Read("config.json"), "hidden_act",
+                                    Cat({"[", std::string(60, '['), "\"", std::string(100000, 'x'), "\"",
+                                         std::string(61, ']')})));
+  Status s = OpenStatus();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("hidden_act an array of 1 items"), std::string::npos) << s.ToString();
+  EXPECT_LT(s.message().size(), 300u);
+  Write("config.json", WithRawField(Read("config.json"), "hidden_act", Cat({"\"", std::string(100000, 'g'), "\""})));
+  s = OpenStatus();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("hidden_act \"gggg"), std::string::npos) << s.ToString();
+  EXPECT_LT(s.message().size(), 300u);
+}
+
+TEST_F(CheckpointDir, DeepEosTokenIdIsRefusedNotACrash) {
+  Write("generation_config.json", Cat({"{\"eos_token_id\": ", Deep(kHostileDepth), "}"}));
+  auto r = OpenModelDir(dir_.string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("generation_config.json"), std::string::npos) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("nested deeper"), std::string::npos) << r.status().ToString();
+  // Shallow but wrong: the bad id is excerpted.
+  Write("generation_config.json", "{\"eos_token_id\": [1, [[[2]]]]}");
+  r = OpenModelDir(dir_.string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("eos_token_id an array of 1 items"), std::string::npos)
+      << r.status().ToString();
+}
+
+TEST_F(CheckpointDir, DeepWeightMapIsRefusedNotACrash) {
+  fs::remove(dir_ / "model.safetensors");
+  Write("model.safetensors.index.json", Cat({"{\"weight_map\": {\"model.embed_tokens.weight\": ", Deep(kHostileDepth), "}}"}));
+  Status s = OpenStatus();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("model.safetensors.index.json"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("nested deeper"), std::string::npos) << s.ToString();
+  Write("model.safetensors.index.json", "{\"weight_map\": {\"model.embed_tokens.weight\": [[[\"a\"]]]}}");
+  s = OpenStatus();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("weight_map: tensor 'model.embed_tokens.weight' maps to an array of 1 items"),
+            std::string::npos)
+      << s.ToString();
+}
+
+TEST_F(CheckpointDir, DeepTokenizerFilesAreRefusedNotACrash) {
+  Write("tokenizer_config.json", Cat({"{\"chat_template\": ", Deep(kHostileDepth), "}"}));
+  auto r = OpenModelDir(dir_.string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tokenizer_config.json"), std::string::npos) << r.status().ToString();
+  fs::copy_file(src_ / "tokenizer_config.json", dir_ / "tokenizer_config.json",
+                fs::copy_options::overwrite_existing);
+  Write("tokenizer.json", Cat({"{\"model\": ", Deep(kHostileDepth), "}"}));
+  r = OpenModelDir(dir_.string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("nested deeper"), std::string::npos) << r.status().ToString();
+}
+
+TEST(Safetensors, DeepHeaderIsRefusedNotACrash) {
+  const std::string h = Cat({"{\"a\": ", Deep(kHostileDepth), "}"});
+  std::string image(8, '\0');
+  for (int i = 0; i < 8; ++i) image[i] = static_cast<char>((uint64_t{h.size()} >> (8 * i)) & 0xff);
+  image += h;
+  auto r = Parse(image);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("x.safetensors: header: JSON nested deeper"), std::string::npos)
+      << r.status().ToString();
 }
 
 TEST(ShardedCheckpoint, OpensTwoShardsUntied) {

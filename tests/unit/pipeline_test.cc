@@ -19,7 +19,7 @@
 #include "pipeline/renormalize.h"
 #include "pipeline/scoring.h"
 #include "serve/completions.h"
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 #ifdef FAMQ_HAVE_HTTP
 #include <httplib.h>
 

@@ -103,12 +103,12 @@ int RunInspect(const InspectArgs& a) {
   std::printf("  signature  %s\n", !v["signed"].get<bool>()           ? "none (unsigned)"
                                    : v["signature_checked"].get<bool>() ? "valid, trusted key"
                                                                          : "present, not checked (no --trust)");
-  std::printf("  key id     %s\n", v["key_id"].get<std::string>().c_str());
+  std::printf("  key id     %s\n", TerminalSafe(v["key_id"].get<std::string>(), 200).c_str());
   std::printf("  family     tokenizer %s\n", j["family"]["tokenizer_sha256"].get<std::string>().c_str());
   for (const char* role : {"target", "regenerator", "expert"}) {
     const auto& m = j["family"][role];
     if (m.is_null()) continue;
-    std::printf("  %-10s %s (%s parameters, config %s)\n", role, m["name"].get<std::string>().c_str(),
+    std::printf("  %-10s %s (%s parameters, config %s)\n", role, TerminalSafe(m["name"].get<std::string>(), 200).c_str(),
                 m["parameters"].dump().c_str(), m["config_sha256"].get<std::string>().substr(0, 16).c_str());
   }
   std::printf("  recipe     %s\n", j["recipe"].dump().c_str());
@@ -116,13 +116,10 @@ int RunInspect(const InspectArgs& a) {
   std::printf("  counts     %s\n", j["counts"].dump().c_str());
   std::printf("  %5s %4s %-11s %8s %8s %6s  %s\n", "group", "cand", "kind", "weight", "score", "tokens", "text");
   for (const auto& s : j["samples"]) {
-    std::string text = s["text"].get<std::string>();
-    for (char& c : text) {
-      if (c == '\n' || c == '\t') c = ' ';
-    }
-    if (text.size() > 60) text = text.substr(0, 57) + "...";
+    // Sample text comes from the bundle: never let it reach the terminal raw.
+    const std::string text = TerminalSafe(s["text"].get<std::string>(), 57);
     std::printf("  %5s %4s %-11s %8.5f %8s %6s  %s\n", s["group"].dump().c_str(), s["candidate"].dump().c_str(),
-                s["kind"].get<std::string>().c_str(), s["weight"].get<double>(),
+                TerminalSafe(s["kind"].get<std::string>(), 11).c_str(), s["weight"].get<double>(),
                 s["score"].is_null() ? "-" : std::to_string(s["score"].get<double>()).substr(0, 8).c_str(),
                 s["num_tokens"].dump().c_str(), text.c_str());
   }

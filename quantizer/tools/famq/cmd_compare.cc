@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/file.h"
+#include "core/json_parse.h"
 #include "eval/eval_compare.h"
 #include "tools/famq/commands.h"
 
@@ -28,8 +29,8 @@ struct CompareArgs {
 
 Result<nlohmann::json> ReadJson(const std::string& path) {
   FAMQ_ASSIGN_OR_RETURN(std::string text, ReadFile(path, size_t{64} << 20));
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return InvalidFormat(path + ": not valid JSON");
+  nlohmann::json j;
+  FAMQ_RETURN_IF_ERROR(ParseJson(text, path, &j));
   return j;
 }
 

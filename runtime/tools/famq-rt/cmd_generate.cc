@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/generate.h"
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 #include "tokenizer/unicode.h"
 #include "tools/famq-rt/cli_util.h"
 #include "tools/famq-rt/commands.h"

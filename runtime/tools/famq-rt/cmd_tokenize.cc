@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "core/json_parse.h"
 #include "tools/famq-rt/cli_util.h"
 #include "tools/famq-rt/commands.h"
 
@@ -39,8 +40,8 @@ int TokenizeFile(const Tokenizer& tokenizer, const std::string& path) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     const std::string where = path + ":" + std::to_string(line_no);
-    const auto j = nlohmann::json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_string()) {
+    nlohmann::json j;
+    if (!ParseJson(line, where, &j).ok() || !j.is_string()) {
       std::fprintf(stderr, "famq-rt: %s: not a JSON string\n", where.c_str());
       return 1;
     }

@@ -1,5 +1,5 @@
 // Values of famq's Jinja2 subset: see jinja_value.h.
-#include "tokenizer/jinja_value.h"
+#include "chat_template/jinja_value.h"
 
 #include <algorithm>
 #include <charconv>
@@ -13,7 +13,27 @@ namespace famq::jinja {
 
 // ---------------------------------------------------------------- budget
 
+RenderBudget::RenderBudget(uint64_t max_steps, uint64_t max_bytes, uint64_t max_milliseconds)
+    : max_steps_(max_steps), max_bytes_(max_bytes), max_milliseconds_(max_milliseconds) {
+  if (max_milliseconds_ != 0) {
+    deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_milliseconds_);
+  }
+}
+
+Status RenderBudget::Tick(uint64_t bytes) {
+  if (max_milliseconds_ == 0) return Status::Ok();
+  if (--until_clock_ != 0 && bytes_ + bytes - bytes_at_clock_ < kClockBytes) return Status::Ok();
+  until_clock_ = kClockEvery;
+  bytes_at_clock_ = bytes_ + bytes;
+  if (std::chrono::steady_clock::now() > deadline_) {
+    return InvalidArgument("chat template: render deadline exceeded: rendering took more than " +
+                           std::to_string(max_milliseconds_) + " ms");
+  }
+  return Status::Ok();
+}
+
 Status RenderBudget::Step(uint64_t n) {
+  FAMQ_RETURN_IF_ERROR(Tick(0));
   steps_ += n;
   if (steps_ > max_steps_) {
     return InvalidArgument("chat template: render budget exceeded: more than " + std::to_string(max_steps_) +
@@ -23,6 +43,7 @@ Status RenderBudget::Step(uint64_t n) {
 }
 
 Status RenderBudget::Bytes(uint64_t n) {
+  FAMQ_RETURN_IF_ERROR(Tick(n));
   bytes_ += n;
   if (bytes_ > max_bytes_) {
     return OutOfMemory("chat template: render budget exceeded: more than " + std::to_string(max_bytes_) +
@@ -475,7 +496,10 @@ Result<bool> EqualsImpl(const Value& a, const Value& b, RenderBudget& budget, ui
   switch (a.kind()) {
     case Value::Kind::kUndefined:
     case Value::Kind::kNone: return true;
-    case Value::Kind::kString: return a.str() == b.str();
+    case Value::Kind::kString:
+      if (a.str().size() != b.str().size()) return false;
+      FAMQ_RETURN_IF_ERROR(budget.Bytes(a.str().size()));  // memcmp of the whole length
+      return a.str() == b.str();
     case Value::Kind::kList: {
       if (a.items().size() != b.items().size()) return false;
       for (size_t i = 0; i < a.items().size(); ++i) {
@@ -508,7 +532,10 @@ Result<bool> LessImpl(const Value& a, const Value& b, RenderBudget& budget, uint
     if (a.is_float() || b.is_float()) return a.as_double() < b.as_double();
     return a.int_value() < b.int_value();
   }
-  if (a.is_string() && b.is_string()) return a.str() < b.str();  // UTF-8 byte order = code point order
+  if (a.is_string() && b.is_string()) {  // UTF-8 byte order = code point order
+    FAMQ_RETURN_IF_ERROR(budget.Bytes(std::min(a.str().size(), b.str().size())));
+    return a.str() < b.str();
+  }
   if (a.is_list() && b.is_list()) {
     const auto& x = a.items();
     const auto& y = b.items();

@@ -8,6 +8,7 @@
 // that a hostile template cannot run away with time or memory.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -28,10 +29,14 @@ namespace famq::jinja {
 // the stack.
 inline constexpr uint32_t kMaxValueDepth = 64;
 
-// Counts evaluation steps and bytes produced or scanned during one render.
+// Counts evaluation steps and bytes produced or scanned during one render, and
+// watches a wall-clock deadline. Work proportional to a string's or a list's
+// length is charged as that many bytes or steps *before* it is done, so that
+// neither counter can be outrun by one cheap-looking operation.
 class RenderBudget {
  public:
-  RenderBudget(uint64_t max_steps, uint64_t max_bytes) : max_steps_(max_steps), max_bytes_(max_bytes) {}
+  // max_milliseconds == 0: no deadline.
+  RenderBudget(uint64_t max_steps, uint64_t max_bytes, uint64_t max_milliseconds = 0);
 
   // One evaluation step (a node, a loop iteration, an element visited).
   Status Step(uint64_t n = 1);
@@ -42,10 +47,20 @@ class RenderBudget {
   uint64_t bytes() const { return bytes_; }
 
  private:
+  // The clock is read every kClockEvery charges and whenever another
+  // kClockBytes bytes were charged (a few ns per charge).
+  static constexpr uint32_t kClockEvery = 256;
+  static constexpr uint64_t kClockBytes = uint64_t{1} << 20;
+  Status Tick(uint64_t bytes);
+
   uint64_t max_steps_;
   uint64_t max_bytes_;
+  uint64_t max_milliseconds_;
+  std::chrono::steady_clock::time_point deadline_;
   uint64_t steps_ = 0;
   uint64_t bytes_ = 0;
+  uint32_t until_clock_ = kClockEvery;
+  uint64_t bytes_at_clock_ = 0;
 };
 
 class Value;

@@ -1,5 +1,5 @@
 // Chat templates over famq's Jinja2 subset: see chat_template.h.
-#include "tokenizer/chat_template.h"
+#include "chat_template/chat_template.h"
 
 #include <utility>
 

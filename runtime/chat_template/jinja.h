@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "tokenizer/jinja_value.h"
+#include "chat_template/jinja_value.h"
 
 namespace famq::jinja {
 
@@ -28,10 +28,15 @@ inline constexpr uint32_t kMaxNestingDepth = 128;
 // Template sources larger than this are refused.
 inline constexpr size_t kMaxSourceBytes = size_t{4} << 20;
 
+// Operations whose work grows with a string's or a list's length (len, ==, <,
+// in, find, startswith, strip, split, replace, join, slicing, ~, +, loops,
+// tojson, ...) charge that length to max_bytes or max_steps before doing it;
+// the deadline bounds whatever is left (docs/CHAT_TEMPLATE.md, "Render budget").
 struct RenderLimits {
   uint64_t max_output_bytes = uint64_t{4} << 20;  // the rendered text
   uint64_t max_steps = 10'000'000;                // nodes evaluated, loop iterations, elements visited
   uint64_t max_bytes = uint64_t{256} << 20;       // every string built, copied or scanned, output included
+  uint64_t max_milliseconds = 2000;               // wall clock of one render; 0: none
 };
 
 struct Node;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "tokenizer/jinja.h"
+#include "chat_template/jinja.h"
 
 namespace famq {
 
