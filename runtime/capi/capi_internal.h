@@ -110,8 +110,9 @@ inline Status NullArg(const char* fn, const char* param) {
   if ((p) == nullptr) return ::famq::capi::NullArg(fn, #p)
 
 // The size of a struct's first published version: struct_size may not be
-// smaller. Specialize (in famq_capi.cc's order of appearance) when a field is
-// appended to a struct: FirstVersionSize<T> stays what it was.
+// smaller. When a field is appended to a struct, specialize this for it with
+// the size it had before (its offsetof the new field), so that callers built
+// against the older header keep working.
 template <typename T>
 inline constexpr size_t kFirstVersionSize = sizeof(T);
 
