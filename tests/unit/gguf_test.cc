@@ -219,7 +219,9 @@ std::string FinalizeRtn(const std::string& arch, int wbits, bool symmetric, cons
 // dequantized weight up to the fp16 rounding of the block's scale(s).
 void ExpectWeightsMatch(const ReadGguf& g, const QModel& q, int linear, int row0, const std::string& name,
                         const std::function<int(int)>& perm) {
-  const QMatrix m = q.Matrix(linear);
+  auto matrix = q.Matrix(linear);
+  ASSERT_TRUE(matrix.ok()) << matrix.status().ToString();
+  const QMatrix& m = *matrix;
   const ReadTensor& t = g.tensors.at(name);
   ASSERT_EQ(t.ne[0], static_cast<uint64_t>(m.cols)) << name;
   const int rows = static_cast<int>(t.ne[1]);
