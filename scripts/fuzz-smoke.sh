@@ -12,6 +12,10 @@
 # (tests/fuzz/corpus/<name>/); the committed corpus is never written. Any crash,
 # leak, timeout or OOM fails the run; its reproducer and log are kept in
 # BUILD_DIR/fuzz-smoke/<name>/. Prints one summary line per fuzzer.
+#
+# FAMQ_FUZZ_ONLY="fuzz_a fuzz_b" fuzzes only those targets and keeps its logs in
+# BUILD_DIR/fuzz-smoke-<first name>/, so that long runs can share the cores:
+#   FAMQ_FUZZ_ONLY="fuzz_bundle fuzz_qmodel" scripts/fuzz-smoke.sh build/host-asan 600 &
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -24,6 +28,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 src_dir=$repo/tests/fuzz
 bin_dir=$build_dir/tests/fuzz
 out_dir=$build_dir/fuzz-smoke
+only=${FAMQ_FUZZ_ONLY:-}
+[ -z "$only" ] || out_dir=$build_dir/fuzz-smoke-${only%% *}
 
 # Which fuzzers should exist (sources) and which were built.
 mapfile -t sources < <(find "$src_dir" -maxdepth 1 -name 'fuzz_*.cc' -printf '%f\n' 2>/dev/null | sed 's/\.cc$//' | sort)
@@ -47,7 +53,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 rm -rf "$out_dir"
 mkdir -p "$out_dir"
 failed=()
+ran=0
 for name in "${fuzzers[@]}"; do
+  if [ -n "$only" ] && [[ " $only " != *" $name "* ]]; then continue; fi
+  ran=$((ran + 1))
   work=$out_dir/$name
   mkdir -p "$work/corpus" "$work/artifacts"
   seeds=0
@@ -90,4 +99,8 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz-smoke: FAILED: ${failed[*]} (reproduce: $bin_dir/<name> <reproducer>)" >&2
   exit 1
 fi
-echo "fuzz-smoke: ${#fuzzers[@]} fuzzer(s) ran ${seconds}s each without a crash"
+if [ $ran -eq 0 ]; then
+  echo "fuzz-smoke: no built target matches FAMQ_FUZZ_ONLY='$only'" >&2
+  exit 1
+fi
+echo "fuzz-smoke: $ran fuzzer(s) ran ${seconds}s each without a crash"
