@@ -329,7 +329,9 @@ TEST(JinjaErrors, BudgetsStopHostileTemplates) {
 // Issue 15: operations whose work grows with a string's or list's length used
 // to cost one step, so a template could burn CPU for minutes inside the budget.
 // Each now charges its length (or the render hits the deadline), and the
-// render fails fast with a clear status.
+// render fails with a clear status. The tests check the status that names the
+// limit, not a clock: wall times differ tenfold between Release, sanitizers
+// and qemu (performance belongs to benchmarks, not to tests).
 struct Timed {
   Rendered r;
   double seconds;
@@ -350,7 +352,6 @@ TEST(JinjaBudget, StringLengthIsCharged) {
                         no_deadline);
   EXPECT_EQ(t.r.status.code(), StatusCode::kOutOfMemory) << t.r.status.ToString();
   EXPECT_NE(t.r.status.message().find("render budget exceeded"), std::string::npos) << t.r.status.ToString();
-  EXPECT_LT(t.seconds, 5.0);
   // A few lengths of a long string are fine.
   Rendered ok = Render("{% set s = 'x' * 4000000 %}{{ s|length }},{{ s|length }}");
   ASSERT_TRUE(ok.status.ok()) << ok.status.ToString();
@@ -387,7 +388,6 @@ TEST(JinjaBudget, ComparisonsAndSearchesAreCharged) {
     EXPECT_FALSE(t.r.status.ok()) << h;
     EXPECT_NE(t.r.status.message().find("render budget exceeded"), std::string::npos)
         << h << ": " << t.r.status.ToString();
-    EXPECT_LT(t.seconds, 5.0) << h;  // < 0.3 s each in Release; sanitizers are slower
   }
 }
 
@@ -416,11 +416,14 @@ TEST(JinjaBudget, DeadlineStopsAMillionCheapSteps) {
       limits);
   EXPECT_EQ(t.r.status.code(), StatusCode::kInvalidArgument) << t.r.status.ToString();
   EXPECT_NE(t.r.status.message().find("render deadline exceeded"), std::string::npos) << t.r.status.ToString();
-  EXPECT_LT(t.seconds, 2.0);  // 50 ms plus building range(1000000) on a loaded machine
-  // With the default limits the same template stops on the step budget.
+  // With the default limits the same template stops too: on the step budget or
+  // on the 2 s deadline, whichever this machine reaches first.
   t = TimedRender("{% for i in range(1000000) %}{% for j in range(100) %}{{ j }}{% endfor %}{% endfor %}");
   EXPECT_FALSE(t.r.status.ok());
-  EXPECT_LT(t.seconds, 3.0);
+  const std::string& m = t.r.status.message();
+  EXPECT_TRUE(m.find("render budget exceeded") != std::string::npos ||
+              m.find("render deadline exceeded") != std::string::npos)
+      << t.r.status.ToString();
 }
 
 TEST(JinjaErrors, DeepNestingIsRefused) {
