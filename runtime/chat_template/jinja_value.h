@@ -21,6 +21,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/status.h"
+#include "tokenizer/unicode.h"
 
 namespace famq::jinja {
 
@@ -186,6 +187,7 @@ std::vector<size_t> Utf8Offsets(std::string_view s);
 // Decodes the code point at s[*pos] and advances *pos (invalid byte: returns
 // 0xFFFD and advances by one).
 uint32_t Utf8Next(std::string_view s, size_t* pos);
-void AppendUtf8(uint32_t cp, std::string* out);
+// UTF-8 encoding of one code point: the tokenizer's (tokenizer/unicode.h).
+using famq::unicode::AppendUtf8;
 
 }  // namespace famq::jinja
