@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "core/json_parse.h"
@@ -130,11 +131,15 @@ class OpenAIBackend : public GroupBackend {
   Status Connect() {
     FAMQ_RETURN_IF_ERROR(client_.Connect());
     if (chat_) return Status::Ok();
-    const Json probe{{"model", client_.model()}, {"prompt", std::vector<int32_t>{0}}, {"max_tokens", 1}};
+    const Json probe{{"model", client_.model()},
+                     {"prompt", std::vector<int32_t>{0}},
+                     {"max_tokens", 1},
+                     {"return_token_ids", true}};
     int http_status = 0;
     auto r = client_.Call("POST", "/v1/completions", probe.dump(), &http_status, 0);
-    // A server that returns token_ids (famq serve, newer vLLM) needs no
-    // logprobs to name the sampled tokens: asking for them would only cost it work.
+    // A server that returns token_ids (famq serve, vLLM >= 0.10.2 with
+    // return_token_ids) needs no logprobs to name the sampled tokens: asking
+    // for them would only cost it work.
     ids_in_choices_ = r.ok() && r->contains("choices") && (*r)["choices"].is_array() && !(*r)["choices"].empty() &&
                       (*r)["choices"][0].contains("token_ids") && (*r)["choices"][0]["token_ids"].is_array();
     if (http_status == 404 || http_status == 405) {
@@ -160,10 +165,14 @@ class OpenAIBackend : public GroupBackend {
              {"temperature", p.temperature},
              {"top_p", p.top_p},
              {"seed", p.seed},
-             {"max_tokens", p.max_new_tokens}};
+             {"max_tokens", p.max_new_tokens},
+             {"return_token_ids", true}};  // vLLM >= 0.10.2: choices[].token_ids
     if (!ids_in_choices_) {
-      req["logprobs"] = 0;
-      req["return_tokens_as_token_ids"] = true;  // vLLM: logprobs tokens as "token_id:N"
+      // llama-server names each sampled token's id in logprobs.content[].id,
+      // but only for logprobs >= 1 (0 gives none); vLLM before
+      // return_token_ids writes them as logprobs.tokens "token_id:N".
+      req["logprobs"] = 1;
+      req["return_tokens_as_token_ids"] = true;
     }
     if (p.top_k > 0) req["top_k"] = p.top_k;
     if (!p.stop_tokens.empty()) req["stop_token_ids"] = p.stop_tokens;
@@ -179,6 +188,7 @@ class OpenAIBackend : public GroupBackend {
       if (!valid) return InvalidFormat(client_.base() + ": choice index out of range: " + Snippet(ch.dump()));
       FAMQ_RETURN_IF_ERROR(ToCandidate(ch, "text", p, &out[static_cast<size_t>(ch["index"].get<int64_t>())]));
     }
+    FAMQ_RETURN_IF_ERROR(CheckUsage(r, out));
     return out;
   }
 
@@ -193,7 +203,15 @@ class OpenAIBackend : public GroupBackend {
                {"top_p", p.top_p},
                {"seed", CandidateSeed(p.seed, static_cast<uint64_t>(j))},
                {"max_tokens", p.max_new_tokens},
-               {"chat_template_kwargs", {{"enable_thinking", !request.no_cot}}}};
+               {"chat_template_kwargs", {{"enable_thinking", !request.no_cot}}},
+               {"return_token_ids", true}};
+      if (!chat_ids_in_choices_) {
+        // llama-server: logprobs.content[].id (top_logprobs >= 1, else it sends
+        // no logprobs); vLLM: content[].token "token_id:N".
+        req["logprobs"] = true;
+        req["top_logprobs"] = 1;
+        req["return_tokens_as_token_ids"] = true;
+      }
       if (p.top_k > 0) req["top_k"] = p.top_k;
       FAMQ_ASSIGN_OR_RETURN(Json r, client_.Call("POST", "/v1/chat/completions", req.dump()));
       if (!r.contains("choices") || !r["choices"].is_array() || r["choices"].empty() ||
@@ -212,12 +230,14 @@ class OpenAIBackend : public GroupBackend {
         ch["content"] = "<think>\n" + reasoning.get<std::string>() + "\n</think>\n\n" + ch["content"].get<std::string>();
       }
       FAMQ_RETURN_IF_ERROR(ToCandidate(ch, "content", p, &out[static_cast<size_t>(j)]));
+      FAMQ_RETURN_IF_ERROR(CheckUsage(r, {out[static_cast<size_t>(j)]}));
+      if (out[static_cast<size_t>(j)].ids_from == "token_ids") chat_ids_in_choices_ = true;
     }
     return out;
   }
 
   Status ToCandidate(const Json& ch, const char* text_field, const GroupParams& p, GeneratedCandidate* c) {
-    FAMQ_RETURN_IF_ERROR(TokenIds(ch, text_field, &c->ids));
+    FAMQ_ASSIGN_OR_RETURN(c->ids_from, TokenIds(ch, text_field, &c->ids));
     c->finished = ch.contains("finish_reason") && ch["finish_reason"].is_string() &&
                   ch["finish_reason"].get<std::string>() == "stop";
     // Servers leave the stop token out of the ids; the candidate record keeps it like the engine does.
@@ -225,6 +245,33 @@ class OpenAIBackend : public GroupBackend {
         (c->ids.empty() ||
          std::find(p.stop_tokens.begin(), p.stop_tokens.end(), c->ids.back()) == p.stop_tokens.end())) {
       c->ids.push_back(p.stop_tokens.front());
+    }
+    return Status::Ok();
+  }
+
+  // The server's usage.completion_tokens (when it says) cannot be fewer than
+  // the ids it sent, less two per choice (the stop token famq adds back, and
+  // one some servers leave out of the count): more ids than that is a server
+  // that contradicts itself.
+  Status CheckUsage(const Json& r, const std::vector<GeneratedCandidate>& cands) const {
+    if (!r.contains("usage") || !r["usage"].is_object() || !r["usage"].contains("completion_tokens")) {
+      return Status::Ok();
+    }
+    const Json& ct = r["usage"]["completion_tokens"];
+    if (!ct.is_number_integer() || ct.get<int64_t>() < 0) {
+      return InvalidFormat(client_.base() + ": usage.completion_tokens is not a count: " + Snippet(ct.dump()));
+    }
+    int64_t sent = 0;
+    for (const auto& c : cands) {
+      if (c.ids_from == "retokenized") return Status::Ok();  // not the server's ids
+      sent += static_cast<int64_t>(c.ids.size());
+    }
+    const int64_t counted = ct.is_number_unsigned() && ct.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
+                                ? INT64_MAX
+                                : ct.get<int64_t>();
+    if (sent > counted + 2 * static_cast<int64_t>(cands.size())) {
+      return InvalidFormat(client_.base() + " sent " + std::to_string(sent) + " token ids but counts " +
+                           std::to_string(counted) + " completion tokens");
     }
     return Status::Ok();
   }
@@ -238,54 +285,113 @@ class OpenAIBackend : public GroupBackend {
     return static_cast<int32_t>(id);
   }
 
-  Status TokenIds(const Json& ch, const char* text_field, std::vector<int32_t>* ids) {
-    if (ch.contains("token_ids") && ch["token_ids"].is_array()) {  // famq serve, newer vLLM
+  // A JSON integer as a checked id; `what` names the field in errors.
+  Result<int32_t> JsonId(const Json& v, const char* what) const {
+    if (!v.is_number_integer()) {
+      return InvalidFormat(client_.base() + ": " + what + " holds a non-integer: " + Snippet(v.dump()));
+    }
+    const bool fits = !v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX);
+    return CheckedId(fits ? v.get<int64_t>() : -1, fits, v.dump());
+  }
+
+  // vLLM's "token_id:N" (return_tokens_as_token_ids): N must be a whole decimal number.
+  Result<std::optional<int32_t>> PrefixedId(const Json& t) const {
+    const std::string s = t.is_string() ? t.get<std::string>() : "";
+    if (s.rfind("token_id:", 0) != 0) return std::optional<int32_t>();
+    int64_t id = -1;
+    const char* first = s.data() + 9;
+    const char* last = s.data() + s.size();
+    const auto [end, ec] = std::from_chars(first, last, id);
+    const bool number = ec == std::errc() && end == last && first != last;
+    FAMQ_ASSIGN_OR_RETURN(const int32_t checked, CheckedId(id, number, "'" + Snippet(s) + "'"));
+    return std::optional<int32_t>(checked);
+  }
+
+  // The sampled ids a choice's logprobs name, in the order of the sources
+  // documented in openai_backend.h; nullopt when they name none.
+  Result<std::optional<std::vector<int32_t>>> LogprobIds(const Json& ch, std::string* source) const {
+    if (!ch.contains("logprobs") || !ch["logprobs"].is_object()) return std::optional<std::vector<int32_t>>();
+    const Json& lp = ch["logprobs"];
+    std::vector<int32_t> ids;
+    // llama-server (both endpoints): logprobs.content[].id; vLLM chat: content[].token "token_id:N".
+    if (lp.contains("content") && lp["content"].is_array()) {
+      bool all_id = true, all_prefixed = true;
+      for (const auto& e : lp["content"]) {
+        all_id = all_id && e.is_object() && e.contains("id");
+        all_prefixed = all_prefixed && e.is_object() && e.contains("token") && e["token"].is_string() &&
+                       e["token"].get_ref<const std::string&>().rfind("token_id:", 0) == 0;
+      }
+      if (all_id) {
+        for (const auto& e : lp["content"]) {
+          FAMQ_ASSIGN_OR_RETURN(const int32_t id, JsonId(e["id"], "logprobs.content[].id"));
+          ids.push_back(id);
+        }
+        *source = "logprobs.content.id";
+        return std::optional<std::vector<int32_t>>(std::move(ids));
+      }
+      if (all_prefixed) {
+        for (const auto& e : lp["content"]) {
+          FAMQ_ASSIGN_OR_RETURN(const std::optional<int32_t> id, PrefixedId(e["token"]));
+          ids.push_back(*id);
+        }
+        *source = "logprobs.content.token";
+        return std::optional<std::vector<int32_t>>(std::move(ids));
+      }
+    }
+    // vLLM completions with return_tokens_as_token_ids: logprobs.tokens[] "token_id:N".
+    if (lp.contains("tokens") && lp["tokens"].is_array() && !lp["tokens"].empty()) {
+      for (const auto& t : lp["tokens"]) {
+        FAMQ_ASSIGN_OR_RETURN(const std::optional<int32_t> id, PrefixedId(t));
+        if (!id) return std::optional<std::vector<int32_t>>();
+        ids.push_back(*id);
+      }
+      *source = "logprobs.tokens";
+      return std::optional<std::vector<int32_t>>(std::move(ids));
+    }
+    return std::optional<std::vector<int32_t>>();
+  }
+
+  // The ids of a choice and their source: "token_ids" (famq serve, vLLM with
+  // return_token_ids), the logprobs' ids, else "retokenized" (a warning once).
+  Result<std::string> TokenIds(const Json& ch, const char* text_field, std::vector<int32_t>* ids) {
+    std::string lp_source;
+    FAMQ_ASSIGN_OR_RETURN(std::optional<std::vector<int32_t>> lp_ids, LogprobIds(ch, &lp_source));
+    if (ch.contains("token_ids") && !ch["token_ids"].is_null()) {
+      if (!ch["token_ids"].is_array()) {
+        return InvalidFormat(client_.base() + ": token_ids is not an array: " + Snippet(ch["token_ids"].dump()));
+      }
       for (const auto& v : ch["token_ids"]) {
-        if (!v.is_number_integer()) return InvalidFormat(client_.base() + ": token_ids holds a non-integer");
-        const bool fits = !v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX);
-        FAMQ_ASSIGN_OR_RETURN(const int32_t id, CheckedId(fits ? v.get<int64_t>() : -1, fits, v.dump()));
+        FAMQ_ASSIGN_OR_RETURN(const int32_t id, JsonId(v, "token_ids"));
         ids->push_back(id);
       }
-      return Status::Ok();
+      // Both sources name the same sampled tokens: a server whose two lists disagree is not trusted.
+      if (lp_ids && *lp_ids != *ids) {
+        return InvalidFormat(client_.base() + ": token_ids (" + std::to_string(ids->size()) + " ids) and " +
+                             lp_source + " (" + std::to_string(lp_ids->size()) + " ids) disagree");
+      }
+      return std::string("token_ids");
     }
-    if (ch.contains("logprobs") && ch["logprobs"].is_object() && ch["logprobs"].contains("tokens") &&
-        ch["logprobs"]["tokens"].is_array()) {
-      bool all = true;
-      std::vector<int32_t> parsed;
-      for (const auto& t : ch["logprobs"]["tokens"]) {
-        const std::string s = t.is_string() ? t.get<std::string>() : "";
-        if (s.rfind("token_id:", 0) != 0) {
-          all = false;
-          break;
-        }
-        // vLLM's "token_id:N": N must be a whole decimal number (std::stol threw on junk).
-        int64_t id = -1;
-        const char* first = s.data() + 9;
-        const char* last = s.data() + s.size();
-        const auto [end, ec] = std::from_chars(first, last, id);
-        const bool number = ec == std::errc() && end == last && first != last;
-        FAMQ_ASSIGN_OR_RETURN(const int32_t checked, CheckedId(id, number, "'" + Snippet(s) + "'"));
-        parsed.push_back(checked);
-      }
-      if (all) {
-        *ids = std::move(parsed);
-        return Status::Ok();
-      }
+    if (lp_ids) {
+      *ids = std::move(*lp_ids);
+      return lp_source;
     }
     if (!ch.contains(text_field) || !ch[text_field].is_string()) {
       return InvalidFormat(client_.base() + ": a choice has no " + text_field);
     }
     if (!warned_.exchange(true)) {
       std::fprintf(stderr, "[famq] warning: %s returns no token ids; re-tokenizing the text (ids may differ from "
-                           "those sampled)\n", client_.base().c_str());
+                           "those sampled; the stage file marks these candidates \"ids_from\": \"retokenized\")\n",
+                   client_.base().c_str());
     }
-    return tok_->Encode(ch[text_field].get<std::string>(), ids);
+    FAMQ_RETURN_IF_ERROR(tok_->Encode(ch[text_field].get<std::string>(), ids));
+    return std::string("retokenized");
   }
 
   OpenAIClient client_;
   const Tokenizer* tok_;
   bool chat_;
-  bool ids_in_choices_ = false;  // the probe's choice carried token_ids
+  bool ids_in_choices_ = false;                 // the probe's choice carried token_ids
+  std::atomic<bool> chat_ids_in_choices_{false};  // a chat answer carried token_ids
   std::atomic<bool> warned_{false};
 };
 

@@ -10,6 +10,18 @@
 // request per candidate (n = 1, seed CandidateSeed(group seed, j)), the
 // original as the user turn, rendered by the server's chat template.
 //
+// Token ids: each candidate's sampled ids come from, in this order,
+// choices[].token_ids (famq serve; vLLM >= 0.10.2, asked with
+// return_token_ids), logprobs.content[].id (llama-server, asked with
+// logprobs 1 / top_logprobs 1), logprobs "token_id:N" strings (older vLLM,
+// asked with return_tokens_as_token_ids), and only then the choice's text
+// re-tokenized (a warning once). GeneratedCandidate::ids_from names the
+// source ("token_ids", "logprobs.content.id", "logprobs.content.token",
+// "logprobs.tokens", "retokenized"); the stage file keeps it per candidate.
+// Ids outside the vocabulary, non-integer ids, token_ids and logprobs ids
+// that disagree, and more ids than usage.completion_tokens counts (+2 per
+// choice) are InvalidFormat errors.
+//
 // Scoring: fidelity through POST /v1/completions {prompt: ids, max_tokens: 0,
 // echo: true, logprobs: 0}, the pooled state through POST /v1/embeddings
 // with famq's `pool_from` extension; the numbers equal the in-process

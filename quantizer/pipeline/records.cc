@@ -48,6 +48,7 @@ nlohmann::ordered_json GroupToJson(const GroupRecord& g) {
     cj["ids"] = c.ids;
     cj["finished"] = c.finished;
     cj["text"] = c.text;
+    if (!c.ids_from.empty()) cj["ids_from"] = c.ids_from;
     if (c.scores) cj["scores"] = ScoresJson(*c.scores);
     if (!c.embedding.empty()) cj["embedding"] = c.embedding;
     cands.push_back(std::move(cj));
@@ -76,6 +77,7 @@ Result<GroupRecord> GroupFromJson(const Json& j, const std::string& where) {
     FAMQ_RETURN_IF_ERROR(GetVec(cj, "ids", &c.ids, where));
     c.finished = cj.value("finished", false);
     c.text = cj.value("text", std::string());
+    if (cj.contains("ids_from") && cj["ids_from"].is_string()) c.ids_from = cj["ids_from"].get<std::string>();
     if (cj.contains("scores")) {
       const auto& s = cj["scores"];
       ScoreTerms t;

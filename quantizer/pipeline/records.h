@@ -20,6 +20,7 @@ struct CandidateRecord {
   std::vector<int32_t> ids;       // generated tokens
   bool finished = false;
   std::string text;               // decoded ids (inspection)
+  std::string ids_from;           // an HTTP regenerator's source of the ids ("" = the engine; not written)
   std::optional<ScoreTerms> scores;
   std::vector<float> embedding;   // expert's pooled hidden state; kept candidates only (diversity on resume)
 };

@@ -60,6 +60,9 @@ struct GroupParams {
 struct GeneratedCandidate {
   std::vector<int32_t> ids;  // generated tokens (a final stop token included)
   bool finished = false;     // ended with a stop token
+  // Where the ids came from ("" = the in-process engine): an HTTP backend's
+  // source, e.g. "token_ids" or "retokenized" (openai_backend.h).
+  std::string ids_from;
 };
 
 // KV-cache sequence slots for an engine that decodes `wanted` candidates at

@@ -250,6 +250,7 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
       tokens += static_cast<long long>(cand.ids.size());
       r.ids = std::move(cand.ids);
       r.finished = cand.finished;
+      r.ids_from = std::move(cand.ids_from);
       p.g.candidates.push_back(std::move(r));
     }
     FAMQ_RETURN_IF_ERROR(writer->Append(GroupToJson(p.g)));

@@ -9,12 +9,14 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
 #include "pipeline/batch_decoder.h"
 #include "pipeline/calib_input.h"
 #include "pipeline/family.h"
+#include "pipeline/records.h"
 #include "pipeline/regenerate.h"
 #include "pipeline/renormalize.h"
 #include "pipeline/scoring.h"
@@ -747,6 +749,156 @@ TEST(OpenAIBackend, ChatOnlyServersRegenerateOneRequestPerCandidate) {
     EXPECT_EQ((*r)[j].ids, j == 2 ? thought : hello);
     EXPECT_TRUE((*r)[j].finished);
   }
+}
+
+std::string Fixture(const std::string& name) {
+  std::ifstream f(std::string(FAMQ_SOURCE_DIR) + "/tests/unit/openai_fixtures/" + name);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  EXPECT_FALSE(ss.str().empty()) << name;
+  return ss.str();
+}
+
+// Issue 19: the sampled ids come from what llama-server and vLLM send
+// (replies shaped like theirs, tests/unit/openai_fixtures/), re-tokenizing
+// only when they send none; the source is recorded per candidate.
+TEST(OpenAIBackend, TokenIdsFromWhatServersSend) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  OpenAIBackendOptions o;
+  o.retries = 0;
+  o.timeout_s = 5;
+  GroupParams g;
+  g.max_new_tokens = 4;
+  g.stop_tokens = m->stop_tokens;
+  const int32_t stop = m->stop_tokens.front();
+  struct Case {
+    std::string fixture;
+    bool chat;
+    int n;
+    std::vector<std::vector<int32_t>> ids;
+    std::string from;
+    bool asks_logprobs;  // the generation request asked for logprobs (no token_ids in the probe's answer)
+  };
+  const Case cases[] = {
+      {"llama_server_completions.json", false, 1, {{64, 65, 220, 66}}, "logprobs.content.id", true},
+      {"llama_server_chat.json", true, 1, {{66, 64, 65, stop}}, "logprobs.content.id", true},
+      {"vllm_completions.json", false, 2, {{64, 65, 66}, {66, 64, stop}}, "token_ids", false},
+      {"vllm_chat.json", true, 1, {{64, 65, 64, stop}}, "token_ids", true},
+      {"vllm_old_completions.json", false, 1, {{65, 64}}, "logprobs.tokens", true},
+  };
+  for (const Case& c : cases) {
+    const std::string reply = Fixture(c.fixture);
+    std::vector<nlohmann::json> seen;
+    std::mutex mu;
+    FakeHandler handler = [&](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu);
+      seen.push_back(nlohmann::json::parse(req.body));
+      res.set_content(reply, "application/json");
+    };
+    FakeServer server(c.chat ? nullptr : handler, c.chat ? handler : nullptr);
+    o.url = server.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    g.n = c.n;
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
+    ASSERT_TRUE(r.ok()) << c.fixture << ": " << r.status().ToString();
+    ASSERT_EQ(r->size(), c.ids.size()) << c.fixture;
+    for (size_t j = 0; j < c.ids.size(); ++j) {
+      EXPECT_EQ((*r)[j].ids, c.ids[j]) << c.fixture << " choice " << j;
+      EXPECT_EQ((*r)[j].ids_from, c.from) << c.fixture;
+    }
+    ASSERT_FALSE(seen.empty());
+    const nlohmann::json& last = seen.back();
+    EXPECT_EQ(last.value("return_token_ids", false), true) << c.fixture;
+    EXPECT_EQ(last.contains("logprobs"), c.asks_logprobs) << c.fixture << ": " << last.dump();
+    if (c.asks_logprobs && !c.chat) {
+      EXPECT_EQ(last["logprobs"], 1);  // llama-server sends none for 0
+    }
+    if (c.asks_logprobs && c.chat) {
+      EXPECT_EQ(last["top_logprobs"], 1);
+    }
+  }
+  // A chat server that sends token_ids is not asked for logprobs again.
+  {
+    std::vector<nlohmann::json> seen;
+    FakeServer vllm_chat(nullptr, [&](const httplib::Request& req, httplib::Response& res) {
+      seen.push_back(nlohmann::json::parse(req.body));
+      res.set_content(Fixture("vllm_chat.json"), "application/json");
+    });
+    o.url = vllm_chat.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok());
+    g.n = 2;
+    ASSERT_TRUE((*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g).ok());
+    ASSERT_EQ(seen.size(), 2u);
+    EXPECT_TRUE(seen[0].contains("logprobs"));
+    EXPECT_FALSE(seen[1].contains("logprobs"));
+  }
+  // No ids at all: re-tokenized, and marked so.
+  {
+    FakeServer plain([](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"choices":[{"index":0,"text":"hello","logprobs":null,"finish_reason":"length"}]})",
+                      "application/json");
+    });
+    o.url = plain.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok());
+    g.n = 1;
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    std::vector<int32_t> hello;
+    ASSERT_TRUE(m->tokenizer.Encode("hello", &hello).ok());
+    EXPECT_EQ((*r)[0].ids, hello);
+    EXPECT_EQ((*r)[0].ids_from, "retokenized");
+  }
+  // Wrong types and inconsistent counts: clear errors, never a crash.
+  const struct {
+    std::string reply, error;
+  } bad[] = {
+      {R"({"choices":[{"index":0,"text":"a","logprobs":{"content":[{"id":"64","token":"a"}]}}]})",
+       "logprobs.content[].id holds a non-integer"},
+      {R"({"choices":[{"index":0,"text":"a","logprobs":{"content":[{"id":64.5,"token":"a"}]}}]})",
+       "non-integer"},
+      {R"({"choices":[{"index":0,"text":"a","logprobs":{"content":[{"id":999,"token":"a"}]}}]})",
+       "token id 999, outside the vocabulary of 384"},
+      {R"({"choices":[{"index":0,"text":"a","logprobs":{"content":[{"id":-1,"token":"a"}]}}]})",
+       "outside the vocabulary"},
+      {R"({"choices":[{"index":0,"text":"a","token_ids":"64"}]})", "token_ids is not an array"},
+      {R"({"choices":[{"index":0,"text":"a","token_ids":[64],"logprobs":{"content":[{"id":65,"token":"b"}]}}]})",
+       "disagree"},
+      {R"({"choices":[{"index":0,"text":"a","token_ids":[64,65,66,67,68]}],"usage":{"completion_tokens":1}})",
+       "sent 5 token ids but counts 1 completion tokens"},
+      {R"({"choices":[{"index":0,"text":"a","token_ids":[64]}],"usage":{"completion_tokens":"one"}})",
+       "usage.completion_tokens is not a count"},
+  };
+  for (const auto& c : bad) {
+    FakeServer junk([&](const httplib::Request&, httplib::Response& res) { res.set_content(c.reply, "application/json"); });
+    o.url = junk.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
+    ASSERT_FALSE(r.ok()) << c.reply;
+    EXPECT_NE(r.status().message().find(c.error), std::string::npos) << r.status().ToString();
+  }
+}
+
+// The source of the ids survives the stage file; the engine's candidates carry none.
+TEST(Records, IdsFromRoundTrips) {
+  GroupRecord g;
+  g.prompt_ids = {1};
+  g.template_mask = {1};
+  g.candidates.resize(2);
+  g.candidates[0].ids = {5};
+  g.candidates[0].ids_from = "logprobs.content.id";
+  g.candidates[1].ids = {6};
+  const nlohmann::ordered_json j = GroupToJson(g);
+  EXPECT_EQ(j["candidates"][0]["ids_from"], "logprobs.content.id");
+  EXPECT_FALSE(j["candidates"][1].contains("ids_from"));
+  auto back = GroupFromJson(nlohmann::json::parse(j.dump()), "t");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->candidates[0].ids_from, "logprobs.content.id");
+  EXPECT_EQ(back->candidates[1].ids_from, "");
 }
 
 TEST(OpenAIBackend, ScoringProbeSaysWhatTheServerLacks) {
