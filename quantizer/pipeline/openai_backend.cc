@@ -77,13 +77,14 @@ class OpenAIClient {
     cli.set_connection_timeout(10, 0);
     cli.set_read_timeout(secs, usecs);
     cli.set_write_timeout(secs, usecs);
+    if (!o_.api_key.empty()) cli.set_bearer_token_auth(o_.api_key);
     std::string last_error;
     double delay = o_.backoff_s;
     if (http_status) *http_status = 0;
     for (int attempt = 0; attempt <= retries; ++attempt) {
       if (attempt > 0) {
         std::fprintf(stderr, "[famq] %s %s%s: %s; retry %d/%d in %.1fs\n", method.c_str(), base_.c_str(), path.c_str(),
-                     last_error.c_str(), attempt, retries, delay);
+                     Redact(last_error).c_str(), attempt, retries, delay);
         std::this_thread::sleep_for(std::chrono::duration<double>(delay));
         delay *= 2;
       }
@@ -97,23 +98,43 @@ class OpenAIClient {
         last_error = "HTTP " + std::to_string(res->status) + ": " + Snippet(res->body);
         continue;
       }
+      if (res->status == 401 || res->status == 403) {
+        return InvalidArgument(Redact(
+            base_ + path + " refused the request: HTTP " + std::to_string(res->status) +
+            (o_.api_key.empty() ? " (the server wants an API key: give --api-key KEY or set FAMQ_BACKEND_API_KEY)"
+                                : " (the server does not accept the API key famq sent)") +
+            ": " + Snippet(res->body)));
+      }
       if (res->status != 200) {
-        return InvalidArgument(base_ + path + " refused the request: HTTP " + std::to_string(res->status) + ": " +
-                               Snippet(res->body));
+        return InvalidArgument(Redact(base_ + path + " refused the request: HTTP " + std::to_string(res->status) +
+                                      ": " + Snippet(res->body)));
       }
       // The server is not trusted: depth-limited, so that the value can be copied and dumped.
       Json j;
       if (Status s = ParseJson(res->body, "reply", &j); !s.ok() || !j.is_object()) {
-        return InvalidFormat(base_ + path + " answered garbage (" + (s.ok() ? "not a JSON object" : s.message()) +
-                             "): " + Snippet(res->body));
+        return InvalidFormat(Redact(base_ + path + " answered garbage (" +
+                                    (s.ok() ? "not a JSON object" : s.message()) + "): " + Snippet(res->body)));
       }
       return j;
     }
-    return IoError(base_ + path + ": " + last_error + " (gave up after " + std::to_string(retries) + " retries)");
+    return IoError(Redact(base_ + path + ": " + last_error + " (gave up after " + std::to_string(retries) +
+                          " retries)"));
+  }
+
+  // `text` with the API key replaced by "***": a server may echo request
+  // headers in an error body, and nothing famq prints may hold the key.
+  std::string Redact(std::string text) const {
+    if (o_.api_key.empty()) return text;
+    for (size_t at = text.find(o_.api_key); at != std::string::npos; at = text.find(o_.api_key, at + 3)) {
+      text.replace(at, o_.api_key.size(), "***");
+    }
+    return text;
   }
 
   const std::string& base() const { return base_; }
   const std::string& model() const { return model_; }
+  // `s` with the API key redacted from its message.
+  Status Redacted(const Status& s) const { return s.ok() ? s : Status(s.code(), Redact(s.message())); }
   int max_model_len() const { return max_model_len_; }
 
  private:
@@ -137,6 +158,7 @@ class OpenAIBackend : public GroupBackend {
                      {"return_token_ids", true}};
     int http_status = 0;
     auto r = client_.Call("POST", "/v1/completions", probe.dump(), &http_status, 0);
+    if (http_status == 401 || http_status == 403) return r.status();
     // A server that returns token_ids (famq serve, vLLM >= 0.10.2 with
     // return_token_ids) needs no logprobs to name the sampled tokens: asking
     // for them would only cost it work.
@@ -151,10 +173,14 @@ class OpenAIBackend : public GroupBackend {
     return Status::Ok();
   }
 
+  Status ConnectRedacted() { return client_.Redacted(Connect()); }
+
   std::string Describe() const override { return (chat_ ? "openai-chat:" : "openai:") + client_.base(); }
 
   Result<std::vector<GeneratedCandidate>> Generate(const GroupRequest& request, const GroupParams& p) override {
-    return chat_ ? GenerateChat(request, p) : GenerateCompletions(request, p);
+    auto r = chat_ ? GenerateChat(request, p) : GenerateCompletions(request, p);
+    if (!r.ok()) return client_.Redacted(r.status());  // replies are quoted in errors
+    return r;
   }
 
  private:
@@ -438,6 +464,11 @@ class OpenAIScorer : public ScoringBackend {
 
   Status Run(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
              std::vector<float>* pooled) override {
+    return client_->Redacted(RunUnredacted(ids, score_from, pool_from, mean_logprob, pooled));
+  }
+
+  Status RunUnredacted(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
+                       std::vector<float>* pooled) {
     const int n = static_cast<int>(ids.size());
     if (n == 0) return InvalidArgument("expert: no tokens");
     if (n > max_seq_len_) {
@@ -461,6 +492,7 @@ class OpenAIScorer : public ScoringBackend {
 
   int max_seq_len() const override { return max_seq_len_; }
   std::string Describe() const override { return "openai:" + client_->base(); }
+  const OpenAIClient& client() const { return *client_; }
   bool concurrent() const override { return true; }  // a client per request
 
   // retries < 0: the options'; *http_status as in OpenAIClient::Call.
@@ -488,30 +520,32 @@ class OpenAIScorer : public ScoringBackend {
 
 Result<std::unique_ptr<GroupBackend>> MakeOpenAIBackend(const OpenAIBackendOptions& options, const Tokenizer* tokenizer) {
   auto b = std::make_unique<OpenAIBackend>(options, tokenizer);
-  FAMQ_RETURN_IF_ERROR(b->Connect());
+  FAMQ_RETURN_IF_ERROR(b->ConnectRedacted());
   return std::unique_ptr<GroupBackend>(std::move(b));
 }
 
 Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options, int default_max_seq_len) {
   auto client = std::make_unique<OpenAIClient>(options);
-  FAMQ_RETURN_IF_ERROR(client->Connect());
+  FAMQ_RETURN_IF_ERROR(client->Redacted(client->Connect()));
   const std::string base = client->base();
   const int max_seq = client->max_model_len() > 0 ? client->max_model_len() : default_max_seq_len;
   auto scorer = std::make_unique<OpenAIScorer>(std::move(client), max_seq);
   OpenAIScorerProbe probe;
   const std::vector<int32_t> two{0, 1};
   int http_status = 0;  // 0 after a failure: no answer came (an error, not a missing feature)
+  // No answer (0) or a refused key (401/403) is an error, not a missing feature.
+  const auto is_error = [&] { return http_status == 0 || http_status == 401 || http_status == 403; };
   if (auto lp = scorer->Logprobs(two, 0, &http_status); !lp.ok()) {
-    if (http_status == 0) return lp.status();
+    if (is_error()) return lp.status();
     probe.missing = base + " has no /v1/completions with echo logprobs";
-    probe.detail = lp.status().message();
+    probe.detail = scorer->client().Redacted(lp.status()).message();
     return probe;
   }
   std::vector<float> pooled;
   if (Status s = scorer->Pool(two, 1, &pooled, 0, &http_status); !s.ok()) {
-    if (http_status == 0) return s;
+    if (is_error()) return s;
     probe.missing = base + " has no /v1/embeddings with pool_from";
-    probe.detail = s.message();
+    probe.detail = scorer->client().Redacted(s).message();
     return probe;
   }
   probe.scorer = std::move(scorer);

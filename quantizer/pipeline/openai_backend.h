@@ -44,14 +44,18 @@ struct OpenAIBackendOptions {
   int retries = 3;            // after the first attempt, on connection errors, 429 and 5xx
   double backoff_s = 0.5;     // first retry delay, doubled each time
   bool chat = false;          // regenerate through /v1/chat/completions without probing (openai-chat:URL)
+  // Sent as "Authorization: Bearer KEY" with every request ("": none). Never
+  // printed: error messages and retry lines have it replaced by "***".
+  std::string api_key;
 };
 
 // Connects (GET /v1/models) and probes /v1/completions. `tokenizer`
 // re-tokenizes choice text when a server returns no token ids (then the ids
 // may differ from the sampled ones; a warning says so once). Describe():
 // "openai:URL" or "openai-chat:URL".
-// Errors: InvalidArgument (a URL that is not http(s)://), IoError (the
-// server cannot be reached), InvalidFormat (no model id).
+// Errors: InvalidArgument (a URL that is not http(s)://; HTTP 401/403: the
+// server wants another API key), IoError (the server cannot be reached),
+// InvalidFormat (no model id).
 Result<std::unique_ptr<GroupBackend>> MakeOpenAIBackend(const OpenAIBackendOptions& options,
                                                         const Tokenizer* tokenizer);
 
@@ -64,9 +68,9 @@ struct OpenAIScorerProbe {
 
 // Connects and probes echo logprobs and embeddings with pool_from on two
 // tokens. max_seq_len() is the server's max_model_len, else
-// `default_max_seq_len`. Errors: InvalidArgument (bad URL), IoError (the
-// server cannot be reached), InvalidFormat (no model id); a server that
-// answers without the features is not an error (see `missing`).
+// `default_max_seq_len`. Errors: InvalidArgument (bad URL, HTTP 401/403),
+// IoError (the server cannot be reached), InvalidFormat (no model id); a
+// server that answers without the features is not an error (see `missing`).
 Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options, int default_max_seq_len);
 
 }  // namespace famq

@@ -95,6 +95,7 @@ Result<std::unique_ptr<GroupBackend>> MakeHttpGroupBackend(const RegenerateConfi
   bo.chat = chat;
   bo.timeout_s = c.timeout_s;
   bo.retries = c.retries;
+  bo.api_key = c.api_key;
   return MakeOpenAIBackend(bo, &regen.tokenizer);
 #endif
 }
@@ -117,6 +118,7 @@ Result<std::unique_ptr<ScoringBackend>> MakeHttpScorer(const SelectConfig& c, co
   bo.url = c.scoring_backend.substr(7);
   bo.timeout_s = c.timeout_s;
   bo.retries = c.retries;
+  bo.api_key = c.api_key;
   const int local_max_seq = c.engine.max_seq_len > 0
                                 ? c.engine.max_seq_len
                                 : std::min(expert.checkpoint.config().max_position_embeddings, 2048);

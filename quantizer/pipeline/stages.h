@@ -72,6 +72,9 @@ struct RegenerateConfig {
   int max_inflight = 4;
   double timeout_s = 120.0;
   int retries = 3;
+  // Sent as "Authorization: Bearer KEY" to an HTTP backend ("": none); never
+  // written to the stage file, logs or errors.
+  std::string api_key;
   // In-process engine: candidates decoded at a time in one batch, over as
   // many groups in flight as it takes (KV-cache slots, capped by
   // DecodeSlots' 1 GiB budget). Does not change the results.
@@ -100,6 +103,7 @@ struct SelectConfig {
   double timeout_s = 120.0;          // per scoring request
   int retries = 3;
   int max_inflight = 4;              // groups scored at a time through a server (the engine: 1)
+  std::string api_key;               // as RegenerateConfig::api_key
   ProgressMode progress = ProgressMode::kHuman;
 };
 

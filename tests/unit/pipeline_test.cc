@@ -883,6 +883,97 @@ TEST(OpenAIBackend, TokenIdsFromWhatServersSend) {
   }
 }
 
+// Issue 19: --api-key / FAMQ_BACKEND_API_KEY goes as "Authorization: Bearer"
+// to every request (models, regeneration, scoring); 401/403 are clear errors
+// (also in the scoring probe: not a fallback), and no message holds the key.
+TEST(OpenAIBackend, ApiKeyIsSentAndNeverShown) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  const std::string key = "sk-test-Zq81xK2v";
+  httplib::Server svr;
+  std::mutex mu;
+  std::vector<std::string> seen;  // "path auth" per request
+  const auto authorized = [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(req.path + " " + req.get_header_value("Authorization"));
+    if (req.get_header_value("Authorization") == "Bearer " + key) return true;
+    res.status = req.has_header("Authorization") ? 403 : 401;
+    // Some servers quote what they got: the client must not print it.
+    res.set_content(R"({"error":{"message":"bad key: )" + req.get_header_value("Authorization") + R"("}})",
+                    "application/json");
+    return false;
+  };
+  svr.Get("/v1/models", [&](const httplib::Request& req, httplib::Response& res) {
+    // Public, like llama-server's /v1/models: the key is checked on the work routes.
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(req.path + " " + req.get_header_value("Authorization"));
+    res.set_content(R"({"data":[{"id":"m"}]})", "application/json");
+  });
+  svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    const auto body = nlohmann::json::parse(req.body);
+    if (body.value("echo", false)) {
+      res.set_content(R"({"choices":[{"index":0,"text":"","logprobs":{"token_logprobs":[null,-1.5]}}]})",
+                      "application/json");
+    } else {
+      res.set_content(R"({"choices":[{"index":0,"text":"a","token_ids":[64],"finish_reason":"length"}]})",
+                      "application/json");
+    }
+  });
+  svr.Post("/v1/embeddings", [&](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    res.set_content(R"({"data":[{"index":0,"embedding":[0.5,0.25],"pool_from":1}]})", "application/json");
+  });
+  const int port = svr.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { svr.listen_after_bind(); });
+  OpenAIBackendOptions o;
+  o.url = "http://127.0.0.1:" + std::to_string(port);
+  o.retries = 0;
+  o.timeout_s = 5;
+  GroupParams g;
+  g.n = 1;
+  g.max_new_tokens = 1;
+  // The right key: every request carries it.
+  o.api_key = key;
+  {
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    ASSERT_NE(p->scorer, nullptr) << p->missing;
+    double mean = 0;
+    std::vector<float> pooled;
+    ASSERT_TRUE(p->scorer->Run(std::vector<int32_t>{4, 5}, 1, 1, &mean, &pooled).ok());
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_GE(seen.size(), 6u);
+    for (const auto& s : seen) EXPECT_NE(s.find(" Bearer " + key), std::string::npos) << s;
+    seen.clear();
+  }
+  // No key, then a wrong one: clear errors at connect (regeneration) and at the probe (scoring).
+  for (const std::string& given : {std::string(), std::string("sk-wrong-") + key}) {
+    o.api_key = given;
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_FALSE(b.ok());
+    const std::string& msg = b.status().message();
+    EXPECT_NE(msg.find(given.empty() ? "HTTP 401 (the server wants an API key: give --api-key"
+                                     : "HTTP 403 (the server does not accept the API key"),
+              std::string::npos)
+        << msg;
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_FALSE(p.ok()) << "a refused key must not fall back to the in-process expert";
+    for (const std::string& text : {msg, p.status().message()}) {
+      EXPECT_EQ(text.find(key), std::string::npos) << text;
+      if (!given.empty()) {
+        EXPECT_NE(text.find("***"), std::string::npos) << text;
+      }
+    }
+  }
+  svr.stop();
+  t.join();
+}
+
 // The source of the ids survives the stage file; the engine's candidates carry none.
 TEST(Records, IdsFromRoundTrips) {
   GroupRecord g;

@@ -2,6 +2,7 @@
 // `bundle` runs the three steps with their JSONL files in OUT.work/ and
 // resumes where a killed run stopped; the steps are also their own commands.
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "pipeline/stages.h"
@@ -26,6 +27,7 @@ struct PipelineArgs {
   int max_inflight = 4, parallel_candidates = 16;
   double timeout_s = 120.0;
   int retries = 3;
+  std::string api_key;  // --api-key, else $FAMQ_BACKEND_API_KEY (BackendApiKey)
   // select
   std::string score_backend;  // "": engine (select), or the --backend server when it serves the expert (bundle)
   int keep = 1;
@@ -42,6 +44,14 @@ struct PipelineArgs {
   std::string progress = "human";
   std::string in, out;
 };
+
+// The key sent to HTTP backends: --api-key, else $FAMQ_BACKEND_API_KEY
+// (famq serve's own key is FAMQ_API_KEY: a host may run both).
+std::string BackendApiKey(const PipelineArgs& a) {
+  if (!a.api_key.empty()) return a.api_key;
+  const char* env = std::getenv("FAMQ_BACKEND_API_KEY");
+  return env != nullptr ? env : "";
+}
 
 ProgressMode Mode(const PipelineArgs& a) {
   if (a.quiet) return ProgressMode::kQuiet;
@@ -82,6 +92,7 @@ Result<RegenerateConfig> MakeRegenerateConfig(const PipelineArgs& a) {
   c.parallel_candidates = a.parallel_candidates;
   c.timeout_s = a.timeout_s;
   c.retries = a.retries;
+  c.api_key = BackendApiKey(a);
   c.progress = Mode(a);
   return c;
 }
@@ -106,6 +117,7 @@ SelectConfig MakeSelectConfig(const PipelineArgs& a, bool bundle) {
   c.scoring_backend = ScoreBackendArg(a, bundle);
   c.timeout_s = a.timeout_s;
   c.retries = a.retries;
+  c.api_key = BackendApiKey(a);
   c.max_inflight = a.max_inflight;
   c.allow_foreign_family = a.allow_foreign;
   c.weights = a.weights;
@@ -150,6 +162,10 @@ void AddHttpOptions(CLI::App* cmd, PipelineArgs* a) {
   cmd->add_option("--retries", a->retries, "Retries per HTTP request (backoff doubles from 0.5 s)")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
+  cmd->add_option("--api-key", a->api_key,
+                  "Sent as \"Authorization: Bearer KEY\" to the HTTP backends (regeneration, scoring); default: "
+                  "$FAMQ_BACKEND_API_KEY, which keeps the key out of the process list. Never written to stage "
+                  "files, bundles or logs");
 }
 
 void AddRegenerateOptions(CLI::App* cmd, PipelineArgs* a) {
