@@ -11,6 +11,7 @@ struct BatchDecoder::Job {
   SamplingParams sampling;
   const std::function<Status(Engine&)>* work = nullptr;
   std::function<Status()> check;  // may be empty
+  std::function<void(int, int32_t)> on_token;  // may be empty
   // Worker state.
   std::vector<GeneratedCandidate> out;
   uint64_t id = 0;                   // unique per decoder (slot 0's owner)
@@ -71,9 +72,11 @@ Status BatchDecoder::Submit(Job* job) {
 
 Result<std::vector<GeneratedCandidate>> BatchDecoder::Generate(std::span<const int32_t> prompt,
                                                                const GroupParams& params,
-                                                               std::function<Status()> check) {
+                                                               std::function<Status()> check,
+                                                               std::function<void(int, int32_t)> on_token) {
   Job job;
   job.check = std::move(check);
+  job.on_token = std::move(on_token);
   FAMQ_ASSIGN_OR_RETURN(job.sampling, CheckGroupRequest(*engine_, prompt, params));
   job.prompt = prompt;
   job.params = params;
@@ -102,6 +105,7 @@ void BatchDecoder::Finish(Job* job, Status status) {
 
 bool BatchDecoder::Take(Job* job, int candidate, int32_t token) {
   const bool done = AppendToken(job->params, token, &job->out[static_cast<size_t>(candidate)]);
+  if (job->on_token) job->on_token(candidate, token);
   if (done) --job->unfinished;
   return done;
 }

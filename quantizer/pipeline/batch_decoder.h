@@ -46,8 +46,11 @@ class BatchDecoder {
   // `check` (optional) runs on the worker before the group starts and between
   // steps; a non-Ok status ends the group at once (its slots freed) with that
   // status (famq serve: a request's deadline, or its client gone).
+  // `on_token` (optional) runs on the worker for every token a candidate
+  // takes, in order (famq serve's streaming): it must only hand the token on.
   Result<std::vector<GeneratedCandidate>> Generate(std::span<const int32_t> prompt, const GroupParams& params,
-                                                   std::function<Status()> check = nullptr);
+                                                   std::function<Status()> check = nullptr,
+                                                   std::function<void(int candidate, int32_t token)> on_token = nullptr);
 
   // Runs `work` on the worker between two steps with the engine to itself:
   // it may use Forward/ForwardHidden (slot 0) but no other slot. Blocks;

@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -117,6 +122,50 @@ size_t FirstStop(const std::string& text, const std::vector<std::string>& stops)
     if (it != text.end()) first = std::min(first, static_cast<size_t>(it - text.begin()));
   }
   return first;
+}
+
+// RFC 4648 base64 of `bytes`.
+std::string Base64(const std::vector<uint8_t>& bytes) {
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (uint32_t{bytes[i]} << 16) | (uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
+    for (int k = 18; k >= 0; k -= 6) out += kAlphabet[(v >> k) & 63];
+  }
+  if (i + 1 == bytes.size()) {
+    const uint32_t v = uint32_t{bytes[i]} << 16;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == bytes.size()) {
+    const uint32_t v = (uint32_t{bytes[i]} << 16) | (uint32_t{bytes[i + 1]} << 8);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+// The floats as little-endian IEEE-754 float32 bytes, whatever the host's order.
+std::vector<uint8_t> LittleEndianFloats(const std::vector<float>& v) {
+  std::vector<uint8_t> out;
+  out.reserve(v.size() * 4);
+  for (float f : v) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    for (int k = 0; k < 4; ++k) out.push_back(static_cast<uint8_t>(u >> (8 * k)));
+  }
+  return out;
+}
+
+std::string Event(const OJson& j) {
+  std::string s = "data: ";
+  s += j.dump(-1, ' ', false, OJson::error_handler_t::replace);
+  s += "\n\n";
+  return s;
 }
 
 long long Now() {
@@ -303,8 +352,11 @@ Result<CompletionService::Sampling> CompletionService::ParseSampling(const Json&
 }
 
 Result<std::vector<GeneratedCandidate>> CompletionService::Sample(std::span<const int32_t> prompt,
-                                                                  const Sampling& s, const RequestControl* control) {
+                                                                  const Sampling& s, const RequestControl* control,
+                                                                  std::function<Status()> extra_check,
+                                                                  std::function<void(int, int32_t)> on_token) {
   if (control) FAMQ_RETURN_IF_ERROR(control->Check());
+  if (extra_check) FAMQ_RETURN_IF_ERROR(extra_check());
   if (s.max_tokens == 0) return std::vector<GeneratedCandidate>(static_cast<size_t>(s.n));
   GroupParams g;
   g.n = s.n;
@@ -315,8 +367,209 @@ Result<std::vector<GeneratedCandidate>> CompletionService::Sample(std::span<cons
   g.seed = s.seed;
   g.stop_tokens = s.stop_ids;
   std::function<Status()> check;
-  if (control) check = [control] { return control->Check(); };
-  return decoder_->Generate(prompt, g, check);
+  if (control || extra_check) {
+    check = [control, extra_check] {
+      if (extra_check) FAMQ_RETURN_IF_ERROR(extra_check());
+      return control ? control->Check() : Status::Ok();
+    };
+  }
+  return decoder_->Generate(prompt, g, check, std::move(on_token));
+}
+
+void CompletionService::FinalChoice(const Sampling& s, const GeneratedCandidate& c, std::vector<int32_t>* ids,
+                                    std::string* text, std::string* finish) const {
+  *finish = s.max_tokens == 0 || !c.finished ? "length" : "stop";
+  *ids = c.ids;
+  ApplyStops(s, ids, text, finish);
+}
+
+size_t CompletionService::Sendable(const Sampling& s, const std::string& text, bool* stopped) const {
+  if (const size_t at = FirstStop(text, s.stop); at != std::string::npos) {
+    *stopped = true;
+    return at;
+  }
+  size_t limit = text.size();
+  // A tail that may be the start of a stop string waits for the next tokens.
+  for (const auto& x : s.stop) {
+    for (size_t k = std::min(x.size() - (x.empty() ? 0 : 1), text.size()); k > 0; --k) {
+      if (text.compare(text.size() - k, k, x, 0, k) == 0) {
+        limit = std::min(limit, text.size() - k);
+        break;
+      }
+    }
+  }
+  // An incomplete UTF-8 character (or the replacement character a decoder
+  // writes for one) may still change: it waits too.
+  size_t lead = limit;
+  while (lead > 0 && limit - lead < 4 && (static_cast<unsigned char>(text[lead - 1]) & 0xC0) == 0x80) --lead;
+  if (lead > 0) {
+    const unsigned char b = static_cast<unsigned char>(text[lead - 1]);
+    const size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+    if (limit - (lead - 1) < need) limit = lead - 1;
+  }
+  while (limit >= 3 && text.compare(limit - 3, 3, "\xEF\xBF\xBD") == 0) limit -= 3;
+  return limit;
+}
+
+Result<bool> CompletionService::WantsStream(const Json& req) { return Field<bool>(req, "stream", false); }
+
+Result<CompletionService::StreamRequest> CompletionService::PrepareStream(const Json& req, bool chat) const {
+  FAMQ_RETURN_IF_ERROR(CheckModel(req));
+  StreamRequest r;
+  r.chat = chat;
+  if (const auto so = req.find("stream_options"); so != req.end() && !so->is_null()) {
+    if (!so->is_object()) return InvalidArgument("\"stream_options\" must be an object");
+    FAMQ_ASSIGN_OR_RETURN(r.include_usage, Field<bool>(*so, "include_usage", false));
+  }
+  if (chat) {
+    FAMQ_ASSIGN_OR_RETURN(r.prompt, RenderChat(req));
+    const auto mct = req.find("max_completion_tokens");
+    const char* max_tokens_key = mct != req.end() && !mct->is_null() ? "max_completion_tokens" : "max_tokens";
+    FAMQ_ASSIGN_OR_RETURN(r.sampling, ParseSampling(req, -1, r.prompt.size(), max_tokens_key));
+    if (limits_.api == ServeApi::kChatOnly && r.sampling.n != 1) {
+      return InvalidArgument("\"n\" must be 1 on this server (famq serve --api chat-only)");
+    }
+    FAMQ_ASSIGN_OR_RETURN(const bool logprobs, Field<bool>(req, "logprobs", false));
+    if (logprobs) return InvalidArgument("\"logprobs\" is not supported with \"stream\" (famq serve)");
+  } else {
+    FAMQ_ASSIGN_OR_RETURN(r.prompt, ParseTokens(req, "prompt"));
+    FAMQ_ASSIGN_OR_RETURN(r.sampling, ParseSampling(req, 16, r.prompt.size()));
+    FAMQ_ASSIGN_OR_RETURN(const bool echo, Field<bool>(req, "echo", false));
+    const auto lp = req.find("logprobs");
+    const bool logprobs = lp != req.end() && !lp->is_null() && !(lp->is_boolean() && !lp->get<bool>());
+    if (echo || logprobs) {
+      return InvalidArgument("\"echo\" and \"logprobs\" are not supported with \"stream\" (famq serve)");
+    }
+  }
+  return r;
+}
+
+Status CompletionService::RunStream(const StreamRequest& r, const RequestControl* control,
+                                    const std::function<bool(const std::string&)>& write,
+                                    long long* completion_tokens) {
+  const Sampling& sp = r.sampling;
+  const size_t n = static_cast<size_t>(sp.n);
+  const std::string id = (r.chat ? "chatcmpl-famq-" : "cmpl-famq-") + std::to_string(next_id_++);
+  const long long created = Now();
+  const auto chunk = [&](OJson choices) {
+    OJson j{{"id", id},
+            {"object", r.chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", created},
+            {"model", name_},
+            {"choices", std::move(choices)}};
+    if (r.include_usage) j["usage"] = nullptr;
+    return j;
+  };
+  const auto text_choice = [&](size_t j, const std::string& text, const char* finish) {
+    OJson c{{"index", j}};
+    if (r.chat) {
+      c["delta"] = text.empty() && finish ? OJson::object() : OJson{{"content", text}};
+      c["logprobs"] = nullptr;
+    } else {
+      c["text"] = text;
+      c["logprobs"] = nullptr;
+    }
+    c["finish_reason"] = finish ? OJson(finish) : OJson(nullptr);
+    return c;
+  };
+  std::atomic<bool> gone{false};
+  const auto send = [&](const std::string& event) {
+    if (!gone && !write(event)) gone = true;
+    return !gone;
+  };
+  if (r.chat) {
+    for (size_t j = 0; j < n; ++j) {
+      send(Event(chunk(OJson::array({{{"index", j},
+                                      {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                      {"logprobs", nullptr},
+                                      {"finish_reason", nullptr}}}))));
+    }
+  }
+  // The decoder's worker hands tokens over; this thread turns them into events.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::pair<int, int32_t>> queue;
+  bool done = false;
+  Result<std::vector<GeneratedCandidate>> result = Internal("stream: no result");
+  std::thread generator([&] {
+    auto res = Sample(
+        r.prompt, sp, control,
+        [&gone]() { return gone ? Cancelled("the client closed the connection") : Status::Ok(); },
+        [&](int j, int32_t token) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            queue.emplace_back(j, token);
+          }
+          cv.notify_one();
+        });
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      result = std::move(res);
+      done = true;
+    }
+    cv.notify_one();
+  });
+  std::vector<std::vector<int32_t>> ids(n);
+  std::vector<size_t> sent(n, 0);
+  std::vector<bool> stopped(n, false);
+  std::vector<bool> changed(n, false);
+  for (;;) {
+    std::deque<std::pair<int, int32_t>> batch;
+    bool finished = false;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return done || !queue.empty(); });
+      batch.swap(queue);
+      finished = done && batch.empty();
+    }
+    if (finished) break;
+    for (const auto& [j, token] : batch) {
+      ids[static_cast<size_t>(j)].push_back(token);
+      changed[static_cast<size_t>(j)] = true;
+    }
+    for (size_t j = 0; j < n; ++j) {
+      if (!changed[j] || stopped[j] || gone) continue;
+      changed[j] = false;
+      const std::string text = model_->tokenizer.Decode(ids[j]);
+      bool stop = false;
+      const size_t limit = Sendable(sp, text, &stop);
+      if (stop) stopped[j] = true;
+      if (limit > sent[j]) {
+        send(Event(chunk(OJson::array({text_choice(j, text.substr(sent[j], limit - sent[j]), nullptr)}))));
+        sent[j] = limit;
+      }
+    }
+  }
+  generator.join();
+  if (!result.ok()) {
+    if (!gone) {
+      const bool server = result.status().code() == StatusCode::kCancelled;
+      send(Event(OJson{{"error", {{"message", result.status().message()},
+                                  {"type", server ? "server_error" : "invalid_request_error"},
+                                  {"code", server ? 503 : 400}}}}));
+    }
+    return result.status();
+  }
+  if (gone) return Cancelled("the client closed the connection");
+  long long tokens = 0;
+  for (size_t j = 0; j < n; ++j) {
+    std::vector<int32_t> final_ids;
+    std::string text, finish;
+    FinalChoice(sp, (*result)[j], &final_ids, &text, &finish);
+    tokens += static_cast<long long>(final_ids.size());
+    // The rest of the text (what was held back), then the finish reason.
+    const std::string rest = sent[j] < text.size() ? text.substr(sent[j]) : std::string();
+    if (!rest.empty()) send(Event(chunk(OJson::array({text_choice(j, rest, nullptr)}))));
+    send(Event(chunk(OJson::array({text_choice(j, "", finish.c_str())}))));
+  }
+  if (completion_tokens) *completion_tokens = tokens;
+  if (r.include_usage) {
+    OJson last = chunk(OJson::array());
+    last["usage"] = Usage(r.prompt.size(), tokens);
+    send(Event(last));
+  }
+  send("data: [DONE]\n\n");
+  return gone ? Cancelled("the client closed the connection") : Status::Ok();
 }
 
 void CompletionService::ApplyStops(const Sampling& s, std::vector<int32_t>* ids, std::string* text,
@@ -355,7 +608,6 @@ Result<OJson> CompletionService::Complete(const Json& req, const RequestControl*
   }
   const auto check = [control] { return control ? control->Check() : Status::Ok(); };
   const int n = sp.n;
-  const int max_tokens = sp.max_tokens;
 
   const size_t V = static_cast<size_t>(engine_->vocab_size());
   // Prompt logprobs (echo with logprobs): every prompt token given its prefix,
@@ -405,11 +657,9 @@ Result<OJson> CompletionService::Complete(const Json& req, const RequestControl*
   OJson choices = OJson::array();
   long long completion_tokens = 0;
   for (int j = 0; j < n; ++j) {
-    GeneratedCandidate& c = cands[static_cast<size_t>(j)];
-    std::string finish = c.finished ? "stop" : "length";
-    std::vector<int32_t> ids = c.ids;
-    std::string text;
-    ApplyStops(sp, &ids, &text, &finish);
+    std::vector<int32_t> ids;
+    std::string text, finish;
+    FinalChoice(sp, cands[static_cast<size_t>(j)], &ids, &text, &finish);
     completion_tokens += static_cast<long long>(ids.size());
     OJson choice{{"index", j}, {"text", prompt_text + text}, {"token_ids", ids}};
     if (logprobs >= 0) {
@@ -450,7 +700,7 @@ Result<OJson> CompletionService::Complete(const Json& req, const RequestControl*
     } else {
       choice["logprobs"] = nullptr;
     }
-    choice["finish_reason"] = max_tokens == 0 ? "length" : finish;
+    choice["finish_reason"] = finish;
     choices.push_back(std::move(choice));
   }
   return OJson{{"id", "cmpl-famq-" + std::to_string(next_id_++)},
@@ -510,11 +760,9 @@ Result<OJson> CompletionService::ChatComplete(const Json& req, const RequestCont
   OJson choices = OJson::array();
   long long completion_tokens = 0;
   for (int j = 0; j < sp.n; ++j) {
-    GeneratedCandidate& c = cands[static_cast<size_t>(j)];
-    std::string finish = sp.max_tokens == 0 || !c.finished ? "length" : "stop";
-    std::vector<int32_t> ids = c.ids;
-    std::string text;
-    ApplyStops(sp, &ids, &text, &finish);
+    std::vector<int32_t> ids;
+    std::string text, finish;
+    FinalChoice(sp, cands[static_cast<size_t>(j)], &ids, &text, &finish);
     completion_tokens += static_cast<long long>(ids.size());
     choices.push_back(OJson{{"index", j},
                             {"message", {{"role", "assistant"}, {"content", text}}},
@@ -533,7 +781,9 @@ Result<OJson> CompletionService::Embed(const Json& req, const RequestControl* co
   FAMQ_RETURN_IF_ERROR(CheckModel(req));
   FAMQ_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseTokens(req, "input"));
   FAMQ_ASSIGN_OR_RETURN(std::string format, Field<std::string>(req, "encoding_format", "float"));
-  if (format != "float") return InvalidArgument("\"encoding_format\" must be \"float\" (famq serve has no base64)");
+  if (format != "float" && format != "base64") {
+    return InvalidArgument("\"encoding_format\" must be \"float\" or \"base64\"");
+  }
   FAMQ_ASSIGN_OR_RETURN(const int64_t pool_from,
                         IntField(req, "pool_from", 0, 0, std::numeric_limits<int64_t>::max()));
   if (control) FAMQ_RETURN_IF_ERROR(control->Check());
@@ -544,7 +794,10 @@ Result<OJson> CompletionService::Embed(const Json& req, const RequestControl* co
     return RunExpertPass(engine, ids, n, used, nullptr, &pooled, &expert_buffers_);
   }));
   return OJson{{"object", "list"},
-               {"data", OJson::array({{{"object", "embedding"}, {"index", 0}, {"embedding", pooled},
+               {"data", OJson::array({{{"object", "embedding"},
+                                       {"index", 0},
+                                       {"embedding", format == "base64" ? OJson(Base64(LittleEndianFloats(pooled)))
+                                                                        : OJson(pooled)},
                                        {"pool_from", used}}})},
                {"model", name_},
                {"usage", {{"prompt_tokens", ids.size()}, {"total_tokens", ids.size()}}}};

@@ -20,8 +20,20 @@
 // template (add_generation_prompt) and sampled like /v1/completions. Choices:
 // {index, message: {role: "assistant", content}, finish_reason, token_ids}.
 //
+// Streaming (`stream: true` on both completion endpoints, the HTTP layer's
+// choice): PrepareStream checks the request like the calls above (and
+// refuses echo and logprobs with stream), RunStream answers it as
+// Server-Sent Events in OpenAI's chunk shapes ("text_completion" /
+// "chat.completion.chunk" objects, chat's first delta the role), the choices
+// of n > 1 interleaved by index as their tokens come, each choice's final
+// chunk with its finish_reason, `stream_options.include_usage` adding a last
+// chunk with empty choices and the usage (the others then carry "usage":
+// null), and `data: [DONE]`. Text is held back while it could still be the
+// start of a stop string or of a UTF-8 character, so a stop string never
+// leaks and the deltas concatenate to exactly the non-streaming text.
+//
 // POST /v1/embeddings fields: model, input (like prompt), encoding_format
-// ("float" only), pool_from (famq extension, int >= 0, default 0). The
+// ("float", or "base64": the little-endian float32 bytes, base64), pool_from (famq extension, int >= 0, default 0). The
 // embedding is the mean of the final-normalized last hidden state over
 // positions [pool_from, n) (pipeline/scoring.h RunExpertPass: the expert's
 // pooled state bit for bit); the data item echoes the pool_from it used.
@@ -84,6 +96,24 @@ struct RequestControl {
 
 class CompletionService {
  public:
+  // The sampling fields of a request, validated.
+  struct Sampling {
+    int n = 1;
+    float temperature = 1.0f, top_p = 1.0f;
+    int top_k = 0;
+    uint64_t seed = 0;
+    int max_tokens = 16;
+    std::vector<std::string> stop;      // stop strings
+    std::vector<int32_t> stop_ids;      // the model's stop tokens + stop_token_ids
+  };
+  // A checked streaming request (PrepareStream).
+  struct StreamRequest {
+    bool chat = false;
+    std::vector<int32_t> prompt;
+    Sampling sampling;
+    bool include_usage = false;
+  };
+
   // `name` is the model id served (default: the directory's basename).
   static Result<std::unique_ptr<CompletionService>> Create(const std::string& model_dir, const std::string& name,
                                                            const EngineOptions& options, const ServeLimits& limits);
@@ -101,6 +131,21 @@ class CompletionService {
   // POST /v1/embeddings. Errors: InvalidArgument (400), NotFound (404).
   Result<nlohmann::ordered_json> Embed(const nlohmann::json& request, const RequestControl* control = nullptr);
 
+  // `stream: true` in a request (a non-boolean is InvalidArgument).
+  static Result<bool> WantsStream(const nlohmann::json& request);
+  // Checks a streaming request for /v1/completions (chat false) or
+  // /v1/chat/completions. Errors: those of Complete / ChatComplete, and
+  // InvalidArgument for echo or logprobs with stream.
+  Result<StreamRequest> PrepareStream(const nlohmann::json& request, bool chat) const;
+  // Generates on the decoder and writes the events through `write` (one
+  // "data: ...\n\n" event per call, from the calling thread; false: the
+  // client is gone, and generation stops). Ends with [DONE], or after an
+  // error with an {"error": ...} event; returns the error (Cancelled with
+  // control->stopped set, or the engine's), or Ok. *completion_tokens: the
+  // usage's count.
+  Status RunStream(const StreamRequest& request, const RequestControl* control,
+                   const std::function<bool(const std::string&)>& write, long long* completion_tokens = nullptr);
+
   // A request body: JSON nested at most kMaxJsonDepth (ParseJson), else InvalidArgument.
   static Result<nlohmann::json> ParseRequest(std::string_view body);
 
@@ -115,16 +160,6 @@ class CompletionService {
   ServeApi api() const { return limits_.api; }
 
  private:
-  // The sampling fields of a request, validated.
-  struct Sampling {
-    int n = 1;
-    float temperature = 1.0f, top_p = 1.0f;
-    int top_k = 0;
-    uint64_t seed = 0;
-    int max_tokens = 16;
-    std::vector<std::string> stop;      // stop strings
-    std::vector<int32_t> stop_ids;      // the model's stop tokens + stop_token_ids
-  };
   Result<std::vector<int32_t>> ParseTokens(const nlohmann::json& request, const char* field) const;
   Status CheckPromptBytes(size_t bytes, const char* what) const;
   // default_max_tokens < 0: the rest of the context after `prompt_len`, at most limits.max_tokens.
@@ -132,7 +167,15 @@ class CompletionService {
   Result<Sampling> ParseSampling(const nlohmann::json& request, int default_max_tokens, size_t prompt_len,
                                  const char* max_tokens_key = "max_tokens") const;
   Result<std::vector<GeneratedCandidate>> Sample(std::span<const int32_t> prompt, const Sampling& s,
-                                                 const RequestControl* control);
+                                                 const RequestControl* control,
+                                                 std::function<Status()> extra_check = nullptr,
+                                                 std::function<void(int, int32_t)> on_token = nullptr);
+  // The text of a streamed candidate so far that can be sent: cut before a
+  // stop string or what may begin one, and before an incomplete UTF-8 character.
+  size_t Sendable(const Sampling& s, const std::string& text, bool* stopped) const;
+  // The finish reason and text of a finished candidate, as the non-streaming answer has them.
+  void FinalChoice(const Sampling& s, const GeneratedCandidate& c, std::vector<int32_t>* ids, std::string* text,
+                   std::string* finish) const;
   // Cuts a candidate at its first stop string: its ids, text and finish reason.
   // O(log(tokens)) decodes and linear-time searches, whatever the stop strings.
   void ApplyStops(const Sampling& s, std::vector<int32_t>* ids, std::string* text, std::string* finish) const;

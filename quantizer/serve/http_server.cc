@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <memory>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -226,10 +227,10 @@ class HttpServer::Impl : public httplib::Server {
     Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(service_.Models().dump(), "application/json");
     });
-    Route("/v1/chat/completions", &CompletionService::ChatComplete);
+    Route("/v1/chat/completions", &CompletionService::ChatComplete, Streams::kChat);
     if (service.api() == ServeApi::kFull) {
-      Route("/v1/completions", &CompletionService::Complete);
-      Route("/v1/embeddings", &CompletionService::Embed);
+      Route("/v1/completions", &CompletionService::Complete, Streams::kCompletions);
+      Route("/v1/embeddings", &CompletionService::Embed, Streams::kNo);
     }
     const std::string routes = ServedRoutes(service.api());
     set_error_handler([routes, max_body](const httplib::Request& req, httplib::Response& res) {
@@ -248,13 +249,16 @@ class HttpServer::Impl : public httplib::Server {
   }
 
  private:
+  enum class Streams { kNo, kCompletions, kChat };
+
   // One POST route: a depth-limited JSON body in, the service's answer or an
-  // OpenAI-style error out, and a log line per request.
-  void Route(const std::string& path, ServiceMethod handler) {
-    Post(path, [this, path, handler](const httplib::Request& req, httplib::Response& res) {
+  // OpenAI-style error out, and a log line per request. `stream: true` on a
+  // completion route answers Server-Sent Events (StreamAnswer).
+  void Route(const std::string& path, ServiceMethod handler, Streams streams) {
+    Post(path, [this, path, handler, streams](const httplib::Request& req, httplib::Response& res) {
       const auto t0 = Clock::now();
-      InFlight in_flight(in_flight_, o_.max_concurrent);
-      if (!in_flight.ok()) {
+      auto in_flight = std::make_shared<InFlight>(in_flight_, o_.max_concurrent);
+      if (!in_flight->ok()) {
         ++counters_.refused_busy;
         return SendError(res, 503,
                          "the server is busy: " + std::to_string(o_.max_concurrent) +
@@ -263,6 +267,11 @@ class HttpServer::Impl : public httplib::Server {
       }
       auto body = CompletionService::ParseRequest(req.body);
       if (!body.ok()) return SendError(res, 400, body.status().message(), "invalid_request_error");
+      if (streams != Streams::kNo) {
+        auto stream = CompletionService::WantsStream(*body);
+        if (!stream.ok()) return SendError(res, 400, stream.status().message(), "invalid_request_error");
+        if (*stream) return StreamAnswer(path, *body, streams == Streams::kChat, std::move(in_flight), t0, res);
+      }
       RequestControl control;
       control.deadline = After(o_.request_timeout_s);
       control.deadline_what = "--request-timeout " + Seconds(o_.request_timeout_s);
@@ -300,6 +309,53 @@ class HttpServer::Impl : public httplib::Server {
                      usage["prompt_tokens"].get<long long>(), secs);
       }
     });
+  }
+
+  // A checked streaming request answered as Server-Sent Events: the status
+  // and headers go now, the events as the tokens come (CompletionService::
+  // RunStream on this connection's thread, after the handler returns). The
+  // request stays counted in flight until the stream ends; the request
+  // deadline and the client's disconnect (a failed write, or the socket
+  // closing) stop the generation; each write waits at most --body-timeout.
+  void StreamAnswer(const std::string& path, const nlohmann::json& body, bool chat, std::shared_ptr<InFlight> in_flight,
+                    Clock::time_point t0, httplib::Response& res) {
+    auto prepared = service_.PrepareStream(body, chat);
+    if (!prepared.ok()) {
+      const int code = prepared.status().code() == StatusCode::kNotFound ? 404 : 400;
+      return SendError(res, code, prepared.status().message(), "invalid_request_error");
+    }
+    auto request = std::make_shared<CompletionService::StreamRequest>(std::move(*prepared));
+    const Clock::time_point deadline = After(o_.request_timeout_s);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, path, request, in_flight, deadline, t0](size_t, httplib::DataSink& sink) {
+          RequestControl control;
+          control.deadline = deadline;
+          control.deadline_what = "--request-timeout " + Seconds(o_.request_timeout_s);
+          if (const int sock = t_socket; sock >= 0) control.client_gone = [sock] { return PeerClosed(sock); };
+          long long tokens = 0;
+          const Status s = service_.RunStream(
+              *request, &control, [&sink](const std::string& event) { return sink.write(event.data(), event.size()); },
+              &tokens);
+          const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+          const auto stopped = control.stopped.load();
+          if (s.ok()) {
+            ++counters_.answered;
+          } else if (stopped == RequestControl::Stop::kDeadline) {
+            ++counters_.timed_out;
+          } else if (s.code() == StatusCode::kCancelled) {
+            ++counters_.client_gone;
+          }
+          if (o_.log_requests) {
+            std::fprintf(stderr, "[famq serve] POST %s stream n=%d completion_tokens=%lld %.2fs%s%s\n", path.c_str(),
+                         request->sampling.n, tokens, secs, s.ok() ? "" : " stopped: ",
+                         s.ok() ? "" : s.message().c_str());
+          }
+          if (!s.ok()) return false;  // the connection closes
+          sink.done();
+          return true;
+        });
   }
 
   // cpp-httplib's connection loop, with DeadlineStream for its socket stream.

@@ -3,8 +3,10 @@
 // input runs fast. The first byte picks the route ('c' completions, 'h' chat
 // completions, 'e' embeddings; any other byte: its value mod 3), the rest is
 // the body, parsed and answered as the HTTP route does (ParseRequest, then the
-// handler). Any answer must serialize; a request may fail only as a client
-// error (400/404) or a stop, never as an internal one.
+// handler; `stream: true` on a completion route: PrepareStream and RunStream,
+// every event a "data: " line and a blank line). Any answer must serialize; a
+// request may fail only as a client error (400/404) or a stop, never as an
+// internal one.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -47,6 +49,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   control.client_gone = [] { return false; };
   const char route = static_cast<char>(data[0]);
   const int pick = route == 'c' ? 0 : route == 'h' ? 1 : route == 'e' ? 2 : data[0] % 3;
+  if (pick < 2) {
+    auto stream = famq::CompletionService::WantsStream(*req);
+    if (stream.ok() && *stream) {
+      auto prepared = service.PrepareStream(*req, pick == 1);
+      if (!prepared.ok()) {
+        const famq::StatusCode code = prepared.status().code();
+        if (code != famq::StatusCode::kInvalidArgument && code != famq::StatusCode::kNotFound) std::abort();
+        return 0;
+      }
+      bool done = false;
+      const famq::Status s = service.RunStream(*prepared, &control, [&done](const std::string& event) {
+        if (done || event.rfind("data: ", 0) != 0 || event.size() < 8 || event.compare(event.size() - 2, 2, "\n\n") != 0) {
+          std::abort();
+        }
+        done = event == "data: [DONE]\n\n";
+        return true;
+      });
+      if (!s.ok() || !done) std::abort();  // nothing may stop a checked stream here
+      return 0;
+    }
+  }
   auto r = pick == 0   ? service.Complete(*req, &control)
            : pick == 1 ? service.ChatComplete(*req, &control)
                        : service.Embed(*req, &control);

@@ -338,7 +338,7 @@ TEST(Scoring, ServedLogprobsAndEmbeddingsEqualTheExpertBitForBit) {
     EXPECT_EQ(data[0]["pool_from"].get<int>(), std::min(from, n - 1));
     EXPECT_EQ(data[0]["embedding"].get<std::vector<float>>(), pooled) << "pool_from " << from;
   }
-  EXPECT_EQ((*svc)->Embed({{"input", ids}, {"encoding_format", "base64"}}).status().code(),
+  EXPECT_EQ((*svc)->Embed({{"input", ids}, {"encoding_format", "int8"}}).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_FALSE((*svc)->Embed({{"input", ids}, {"pool_from", -1}}).ok());
   EXPECT_FALSE((*svc)->Embed({{"input", nlohmann::json::array()}}).ok());

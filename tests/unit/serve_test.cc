@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -273,6 +274,233 @@ TEST(ServeRequest, DeadlineAndClientGoneStopTheRequest) {
   EXPECT_EQ((*again)["choices"], (*alone)["choices"]);
 }
 
+// The events of one streamed request (RunStream), parsed; `raw` keeps the text.
+struct Streamed {
+  std::vector<Json> chunks;
+  bool done = false;  // ended with data: [DONE]
+  std::string raw;
+  Status status;
+};
+
+Streamed RunStreamed(CompletionService& s, const Json& req, bool chat, const RequestControl* control = nullptr,
+                     int fail_after = -1) {
+  Streamed out;
+  auto prepared = s.PrepareStream(req, chat);
+  if (!prepared.ok()) {
+    out.status = prepared.status();
+    return out;
+  }
+  int writes = 0;
+  out.status = s.RunStream(*prepared, control, [&](const std::string& event) {
+    if (fail_after >= 0 && writes >= fail_after) return false;
+    ++writes;
+    out.raw += event;
+    EXPECT_EQ(event.rfind("data: ", 0), 0u) << event;
+    EXPECT_EQ(event.substr(event.size() - 2), "\n\n");
+    const std::string data = event.substr(6, event.size() - 8);
+    if (data == "[DONE]") {
+      out.done = true;
+    } else {
+      EXPECT_FALSE(out.done) << "an event after [DONE]";
+      out.chunks.push_back(Json::parse(data));
+    }
+    return true;
+  });
+  return out;
+}
+
+Json Patched(Json j, const Json& patch) {
+  j.merge_patch(patch);
+  return j;
+}
+
+// Issue 19: stream: true. The deltas of each choice concatenate to exactly
+// the non-streaming text (stop strings cut, never leaked, even in part), the
+// finish reasons and usage agree, n > 1 interleaves by index, and the shapes
+// are OpenAI's (text_completion / chat.completion.chunk, the role first,
+// include_usage's last chunk, [DONE]).
+TEST(ServeStream, DeltasConcatenateToTheNonStreamingAnswer) {
+  auto s = MakeService();
+  ASSERT_TRUE(s);
+  const Json base{{"prompt", std::vector<int>{5, 6, 7}}, {"max_tokens", 40}, {"temperature", 0}};
+  auto free_run = s->Complete(base);
+  ASSERT_TRUE(free_run.ok());
+  const std::string text = (*free_run)["choices"][0]["text"];
+  ASSERT_GE(text.size(), 12u);
+  const std::vector<Json> requests = {
+      base,
+      // A stop string in the middle, and one whose first bytes keep matching the tail but never completes.
+      Patched(base, {{"stop", Json::array({text.substr(text.size() / 2, 3)})}}),
+      Patched(base, {{"stop", Json::array({text.substr(text.size() - 2) + "\x01"})}}),
+      Json{{"prompt", "Hello"}, {"n", 3}, {"max_tokens", 12}, {"seed", 9}, {"stop", "oo"}},
+      Json{{"prompt", std::vector<int>{9, 10}}, {"n", 2}, {"max_tokens", 10}, {"seed", 4},
+           {"stream_options", {{"include_usage", true}}}},
+  };
+  int with_stop_cut = 0;
+  for (const Json& req : requests) {
+    auto whole = s->Complete(req);
+    ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+    const Streamed st = RunStreamed(*s, Patched(req, {{"stream", true}}), false);
+    ASSERT_TRUE(st.status.ok()) << st.status.ToString();
+    EXPECT_TRUE(st.done);
+    const size_t n = (*whole)["choices"].size();
+    std::vector<std::string> got(n), finish(n);
+    std::vector<int> order;
+    const bool usage = req.contains("stream_options");
+    for (size_t i = 0; i < st.chunks.size(); ++i) {
+      const Json& c = st.chunks[i];
+      EXPECT_EQ(c["object"], "text_completion");
+      EXPECT_EQ(c["model"], "tiny");
+      EXPECT_EQ(c.contains("usage"), usage);
+      if (c["choices"].empty()) {
+        ASSERT_TRUE(usage);
+        EXPECT_EQ(c["usage"], Json::parse((*whole)["usage"].dump()));
+        EXPECT_EQ(i + 1, st.chunks.size()) << "the usage chunk comes last";
+        continue;
+      }
+      ASSERT_EQ(c["choices"].size(), 1u);
+      const Json& ch = c["choices"][0];
+      const size_t j = ch["index"];
+      ASSERT_LT(j, n);
+      EXPECT_TRUE(finish[j].empty()) << "a delta after the finish chunk";
+      got[j] += ch["text"].get<std::string>();
+      if (!ch["finish_reason"].is_null()) finish[j] = ch["finish_reason"];
+      order.push_back(static_cast<int>(j));
+    }
+    for (size_t j = 0; j < n; ++j) {
+      EXPECT_EQ(got[j], (*whole)["choices"][j]["text"]) << req.dump() << " choice " << j;
+      EXPECT_EQ(finish[j], (*whole)["choices"][j]["finish_reason"]) << req.dump();
+      if (finish[j] == "stop" && req.contains("stop")) ++with_stop_cut;
+    }
+    if (n > 1 && !req.contains("stop")) {  // interleaved: choice 1 speaks before choice 0 has finished
+      const auto first1 = std::find(order.begin(), order.end(), 1);
+      ASSERT_NE(first1, order.end());
+      const auto last0 = std::find(order.rbegin(), order.rend(), 0);
+      EXPECT_LT(first1 - order.begin(), (order.rend() - last0) - 1) << "not interleaved";
+    }
+    if (req.contains("stop")) {
+      const Json stops = req["stop"].is_array() ? req["stop"] : Json::array({req["stop"]});
+      for (const auto& x : stops) {
+        const std::string stop = x;
+        for (size_t j = 0; j < n; ++j) EXPECT_EQ(got[j].find(stop), std::string::npos) << "leaked '" << stop << "'";
+      }
+    }
+  }
+  EXPECT_GE(with_stop_cut, 2);  // the stop strings did cut
+  // Chat: the role first, then content deltas, then {} with the finish reason.
+  const Json chat{{"messages", kMsgs}, {"max_tokens", 12}, {"n", 2}, {"seed", 3}};
+  auto whole = s->ChatComplete(chat);
+  ASSERT_TRUE(whole.ok());
+  const Streamed st = RunStreamed(*s, Patched(chat, {{"stream", true}}), true);
+  ASSERT_TRUE(st.status.ok()) << st.status.ToString();
+  EXPECT_TRUE(st.done);
+  std::vector<std::string> got(2), finish(2);
+  std::vector<bool> role(2, false);
+  for (const Json& c : st.chunks) {
+    EXPECT_EQ(c["object"], "chat.completion.chunk");
+    EXPECT_FALSE(c.contains("usage"));
+    const Json& ch = c["choices"][0];
+    const size_t j = ch["index"];
+    const Json& delta = ch["delta"];
+    if (delta.contains("role")) {
+      EXPECT_FALSE(role[j]);
+      EXPECT_TRUE(got[j].empty());
+      EXPECT_EQ(delta["role"], "assistant");
+      role[j] = true;
+    }
+    ASSERT_TRUE(role[j]) << "content before the role";
+    if (delta.contains("content")) got[j] += delta["content"].get<std::string>();
+    if (!ch["finish_reason"].is_null()) {
+      finish[j] = ch["finish_reason"];
+      EXPECT_EQ(delta, Json::object());
+    }
+  }
+  for (size_t j = 0; j < 2; ++j) {
+    EXPECT_EQ(got[j], (*whole)["choices"][j]["message"]["content"]);
+    EXPECT_EQ(finish[j], (*whole)["choices"][j]["finish_reason"]);
+  }
+}
+
+TEST(ServeStream, RefusalsDeadlinesAndAClientThatLeaves) {
+  ServeLimits limits;
+  limits.decode_slots = 4;
+  auto s = MakeService(limits);
+  ASSERT_TRUE(s);
+  // Refused before any event: wrong types, echo and logprobs with stream, the usual checks.
+  EXPECT_FALSE(CompletionService::WantsStream(Json{{"stream", "yes"}}).ok());
+  auto no_stream = CompletionService::WantsStream(Json{{"stream", false}});
+  ASSERT_TRUE(no_stream.ok());
+  EXPECT_FALSE(*no_stream);
+  const Json p{{"prompt", std::vector<int>{5}}, {"stream", true}};
+  for (const Json& bad : {Patched(p, {{"echo", true}}), Patched(p, {{"logprobs", 1}}),
+                          Patched(p, {{"stream_options", 3}}), Patched(p, {{"stream_options", {{"include_usage", "y"}}}}),
+                          Patched(p, {{"n", 0}}), Patched(p, {{"model", "other"}})}) {
+    const Streamed st = RunStreamed(*s, bad, false);
+    EXPECT_FALSE(st.status.ok()) << bad.dump();
+    EXPECT_TRUE(st.raw.empty());
+  }
+  EXPECT_FALSE(RunStreamed(*s, Json{{"messages", kMsgs}, {"stream", true}, {"logprobs", true}}, true).status.ok());
+  const Json long_stream = Patched(kLong, {{"stream", true}});
+  // The deadline: an error event, no [DONE].
+  RequestControl past;
+  past.deadline = Clock::now() + std::chrono::milliseconds(200);
+  const auto t0 = Clock::now();
+  const Streamed late = RunStreamed(*s, long_stream, false, &past);
+  EXPECT_EQ(late.status.code(), StatusCode::kCancelled);
+  EXPECT_EQ(past.stopped.load(), RequestControl::Stop::kDeadline);
+  EXPECT_FALSE(late.done);
+  ASSERT_FALSE(late.chunks.empty());
+  EXPECT_TRUE(late.chunks.back().contains("error")) << late.chunks.back().dump();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 10.0);
+  // A write that fails (the client is gone): generation stops at the next step.
+  const auto t1 = Clock::now();
+  const Streamed left = RunStreamed(*s, long_stream, false, nullptr, 3);
+  EXPECT_EQ(left.status.code(), StatusCode::kCancelled) << left.status.ToString();
+  EXPECT_EQ(left.chunks.size(), 3u);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t1).count(), 10.0);
+  // The decoder is free again: a stream after it runs to [DONE].
+  const Streamed after = RunStreamed(*s, Json{{"prompt", std::vector<int>{5}}, {"max_tokens", 3}, {"stream", true}}, false);
+  EXPECT_TRUE(after.status.ok());
+  EXPECT_TRUE(after.done);
+}
+
+// encoding_format "base64": the same floats, little-endian float32, base64.
+TEST(ServeRequest, Base64Embeddings) {
+  auto s = MakeService();
+  ASSERT_TRUE(s);
+  const Json req{{"input", "hello world"}, {"pool_from", 1}};
+  auto f = s->Embed(req);
+  auto b = s->Embed(Patched(req, {{"encoding_format", "base64"}}));
+  ASSERT_TRUE(f.ok() && b.ok());
+  const std::vector<float> want = (*f)["data"][0]["embedding"];
+  const std::string b64 = (*b)["data"][0]["embedding"];
+  ASSERT_EQ(b64.size(), (want.size() * 4 + 2) / 3 * 4);
+  std::vector<uint8_t> bytes;  // RFC 4648 decoded
+  uint32_t acc = 0;
+  int bits = 0;
+  const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (char c : b64) {
+    if (c == '=') break;
+    const char* at = std::strchr(abc, c);
+    ASSERT_NE(at, nullptr) << c;
+    acc = (acc << 6) | static_cast<uint32_t>(at - abc);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push_back(static_cast<uint8_t>(acc >> bits));
+    }
+  }
+  ASSERT_EQ(bytes.size(), want.size() * 4);
+  for (size_t i = 0; i < want.size(); ++i) {
+    const uint32_t u = uint32_t{bytes[4 * i]} | uint32_t{bytes[4 * i + 1]} << 8 | uint32_t{bytes[4 * i + 2]} << 16 |
+                       uint32_t{bytes[4 * i + 3]} << 24;
+    float v;
+    std::memcpy(&v, &u, 4);
+    EXPECT_EQ(v, want[i]) << i;
+  }
+  EXPECT_FALSE(s->Embed(Patched(req, {{"encoding_format", "int8"}})).ok());
+}
+
 #ifdef FAMQ_HAVE_HTTP
 TEST(ServeHttp, ApiKeyRequiredOffLoopback) {
   EXPECT_TRUE(IsLoopbackHost("127.0.0.1"));
@@ -507,6 +735,45 @@ TEST(ServeHttp, ConcurrencyCapDeadlineAndDisconnect) {
     EXPECT_EQ(srv.counters().client_gone.load(), 1);
     EXPECT_EQ(srv.counters().answered.load(), 0);
   }
+}
+// Issue 19: SSE over HTTP, and a client that hangs up mid-stream stops its generation.
+TEST(ServeHttp, StreamingOverHttpAndAHangUp) {
+  ServeLimits limits;
+  limits.decode_slots = 4;
+  auto s = MakeService(limits);
+  ASSERT_TRUE(s);
+  TestServer srv(*s, HttpServeOptions{});
+  auto cli = srv.Client();
+  auto r = cli.Post("/v1/chat/completions",
+                    Json{{"messages", kMsgs}, {"max_tokens", 5}, {"stream", true}, {"seed", 2}}.dump(),
+                    "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
+  EXPECT_EQ(r->body.rfind("data: {", 0), 0u) << r->body;
+  EXPECT_EQ(r->body.substr(r->body.size() - 14), "data: [DONE]\n\n") << r->body;
+  auto bad = cli.Post("/v1/completions", R"({"prompt": [5], "stream": true, "echo": true})", "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);  // refused before any event, with a status
+  auto bad_type = cli.Post("/v1/completions", R"({"prompt": [5], "stream": 1})", "application/json");
+  ASSERT_TRUE(bad_type);
+  EXPECT_EQ(bad_type->status, 400);
+  EXPECT_EQ(srv.counters().answered.load(), 1);
+
+  const std::string body = Patched(kLong, {{"stream", true}}).dump();
+  const int fd = Connect(srv.port());
+  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  char buf[512];
+  ASSERT_GT(::recv(fd, buf, sizeof(buf), 0), 0);  // the stream has begun
+  ::close(fd);
+  const auto t0 = Clock::now();
+  while (srv.counters().client_gone.load() == 0 && Clock::now() - t0 < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(srv.counters().client_gone.load(), 1);
+  EXPECT_EQ(srv.counters().answered.load(), 1);
 }
 #endif  // FAMQ_HAVE_HTTP
 
