@@ -148,17 +148,34 @@ class OpenAIBackend : public GroupBackend {
   OpenAIBackend(const OpenAIBackendOptions& o, const Tokenizer* tok) : client_(o), tok_(tok), chat_(o.chat) {}
 
   // Connects; without options.chat, a server whose /v1/completions answers a
-  // one-token request with 404 or 405 regenerates through chat completions.
+  // one-token request with 404 or 405 regenerates through chat completions,
+  // and one that refuses n = 2 (400) but answers n = 1 (llama-server builds
+  // with "Only one completion choice is allowed") gets one completions
+  // request per candidate.
   Status Connect() {
     FAMQ_RETURN_IF_ERROR(client_.Connect());
     if (chat_) return Status::Ok();
-    const Json probe{{"model", client_.model()},
-                     {"prompt", std::vector<int32_t>{0}},
-                     {"max_tokens", 1},
-                     {"return_token_ids", true}};
+    Json probe{{"model", client_.model()},
+               {"prompt", std::vector<int32_t>{0}},
+               {"max_tokens", 1},
+               {"n", 2},
+               {"return_token_ids", true}};
     int http_status = 0;
     auto r = client_.Call("POST", "/v1/completions", probe.dump(), &http_status, 0);
     if (http_status == 401 || http_status == 403) return r.status();
+    if (http_status == 400) {
+      probe["n"] = 1;
+      int single_status = 0;
+      auto single = client_.Call("POST", "/v1/completions", probe.dump(), &single_status, 0);
+      if (single.ok()) {
+        std::fprintf(stderr, "[famq regenerate] %s refuses n > 1 (%s): one /v1/completions request per candidate "
+                             "(seed CandidateSeed(group seed, j); candidates differ from the n path)\n",
+                     client_.base().c_str(), r.status().message().c_str());
+        one_per_candidate_ = true;
+        r = std::move(single);
+        http_status = single_status;
+      }
+    }
     // A server that returns token_ids (famq serve, vLLM >= 0.10.2 with
     // return_token_ids) needs no logprobs to name the sampled tokens: asking
     // for them would only cost it work.
@@ -175,7 +192,9 @@ class OpenAIBackend : public GroupBackend {
 
   Status ConnectRedacted() { return client_.Redacted(Connect()); }
 
-  std::string Describe() const override { return (chat_ ? "openai-chat:" : "openai:") + client_.base(); }
+  std::string Describe() const override {
+    return (chat_ ? "openai-chat:" : "openai:") + client_.base() + (one_per_candidate_ ? " (n = 1 per candidate)" : "");
+  }
 
   Result<std::vector<GeneratedCandidate>> Generate(const GroupRequest& request, const GroupParams& p) override {
     auto r = chat_ ? GenerateChat(request, p) : GenerateCompletions(request, p);
@@ -185,12 +204,26 @@ class OpenAIBackend : public GroupBackend {
 
  private:
   Result<std::vector<GeneratedCandidate>> GenerateCompletions(const GroupRequest& request, const GroupParams& p) {
+    if (!one_per_candidate_) return CompletionsRequest(request, p, p.n, p.seed);
+    std::vector<GeneratedCandidate> out;
+    for (int j = 0; j < p.n; ++j) {
+      FAMQ_ASSIGN_OR_RETURN(std::vector<GeneratedCandidate> one,
+                            CompletionsRequest(request, p, 1, CandidateSeed(p.seed, static_cast<uint64_t>(j))));
+      out.push_back(std::move(one[0]));
+    }
+    return out;
+  }
+
+  // One /v1/completions request for `n` candidates sampled with `seed`.
+  Result<std::vector<GeneratedCandidate>> CompletionsRequest(const GroupRequest& request, GroupParams p, int n,
+                                                             uint64_t seed) {
+    p.n = n;
     Json req{{"model", client_.model()},
              {"prompt", request.prompt},
              {"n", p.n},
              {"temperature", p.temperature},
              {"top_p", p.top_p},
-             {"seed", p.seed},
+             {"seed", seed},
              {"max_tokens", p.max_new_tokens},
              {"return_token_ids", true}};  // vLLM >= 0.10.2: choices[].token_ids
     if (!ids_in_choices_) {
@@ -417,6 +450,7 @@ class OpenAIBackend : public GroupBackend {
   const Tokenizer* tok_;
   bool chat_;
   bool ids_in_choices_ = false;                 // the probe's choice carried token_ids
+  bool one_per_candidate_ = false;              // the server refuses n > 1: a request per candidate
   std::atomic<bool> chat_ids_in_choices_{false};  // a chat answer carried token_ids
   std::atomic<bool> warned_{false};
 };

@@ -8,7 +8,11 @@
 // without /v1/completions (it answers a probe at connect with 404/405), or
 // `chat` set, regenerates through POST /v1/chat/completions instead: one
 // request per candidate (n = 1, seed CandidateSeed(group seed, j)), the
-// original as the user turn, rendered by the server's chat template.
+// original as the user turn, rendered by the server's chat template. A
+// server that refuses the probe's n = 2 with 400 but answers n = 1 (some
+// llama-server builds) gets one completions request per candidate (n = 1,
+// seed CandidateSeed(group seed, j)); Describe() then adds
+// " (n = 1 per candidate)".
 //
 // Token ids: each candidate's sampled ids come from, in this order,
 // choices[].token_ids (famq serve; vLLM >= 0.10.2, asked with

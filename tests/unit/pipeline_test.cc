@@ -883,6 +883,53 @@ TEST(OpenAIBackend, TokenIdsFromWhatServersSend) {
   }
 }
 
+// llama-server builds that refuse n > 1 ("Only one completion choice is
+// allowed"): one completions request per candidate, the prompt still famq's
+// token ids, seeds CandidateSeed(group seed, j).
+TEST(OpenAIBackend, ServersThatRefuseNGetOneRequestPerCandidate) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  const std::string reply = Fixture("llama_server_completions.json");
+  std::vector<nlohmann::json> seen;
+  std::mutex mu;
+  FakeServer llama([&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(nlohmann::json::parse(req.body));
+    if (seen.back().value("n", 1) != 1) {
+      res.status = 400;
+      res.set_content(R"({"error":{"code":400,"message":"Only one completion choice is allowed",)"
+                      R"("type":"invalid_request_error"}})",
+                      "application/json");
+      return;
+    }
+    res.set_content(reply, "application/json");
+  });
+  OpenAIBackendOptions o;
+  o.url = llama.url();
+  o.retries = 0;
+  auto b = MakeOpenAIBackend(o, &m->tokenizer);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ((*b)->Describe(), "openai:" + llama.url() + " (n = 1 per candidate)");
+  GroupParams g;
+  g.n = 3;
+  g.max_new_tokens = 4;
+  g.seed = 11;
+  const size_t probes = seen.size();
+  EXPECT_EQ(probes, 2u);  // n = 2 refused, n = 1 answered
+  auto r = (*b)->Generate(GroupRequest{{1, 2, 3}, "hi", false}, g);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 3u);
+  ASSERT_EQ(seen.size(), probes + 3);
+  for (uint64_t j = 0; j < 3; ++j) {
+    const auto& req = seen[probes + j];
+    EXPECT_EQ(req["n"], 1);
+    EXPECT_EQ(req["seed"].get<uint64_t>(), CandidateSeed(11, j));
+    EXPECT_EQ(req["prompt"], nlohmann::json::array({1, 2, 3}));
+    EXPECT_EQ((*r)[j].ids, (std::vector<int32_t>{64, 65, 220, 66}));
+    EXPECT_EQ((*r)[j].ids_from, "logprobs.content.id");
+  }
+}
+
 // Issue 19: --api-key / FAMQ_BACKEND_API_KEY goes as "Authorization: Bearer"
 // to every request (models, regeneration, scoring); 401/403 are clear errors
 // (also in the scoring probe: not a fallback), and no message holds the key.
