@@ -503,4 +503,20 @@ Status Engine::SwapKvCache(KvCache* cache) {
   return Status::Ok();
 }
 
+size_t Engine::weight_bytes() const {
+  size_t b = lm_head_.weight_bytes() + final_norm_.size() * sizeof(float);
+  b += static_cast<size_t>(config_.hidden_size) * DTypeSize(embed_.dtype);  // one embedding row
+  for (const EngineLayer& l : layers_) {
+    for (const LayerLinear& lin : l.linears) b += lin.weight_bytes();
+    b += (l.input_norm.size() + l.post_norm.size() + l.q_norm.size() + l.k_norm.size()) * sizeof(float);
+  }
+  return b;
+}
+
+size_t Engine::scratch_bytes() const {
+  const size_t floats = x_.size() + xn_.size() + qkv_.size() + attn_.size() + tmp_.size() + gu_.size() +
+                        act_.size() + scores_.size() + rope_cos_.size() + rope_sin_.size();
+  return floats * sizeof(float) + (row_pos_.size() + row_seq_.size()) * sizeof(int32_t);
+}
+
 }  // namespace famq

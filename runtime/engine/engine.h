@@ -143,6 +143,13 @@ class Engine {
   // what `cache` held. kInvalidArgument when `cache` is not of this size.
   Status SwapKvCache(KvCache* cache);
   size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  // Bytes of the weights one decode step reads: every block's linears and
+  // the head as their kernels store them, plus the norms and one embedding row.
+  size_t weight_bytes() const;
+  // Bytes of the engine's own scratch: the activations of one chunk of
+  // max_batch() tokens, attention scores and the RoPE tables (the kernels'
+  // own scratch is not included).
+  size_t scratch_bytes() const;
 
   const ModelConfig& config() const { return config_; }
   int vocab_size() const { return config_.vocab_size; }

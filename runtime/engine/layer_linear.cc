@@ -46,6 +46,14 @@ int LayerLinear::out_features() const {
       impl_);
 }
 
+size_t LayerLinear::weight_bytes() const {
+  const size_t in = static_cast<size_t>(in_features()), out = static_cast<size_t>(out_features());
+  if (const auto* q = std::get_if<WeightOnlyLinear>(&impl_)) return q->packed_bytes();
+  if (std::holds_alternative<Linear>(impl_)) return (in + 1) * out * sizeof(float);  // XNNPACK f32: W and b
+  if (std::holds_alternative<StaticInt8Linear>(impl_)) return in * out + out * (sizeof(float) + sizeof(int32_t));
+  return 0;
+}
+
 std::string LayerLinear::Describe() const {
   if (std::holds_alternative<Linear>(impl_)) return "fp32 (XNNPACK f32)";
   if (const auto* q = std::get_if<WeightOnlyLinear>(&impl_)) {

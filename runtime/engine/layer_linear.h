@@ -33,6 +33,9 @@ class LayerLinear {
   bool empty() const { return std::holds_alternative<std::monostate>(impl_); }
   int in_features() const;
   int out_features() const;
+  // Bytes of the weights (and bias) as this layer's kernel reads them in one
+  // call: for a decode step, what it streams from memory.
+  size_t weight_bytes() const;
   // "fp32", "weight-only int4 (avx512)", "W8A8 (XNNPACK qc8)"
   std::string Describe() const;
 

@@ -200,4 +200,38 @@ TEST(EngineKvCache, BudgetIsCheckedBeforeAllocating) {
 }
 
 }  // namespace
+// famq-rt bench's memory parts: an fp32 engine reads every parameter as fp32
+// (the tied embedding once more, as the head), XNNPACK's packed bias slot of
+// every output (zeros where the checkpoint has none) and one embedding row.
+TEST(EngineBytes, WeightAndScratchBytesMatchTheModel) {
+  for (const char* name : {"tiny-random-qwen3", "tiny-random-qwen2", "tiny-random-llama"}) {
+    SCOPED_TRACE(name);
+    auto ck = Checkpoint::Open(std::string(FAMQ_SOURCE_DIR) + "/tests/data/" + name);
+    ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+    const ModelConfig& c = ck->config();
+    EngineOptions o;
+    o.num_threads = 1;
+    o.max_seq_len = 64;
+    auto e = Engine::Create(*ck, o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    const size_t h = static_cast<size_t>(c.hidden_size), v = static_cast<size_t>(c.vocab_size);
+    const size_t outs_per_layer = static_cast<size_t>(c.q_dim() + 2 * c.kv_dim()) + h + 2 * size_t(c.intermediate_size) + h;
+    size_t params = static_cast<size_t>(c.NumParameters());
+    if (c.tie_word_embeddings) params += v * h;  // the head reads the tied matrix as well
+    params -= (v - 1) * h;                       // of the embedding, one row per token
+    size_t expected = params * sizeof(float) + (outs_per_layer * size_t(c.num_layers) + v) * sizeof(float);
+    if (c.attention_bias) expected -= size_t(c.q_dim() + 2 * c.kv_dim()) * c.num_layers * sizeof(float);
+    expected -= h * sizeof(float);                              // the row is counted in its stored dtype
+    expected += h * DTypeSize(ck->embed_tokens().dtype);
+    EXPECT_EQ((*e)->weight_bytes(), expected);
+
+    o.max_seq_len = 128;  // scores and RoPE tables grow with the context
+    auto longer = Engine::Create(*ck, o);
+    ASSERT_TRUE(longer.ok()) << longer.status().ToString();
+    EXPECT_GT((*e)->scratch_bytes(), h * sizeof(float));
+    EXPECT_GT((*longer)->scratch_bytes(), (*e)->scratch_bytes());
+    EXPECT_EQ((*longer)->weight_bytes(), (*e)->weight_bytes());
+  }
+}
+
 }  // namespace famq

@@ -4,9 +4,17 @@
 // first token, and peak RSS; each figure is the median of R repetitions, and
 // every model after the first gets its ratios to the first. Only the weights
 // are needed (no tokenizer), so shape-only random checkpoints work too.
+// Memory (docs/BENCHMARKS.md): the process's resident set before the model
+// is opened, after it is opened, after the engine is built and at its peak
+// (VmHWM), split into file-backed (mapped weights) and anonymous pages, next
+// to what the engine accounts for (weights a decode step reads, KV cache,
+// scratch); the time from opening the model file to the first generated
+// token; and the bytes one decode step reads, times tokens/s: the memory
+// bandwidth decode achieves.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -35,25 +43,54 @@ struct BenchArgs {
 
 struct BenchResult {
   std::string model, label;
+  bool quantized = false;
   int threads = 0;
   int64_t parameters = 0;
   double prefill_tps = 0, decode_tps = 0, ttft_ms = 0;
   double peak_rss_mib = 0;
+  double open_to_first_token_ms = 0;  // cold: opening the file, building the engine, prefill, first token
+  uint64_t file_bytes = 0;            // the model file(s) on disk
+  uint64_t weight_bytes = 0, kv_cache_bytes = 0, scratch_bytes = 0;  // Engine's accounts
+  uint64_t bytes_per_token = 0;       // read by one decode step (weights + the KV cache it attends to)
+  double achieved_gb_s = 0;           // bytes_per_token * decode tokens/s
+  struct Rss {
+    double total = 0, anon = 0, file = 0;  // MiB: VmRSS, RssAnon, RssFile (+ RssShmem)
+  } before, opened, built, after;     // before opening, opened, engine built, after the last run
 };
 
-// Linux: VmHWM of this process, reset per model through /proc/self/clear_refs
-// (writing "5" resets the peak). 0 where unavailable.
-double PeakRssMiB() {
+// Linux: fields of /proc/self/status in MiB (0 where unavailable). VmHWM
+// (the peak) is reset per model through /proc/self/clear_refs ("5").
+double StatusMiB(const char* field) {
   std::ifstream f("/proc/self/status");
+  const std::string key = std::string(field) + ":";
   std::string line;
   while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) / 1024.0;
   }
   return 0.0;
+}
+double PeakRssMiB() { return StatusMiB("VmHWM"); }
+BenchResult::Rss RssNow() {
+  BenchResult::Rss r;
+  r.total = StatusMiB("VmRSS");
+  r.anon = StatusMiB("RssAnon");
+  r.file = StatusMiB("RssFile") + StatusMiB("RssShmem");
+  return r;
 }
 void ResetPeakRss() {
   std::ofstream f("/proc/self/clear_refs");
   if (f) f << "5";
+}
+
+uint64_t FileBytes(const RunnableModel& m) {
+  if (m.qmodel != nullptr) return m.qmodel->file_size();
+  uint64_t b = 0;
+  std::error_code ec;
+  for (const std::string& f : m.checkpoint->files()) {
+    const auto n = std::filesystem::file_size(f, ec);
+    if (!ec) b += n;
+  }
+  return b;
 }
 
 double Median(std::vector<double> v) {
@@ -66,10 +103,15 @@ double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::d
 
 Result<BenchResult> BenchOne(const std::string& path, bool quantized, const BenchArgs& a) {
   ResetPeakRss();
+  BenchResult r;
+  r.before = RssNow();
+  const auto t_open = Clock::now();
   FAMQ_ASSIGN_OR_RETURN(RunnableModel model, quantized ? OpenRunnableModel("", path) : OpenRunnableModel(path, ""));
+  r.opened = RssNow();
   EngineOptions eo = a.engine;
   if (eo.max_seq_len == 0) eo.max_seq_len = a.prompt_tokens + a.gen_tokens;
   FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, model.CreateEngine(eo));
+  r.built = RssNow();
   if (a.prompt_tokens + a.gen_tokens > engine->max_seq_len()) {
     return InvalidArgument("--prompt-tokens + --gen-tokens exceed the context " +
                            std::to_string(engine->max_seq_len()));
@@ -86,6 +128,7 @@ Result<BenchResult> BenchOne(const std::string& path, bool quantized, const Benc
     FAMQ_RETURN_IF_ERROR(engine->Forward(prompt, 0, logits.data(), false));
     int32_t tok = Argmax(logits.data(), vocab);
     const auto t1 = Clock::now();
+    if (rep == 0) r.open_to_first_token_ms = Seconds(t_open, t1) * 1e3;
     for (int i = 0; i < a.gen_tokens; ++i) {
       FAMQ_RETURN_IF_ERROR(engine->Forward(std::span<const int32_t>(&tok, 1), a.prompt_tokens + i, logits.data(), false));
       tok = Argmax(logits.data(), vocab);
@@ -96,8 +139,9 @@ Result<BenchResult> BenchOne(const std::string& path, bool quantized, const Benc
     decode.push_back(a.gen_tokens / Seconds(t1, t2));
     ttft.push_back(Seconds(t0, t1) * 1e3);
   }
-  BenchResult r;
+  r.after = RssNow();
   r.model = path;
+  r.quantized = quantized;
   r.label = model.Describe();
   r.threads = engine->num_threads();
   r.parameters = model.config.NumParameters();
@@ -105,6 +149,17 @@ Result<BenchResult> BenchOne(const std::string& path, bool quantized, const Benc
   r.decode_tps = Median(decode);
   r.ttft_ms = Median(ttft);
   r.peak_rss_mib = PeakRssMiB();
+  r.file_bytes = FileBytes(model);
+  r.weight_bytes = engine->weight_bytes();
+  r.kv_cache_bytes = engine->kv_cache_bytes();
+  r.scratch_bytes = engine->scratch_bytes();
+  // The cache holds max_seq_len positions of one sequence (whatever its
+  // element type); a decode step at position p reads p + 1 of them.
+  const double kv_per_position = static_cast<double>(r.kv_cache_bytes) /
+                                 (static_cast<double>(engine->max_seq_len()) * engine->max_sequences());
+  const double mean_positions = a.prompt_tokens + (a.gen_tokens + 1) / 2.0;
+  r.bytes_per_token = r.weight_bytes + static_cast<uint64_t>(kv_per_position * mean_positions);
+  r.achieved_gb_s = static_cast<double>(r.bytes_per_token) * r.decode_tps / 1e9;
   return r;
 }
 
@@ -127,13 +182,26 @@ int RunBench(const BenchArgs& a) {
       nlohmann::ordered_json o;
       o["model"] = r.model;
       o["description"] = r.label;
-      o["format"] = "fp32";
+      o["format"] = r.quantized ? "qmodel" : "fp32";
       o["parameters"] = r.parameters;
       o["threads"] = r.threads;
       o["prefill_tokens_per_s"] = r.prefill_tps;
       o["decode_tokens_per_s"] = r.decode_tps;
       o["ttft_ms"] = r.ttft_ms;
       o["peak_rss_mib"] = r.peak_rss_mib;
+      o["open_to_first_token_ms"] = r.open_to_first_token_ms;
+      o["file_bytes"] = r.file_bytes;
+      o["weight_bytes"] = r.weight_bytes;
+      o["kv_cache_bytes"] = r.kv_cache_bytes;
+      o["scratch_bytes"] = r.scratch_bytes;
+      o["decode_bytes_per_token"] = r.bytes_per_token;
+      o["decode_gb_per_s"] = r.achieved_gb_s;
+      nlohmann::ordered_json rss;
+      for (const auto& [name, x] : {std::pair<const char*, const BenchResult::Rss*>{"before_open", &r.before},
+                                    {"opened", &r.opened}, {"engine_built", &r.built}, {"after_runs", &r.after}}) {
+        rss[name] = {{"rss_mib", x->total}, {"anon_mib", x->anon}, {"file_mib", x->file}};
+      }
+      o["rss"] = rss;
       o["prefill_ratio"] = r.prefill_tps / base.prefill_tps;
       o["decode_ratio"] = r.decode_tps / base.decode_tps;
       j["results"].push_back(o);
@@ -150,6 +218,22 @@ int RunBench(const BenchArgs& a) {
   }
   std::printf("(prompt %d tokens, %d decode steps, median of %d runs; ratios relative to the first model)\n",
               a.prompt_tokens, a.gen_tokens, a.reps);
+  constexpr double kMiB = 1024.0 * 1024.0;
+  std::printf("\n%-40s %8s %9s %9s %9s %9s %9s %9s %9s %9s %10s\n", "memory (MiB)", "file", "base RSS",
+              "+open", "+engine", "peak", "mapped", "weights", "KV", "scratch", "open->tok");
+  for (const auto& r : results) {
+    std::printf("%-40s %8.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %8.0fms\n", r.label.c_str(),
+                r.file_bytes / kMiB, r.before.total, r.opened.total - r.before.total, r.built.total - r.opened.total,
+                r.peak_rss_mib, r.after.file - r.before.file, r.weight_bytes / kMiB, r.kv_cache_bytes / kMiB,
+                r.scratch_bytes / kMiB, r.open_to_first_token_ms);
+  }
+  std::printf("(base RSS: the process before opening the model; +open / +engine: RSS added by opening the file and\n"
+              " building the engine; peak: VmHWM; mapped: file-backed pages resident after the runs; weights, KV,\n"
+              " scratch: the engine's own accounts; open->tok: opening the model to the first token, cold engine)\n");
+  for (const auto& r : results) {
+    std::printf("%s: decode reads %.1f MiB per token (weights + KV cache) = %.1f GB/s at %.1f tokens/s\n",
+                r.label.c_str(), r.bytes_per_token / kMiB, r.achieved_gb_s, r.decode_tps);
+  }
   return 0;
 }
 
