@@ -203,7 +203,8 @@ ActQuantParams ToParams(const quant::QuantRange& r) { return ActQuantParams{r.sc
 }  // namespace
 
 Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_dir_path, const CalibrationSet& calib,
-                                const FinalizeOptions& o) {
+                                const FinalizeOptions& o, FinalizeTimings* timings) {
+  (void)timings;  // filled phase by phase below (next change)
   const auto t0 = std::chrono::steady_clock::now();
   const Checkpoint& ck = model.checkpoint;
   const ModelConfig& c = ck.config();
