@@ -63,7 +63,7 @@ struct FinalizeProgress {
 struct FinalizeTimings {
   double embed = 0;       // the calibration tokens' embeddings (the first X)
   double statistics = 0;  // A: the fp32 block forward plus the statistics (Hessians, maxima, AWQ samples)
-  double ranges = 0;      // B: W8A8's second pass (histograms)
+  double ranges = 0;      // the weights loaded (SmoothQuant folded in), then B: W8A8's histogram pass
   double quantize = 0;    // C: the methods (GPTQ, AWQ, RTN) and the linears' packing
   double propagate = 0;   // D: the quantized block forward producing the next X
   double assemble = 0;    // the float tensors, embedded files and provenance
