@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <memory>
 
+#include <pthreadpool.h>
+
 #include "core/file.h"
 #include "engine/engine.h"
 #include "kernels/weight_only_linear.h"
@@ -101,8 +103,8 @@ struct SlotStats {
 class StatsObserver : public LinearObserver {
  public:
   enum class Pass { kStatistics, kRanges };
-  StatsObserver(const FinalizeOptions& o, std::vector<SlotStats>* slots, int awq_stride)
-      : o_(o), slots_(slots), awq_stride_(awq_stride) {}
+  StatsObserver(const FinalizeOptions& o, std::vector<SlotStats>* slots, int awq_stride, pthreadpool_t pool)
+      : o_(o), slots_(slots), awq_stride_(awq_stride), pool_(pool) {}
 
   void BeginSample(const float* token_weights, Pass pass) {
     tw_ = token_weights;
@@ -126,7 +128,9 @@ class StatsObserver : public LinearObserver {
       return Status::Ok();
     }
     if (!s.hessian.empty()) {
-      FAMQ_RETURN_IF_ERROR(quant::AccumulateHessian(x, tw_, static_cast<size_t>(n), s.cols, s.hessian.data()));
+      // Upper triangle only, on every thread; mirrored once the block's statistics are complete.
+      FAMQ_RETURN_IF_ERROR(
+          quant::AccumulateHessianUpper(x, tw_, static_cast<size_t>(n), s.cols, s.hessian.data(), pool_));
     }
     for (int t = 0; t < n; ++t) {
       if (!(tw_[t] > 0.0f)) continue;
@@ -154,6 +158,7 @@ class StatsObserver : public LinearObserver {
   const float* tw_ = nullptr;
   Pass pass_ = Pass::kStatistics;
   int awq_stride_ = 1;
+  pthreadpool_t pool_ = nullptr;
   int64_t awq_counter_ = 0;
 };
 
@@ -256,6 +261,8 @@ class FinalizeRun {
                                          std::vector<float> bias) const;
   // C: the quantized linear replaces the fp32 one in the engine.
   Status SwapIn(int l, int s, const QLinearContents& q);
+  // The engine's threads (the statistics and GPTQ run on them between its calls); null without an engine.
+  pthreadpool_t pool() const { return engine_ != nullptr ? engine_->thread_pool() : nullptr; }
   // D: X through the quantized block `l`, the next block's input.
   Status Propagate(int l);
   // C + D for block l: quantizes its linears into `out`.
@@ -406,6 +413,8 @@ Result<QLinearContents> FinalizeRun::QuantizeLinear(int l, int s, SlotStats& st,
       go.block_size = o_.gptq_block;
       go.act_order = o_.gptq_act_order;
       go.name = name;
+      go.pool = pool();
+      quant::MirrorUpperToLower(st.hessian.data(), st.cols);
       FAMQ_ASSIGN_OR_RETURN(q.w, quant::QuantizeGptq(w.data(), st.rows, st.cols, std::move(st.hessian), go));
       break;
     }
@@ -460,7 +469,7 @@ Status FinalizeRun::Propagate(int l) {
 
 Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
   std::vector<SlotStats> slots = NewSlotStats();
-  StatsObserver observer(o_, &slots, awq_stride_);
+  StatsObserver observer(o_, &slots, awq_stride_, pool());
   auto t = Clock::now();
   // A. statistics over the fp32 block.
   if (!calibration_free_) {

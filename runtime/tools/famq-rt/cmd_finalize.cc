@@ -125,6 +125,9 @@ int RunFinalize(FinalizeArgs a) {
     j["calib_tokens"] = p.calib_tokens;
     j["seconds"] = p.seconds;
     j["peak_rss_bytes"] = p.peak_rss_bytes;
+    const FinalizeTimings& t = report->timings;
+    j["phase_seconds"] = {{"embed", t.embed},       {"statistics", t.statistics}, {"ranges", t.ranges},
+                          {"quantize", t.quantize}, {"propagate", t.propagate},   {"assemble", t.assemble}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("wrote %s: %.2f MiB, %s W%d%s %s, calibrated on %u samples (%llu tokens, %s) in %.1f s, peak RSS %.0f MiB\n",
