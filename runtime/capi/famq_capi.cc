@@ -28,6 +28,7 @@
 #include "export/gguf_export.h"
 #include "finalize/calibration_set.h"
 #include "finalize/finalize.h"
+#include "finalize/finalize_job.h"
 #include "kernels/isa.h"
 #include "model/model_dir.h"
 #include "qmodel/qmodel.h"
@@ -395,37 +396,27 @@ Status Finalize(const char* model_dir, const char* bundle_path, const char* key_
   }
   FAMQ_ASSIGN_OR_RETURN(o.isa, famq::ActiveIsa());
 
-  FAMQ_ASSIGN_OR_RETURN(const famq::ModelDir model, famq::OpenModelDir(model_dir));
-  FAMQ_RETURN_IF_ERROR(famq::ValidateFinalizeOptions(o, model.checkpoint.config()));
-  const std::string family = model.tokenizer.ContentHash();
-  famq::CalibrationSet calib;
+  famq::FinalizeRequest r;
+  r.model_dir = model_dir;
+  r.out_path = out_path;
   if (bundle_path != nullptr) {
-    // Signature first, then family: nothing of an unverified bundle is used.
-    FAMQ_ASSIGN_OR_RETURN(const famq::Bundle bundle, VerifyBundle(fn, bundle_path, key_path, c.allow_unsigned != 0));
-    FAMQ_ASSIGN_OR_RETURN(calib, famq::CalibrationFromBundle(bundle, bundle_path, family, c.allow_foreign_family != 0));
+    r.calib.bundle_path = bundle_path;
+    if (key_path != nullptr) r.calib.public_key_path = key_path;
   } else {
-    FAMQ_ASSIGN_OR_RETURN(const std::string text, famq::ReadFile(calib_text_path, size_t{1} << 31));
-    FAMQ_ASSIGN_OR_RETURN(calib, famq::CalibrationFromText(model.tokenizer, text, c.calib_seq_len, calib_text_path));
+    r.calib.text_path = calib_text_path;
   }
-  if (mix) {
-    FAMQ_ASSIGN_OR_RETURN(const std::string text, famq::ReadFile(c.private_text_path, size_t{1} << 31));
-    FAMQ_ASSIGN_OR_RETURN(famq::CalibrationSet p,
-                          famq::CalibrationFromText(model.tokenizer, text, calib.seq_len, c.private_text_path));
-    FAMQ_RETURN_IF_ERROR(famq::MixPrivate(&calib, std::move(p), c.private_weight));
-  }
+  r.calib.allow_unsigned = c.allow_unsigned != 0;
+  r.calib.allow_foreign_family = c.allow_foreign_family != 0;
+  r.calib.text_seq_len = c.calib_seq_len;
+  if (mix) r.calib.private_text_path = c.private_text_path;
+  r.calib.private_weight = c.private_weight;
   if (on_progress != nullptr) {
     o.on_progress = [on_progress, user](const famq::FinalizeProgress& p) {
       return on_progress(static_cast<float>(p.fraction), p.layer, p.layers, p.stage, user) == 0;
     };
   }
-  FAMQ_ASSIGN_OR_RETURN(const famq::QModelContents q, famq::Finalize(model, model_dir, calib, o));
-  FAMQ_ASSIGN_OR_RETURN(const std::vector<uint8_t> bytes, famq::SerializeQModel(q));
-  // Read back what is about to be written: a file that fails verification never lands.
-  {
-    auto check = famq::QModel::FromBytes(bytes, out_path);
-    if (!check.ok()) return famq::Internal("the finalized model does not verify: " + check.status().message());
-  }
-  return famq::WriteFileAtomic(out_path, bytes.data(), bytes.size());
+  r.options = std::move(o);
+  return famq::FinalizeToFile(r).status();
 }
 
 }  // namespace

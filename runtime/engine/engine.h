@@ -157,6 +157,9 @@ class Engine {
   int max_batch() const { return max_batch_; }
   int max_sequences() const { return max_sequences_; }
   int num_threads() const;
+  // The engine's threads, for work between its calls (finalize's statistics
+  // and GPTQ): one pool, so no idle pool spins against a busy one.
+  pthreadpool_t thread_pool() const { return pool_; }
 
  private:
   Engine() = default;

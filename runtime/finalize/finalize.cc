@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <memory>
 
+#include <pthreadpool.h>
+
 #include "core/file.h"
 #include "engine/engine.h"
 #include "kernels/weight_only_linear.h"
@@ -101,8 +103,8 @@ struct SlotStats {
 class StatsObserver : public LinearObserver {
  public:
   enum class Pass { kStatistics, kRanges };
-  StatsObserver(const FinalizeOptions& o, std::vector<SlotStats>* slots, int awq_stride)
-      : o_(o), slots_(slots), awq_stride_(awq_stride) {}
+  StatsObserver(const FinalizeOptions& o, std::vector<SlotStats>* slots, int awq_stride, pthreadpool_t pool)
+      : o_(o), slots_(slots), awq_stride_(awq_stride), pool_(pool) {}
 
   void BeginSample(const float* token_weights, Pass pass) {
     tw_ = token_weights;
@@ -126,7 +128,9 @@ class StatsObserver : public LinearObserver {
       return Status::Ok();
     }
     if (!s.hessian.empty()) {
-      FAMQ_RETURN_IF_ERROR(quant::AccumulateHessian(x, tw_, static_cast<size_t>(n), s.cols, s.hessian.data()));
+      // Upper triangle only, on every thread; mirrored once the block's statistics are complete.
+      FAMQ_RETURN_IF_ERROR(
+          quant::AccumulateHessianUpper(x, tw_, static_cast<size_t>(n), s.cols, s.hessian.data(), pool_));
     }
     for (int t = 0; t < n; ++t) {
       if (!(tw_[t] > 0.0f)) continue;
@@ -154,6 +158,7 @@ class StatsObserver : public LinearObserver {
   const float* tw_ = nullptr;
   Pass pass_ = Pass::kStatistics;
   int awq_stride_ = 1;
+  pthreadpool_t pool_ = nullptr;
   int64_t awq_counter_ = 0;
 };
 
@@ -202,12 +207,12 @@ ActQuantParams ToParams(const quant::QuantRange& r) { return ActQuantParams{r.sc
 
 }  // namespace
 
-Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_dir_path, const CalibrationSet& calib,
-                                const FinalizeOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const Checkpoint& ck = model.checkpoint;
-  const ModelConfig& c = ck.config();
-  FAMQ_RETURN_IF_ERROR(ValidateFinalizeOptions(o, c));
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double SecondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+Status CheckCalibration(const CalibrationSet& calib, const ModelConfig& c) {
   if (calib.samples.empty()) return InvalidArgument("no calibration samples");
   if (calib.seq_len > c.max_position_embeddings) {
     return InvalidArgument("calibration samples of " + std::to_string(calib.seq_len) +
@@ -221,239 +226,369 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
       }
     }
   }
+  return Status::Ok();
+}
 
-  // Weight-only round-to-nearest needs no statistic and no propagated
-  // input: no fp32 engine either (it would hold every weight in fp32).
-  const bool calibration_free = o.method == QuantMethod::kRtn && !W8A8(o);
-  std::unique_ptr<Engine> engine;
-  int max_batch = 0;
-  if (!calibration_free) {
-    EngineOptions eo;
-    eo.num_threads = o.num_threads;
-    eo.max_seq_len = calib.seq_len;
-    eo.max_batch = calib.seq_len;
-    FAMQ_ASSIGN_OR_RETURN(engine, Engine::Create(ck, eo));
-    max_batch = engine->max_batch();
+// What one Finalize holds from block to block.
+class FinalizeRun {
+ public:
+  FinalizeRun(const Checkpoint& ck, const CalibrationSet& calib, const FinalizeOptions& o)
+      : ck_(ck), c_(ck.config()), calib_(calib), o_(o),
+        // Weight-only round-to-nearest needs no statistic and no propagated
+        // input: no fp32 engine either (it would hold every weight in fp32).
+        calibration_free_(o.method == QuantMethod::kRtn && !W8A8(o)),
+        passes_(W8A8(o) ? 3 : 2),
+        samples_(static_cast<int>(calib.samples.size())) {}
+
+  bool calibration_free() const { return calibration_free_; }
+  uint64_t counted_tokens() const { return counted_; }
+  FinalizeTimings& timings() { return timings_; }
+
+  // The fp32 engine and X, the embedded calibration tokens entering block 0.
+  Status Start();
+  // A (pass 0) or B (pass 1): block `l` over every sample, observed.
+  Status ObserveBlock(int l, StatsObserver* observer, StatsObserver::Pass pass, const char* stage, int pass_index);
+  // Per-slot statistics buffers for block `l`, as the method needs them.
+  std::vector<SlotStats> NewSlotStats() const;
+  // The slots' fp32 weights and biases, SmoothQuant's scales folded in.
+  void LoadWeights(int l, std::vector<SlotStats>& slots, std::vector<std::vector<float>>* weights,
+                   std::vector<std::vector<float>>* biases) const;
+  // B, W8A8 only: the static activation ranges of every slot's (smoothed) input and output.
+  Status EstimateRanges(int l, std::vector<SlotStats>& slots, StatsObserver* observer,
+                        std::vector<ActQuantParams>* act_in, std::vector<ActQuantParams>* act_out);
+  // C: one linear quantized by the method.
+  Result<QLinearContents> QuantizeLinear(int l, int s, SlotStats& st, const std::vector<float>& w,
+                                         std::vector<float> bias) const;
+  // C: the quantized linear replaces the fp32 one in the engine.
+  Status SwapIn(int l, int s, const QLinearContents& q);
+  // The engine's threads (the statistics and GPTQ run on them between its calls); null without an engine.
+  pthreadpool_t pool() const { return engine_ != nullptr ? engine_->thread_pool() : nullptr; }
+  // D: X through the quantized block `l`, the next block's input.
+  Status Propagate(int l);
+  // C + D for block l: quantizes its linears into `out`.
+  Status FinalizeBlock(int l, QModelContents* out);
+
+ private:
+  Status Report(int layer, const char* stage, int done, int total, int pass) const;
+
+  const Checkpoint& ck_;
+  const ModelConfig& c_;
+  const CalibrationSet& calib_;
+  const FinalizeOptions& o_;
+  const bool calibration_free_;
+  const int passes_;
+  const int samples_;
+  std::unique_ptr<Engine> engine_;
+  int max_batch_ = 0;
+  std::vector<std::vector<float>> x_;  // the residual stream of every sample entering the current block
+  std::vector<float> work_;            // one sample's copy, run through the fp32 block
+  uint64_t counted_ = 0;
+  int awq_stride_ = 1;
+  FinalizeTimings timings_;
+};
+
+Status FinalizeRun::Report(int layer, const char* stage, int done, int total, int pass) const {
+  if (!o_.on_progress) return Status::Ok();
+  FinalizeProgress p;
+  p.layer = layer;
+  p.layers = c_.num_layers;
+  p.stage = stage;
+  p.done = done;
+  p.total = total;
+  p.fraction = (layer + (pass + static_cast<double>(done) / std::max(1, total)) / passes_) / c_.num_layers;
+  if (!o_.on_progress(p)) return Cancelled("finalize cancelled at block " + std::to_string(layer));
+  return Status::Ok();
+}
+
+Status FinalizeRun::Start() {
+  counted_ = calib_.CountedTokens();
+  awq_stride_ = static_cast<int>(std::max<uint64_t>(
+      1, (counted_ + static_cast<uint64_t>(o_.awq_max_tokens) - 1) / static_cast<uint64_t>(o_.awq_max_tokens)));
+  if (calibration_free_) return Status::Ok();
+  const auto t0 = Clock::now();
+  EngineOptions eo;
+  eo.num_threads = o_.num_threads;
+  eo.max_seq_len = calib_.seq_len;
+  eo.max_batch = calib_.seq_len;
+  FAMQ_ASSIGN_OR_RETURN(engine_, Engine::Create(ck_, eo));
+  max_batch_ = engine_->max_batch();
+  const size_t H = static_cast<size_t>(c_.hidden_size);
+  x_.resize(calib_.samples.size());
+  for (size_t i = 0; i < calib_.samples.size(); ++i) {
+    x_[i].resize(calib_.samples[i].tokens.size() * H);
+    FAMQ_RETURN_IF_ERROR(engine_->Embed(calib_.samples[i].tokens, x_[i].data()));
   }
-  const size_t H = static_cast<size_t>(c.hidden_size);
+  work_.resize(static_cast<size_t>(calib_.seq_len) * H);
+  timings_.embed += SecondsSince(t0);
+  return Status::Ok();
+}
 
-  // The residual stream of every sample entering the current block.
-  std::vector<std::vector<float>> X(calib.samples.size());
-  for (size_t i = 0; i < calib.samples.size() && !calibration_free; ++i) {
-    X[i].resize(calib.samples[i].tokens.size() * H);
-    FAMQ_RETURN_IF_ERROR(engine->Embed(calib.samples[i].tokens, X[i].data()));
+std::vector<SlotStats> FinalizeRun::NewSlotStats() const {
+  std::vector<SlotStats> slots(kLinearSlots);
+  for (int s = 0; s < kLinearSlots; ++s) {
+    SlotStats& st = slots[static_cast<size_t>(s)];
+    const LinearShape shape = LinearSlotShape(c_, static_cast<LinearSlot>(s));
+    st.rows = shape.rows;
+    st.cols = shape.cols;
+    const size_t K = static_cast<size_t>(st.cols);
+    if (o_.method == QuantMethod::kGptq) st.hessian.assign(K * K, 0.0);
+    if (W8A8(o_)) st.in_absmax.assign(K, 0.0f);
   }
-  std::vector<float> work(static_cast<size_t>(calib.seq_len) * H);
-  const uint64_t counted = calib.CountedTokens();
-  const int awq_stride =
-      static_cast<int>(std::max<uint64_t>(1, (counted + static_cast<uint64_t>(o.awq_max_tokens) - 1) /
-                                                 static_cast<uint64_t>(o.awq_max_tokens)));
+  return slots;
+}
 
+Status FinalizeRun::ObserveBlock(int l, StatsObserver* observer, StatsObserver::Pass pass, const char* stage,
+                                 int pass_index) {
+  for (int i = 0; i < samples_; ++i) {
+    const CalibSample& cs = calib_.samples[static_cast<size_t>(i)];
+    const int n = static_cast<int>(cs.tokens.size());
+    std::copy(x_[static_cast<size_t>(i)].begin(), x_[static_cast<size_t>(i)].end(), work_.begin());
+    observer->BeginSample(cs.token_weights.data(), pass);
+    FAMQ_RETURN_IF_ERROR(engine_->ForwardLayer(l, work_.data(), n, 0, observer));
+    FAMQ_RETURN_IF_ERROR(Report(l, stage, i + 1, samples_, pass_index));
+  }
+  return Status::Ok();
+}
+
+void FinalizeRun::LoadWeights(int l, std::vector<SlotStats>& slots, std::vector<std::vector<float>>* weights,
+                              std::vector<std::vector<float>>* biases) const {
+  const LayerTensors& lt = ck_.layers()[static_cast<size_t>(l)];
+  weights->assign(kLinearSlots, {});
+  biases->assign(kLinearSlots, {});
+  for (int s = 0; s < kLinearSlots; ++s) {
+    SlotStats& st = slots[static_cast<size_t>(s)];
+    std::vector<float>& w = (*weights)[static_cast<size_t>(s)];
+    SlotWeights(lt, s, st.cols, &w, &(*biases)[static_cast<size_t>(s)]);
+    if (o_.method == QuantMethod::kSmoothQuant) {
+      const std::vector<float> sq =
+          quant::SmoothQuantScales(st.in_absmax.data(), w.data(), st.rows, st.cols, o_.smooth_alpha);
+      st.multiplier.resize(sq.size());
+      for (size_t j = 0; j < sq.size(); ++j) st.multiplier[j] = 1.0f / sq[j];
+      for (int r = 0; r < st.rows; ++r) {
+        for (size_t j = 0; j < sq.size(); ++j) w[static_cast<size_t>(r) * sq.size() + j] *= sq[j];
+      }
+    }
+  }
+}
+
+Status FinalizeRun::EstimateRanges(int l, std::vector<SlotStats>& slots, StatsObserver* observer,
+                                   std::vector<ActQuantParams>* act_in, std::vector<ActQuantParams>* act_out) {
+  for (SlotStats& st : slots) {
+    float in_range = 0.0f;
+    for (size_t j = 0; j < st.in_absmax.size(); ++j) {
+      in_range = std::max(in_range, st.in_absmax[j] * (st.multiplier.empty() ? 1.0f : st.multiplier[j]));
+    }
+    st.hist_in = std::make_unique<quant::ActHistogram>(in_range);
+    st.hist_out = std::make_unique<quant::ActHistogram>(st.out_absmax);
+    st.scratch.resize(static_cast<size_t>(st.cols));
+  }
+  FAMQ_RETURN_IF_ERROR(ObserveBlock(l, observer, StatsObserver::Pass::kRanges, "ranges", 1));
+  act_in->assign(kLinearSlots, {});
+  act_out->assign(kLinearSlots, {});
+  for (int s = 0; s < kLinearSlots; ++s) {
+    const SlotStats& st = slots[static_cast<size_t>(s)];
+    (*act_in)[static_cast<size_t>(s)] = ToParams(quant::EstimateRange(*st.hist_in, o_.estimator, o_.percentile));
+    (*act_out)[static_cast<size_t>(s)] = ToParams(quant::EstimateRange(*st.hist_out, o_.estimator, o_.percentile));
+  }
+  return Status::Ok();
+}
+
+Result<QLinearContents> FinalizeRun::QuantizeLinear(int l, int s, SlotStats& st, const std::vector<float>& w,
+                                                    std::vector<float> bias) const {
+  const std::string name = QLinearName(l, s);
+  const quant::QuantSpec spec = SpecFor(o_, st.cols);
+  QLinearContents q;
+  q.name = name;
+  q.bias = std::move(bias);
+  switch (o_.method) {
+    case QuantMethod::kRtn:
+    case QuantMethod::kSmoothQuant: {
+      FAMQ_ASSIGN_OR_RETURN(q.w, quant::QuantizeRtn(w.data(), st.rows, st.cols, spec, nullptr, name));
+      break;
+    }
+    case QuantMethod::kGptq: {
+      quant::GptqOptions go;
+      go.spec = spec;
+      go.damp_percent = o_.gptq_damp;
+      go.block_size = o_.gptq_block;
+      go.act_order = o_.gptq_act_order;
+      go.name = name;
+      go.pool = pool();
+      quant::MirrorUpperToLower(st.hessian.data(), st.cols);
+      FAMQ_ASSIGN_OR_RETURN(q.w, quant::QuantizeGptq(w.data(), st.rows, st.cols, std::move(st.hessian), go));
+      break;
+    }
+    case QuantMethod::kAwq: {
+      quant::AwqOptions ao;
+      ao.spec = spec;
+      ao.name = name;
+      // As llm-awq: no clip search on q/k (they feed attention scores, where clipping hurts).
+      ao.search_clip = s != static_cast<int>(LinearSlot::kQkv);
+      // As AutoAWQ: o_proj's input scale folds into v_proj's rows only when
+      // every query head has its own value head; under grouped-query
+      // attention two query heads read one value row, so o_proj is not
+      // scaled (clip search only) and the model stays exportable (GGUF).
+      ao.search_scale = s != static_cast<int>(LinearSlot::kOProj) || c_.num_heads == c_.num_kv_heads;
+      FAMQ_ASSIGN_OR_RETURN(quant::AwqResult a, quant::QuantizeAwq(w.data(), st.rows, st.cols, st.awq_x.data(),
+                                                                   st.awq_w.data(), st.awq_w.size(), ao));
+      st.multiplier.clear();
+      if (ao.search_scale) {
+        st.multiplier.resize(a.input_scales.size());
+        for (size_t j = 0; j < a.input_scales.size(); ++j) st.multiplier[j] = 1.0f / a.input_scales[j];
+      }
+      q.w = std::move(a.q);
+      break;
+    }
+  }
+  q.input_multiplier = st.multiplier;
+  return q;
+}
+
+Status FinalizeRun::SwapIn(int l, int s, const QLinearContents& q) {
+  // Calibration-free: nothing runs through the quantized block; the file is all there is to make.
+  if (calibration_free_) return Status::Ok();
+  if (W8A8(o_)) {
+    FAMQ_ASSIGN_OR_RETURN(StaticInt8Linear lin,
+                          StaticInt8Linear::Create(q.w, q.bias, q.act_in, q.act_out, max_batch_, q.name));
+    return engine_->SetLinear(l, static_cast<LinearSlot>(s), LayerLinear(std::move(lin), q.input_multiplier));
+  }
+  FAMQ_ASSIGN_OR_RETURN(WeightOnlyLinear lin, WeightOnlyLinear::Create(q.w, q.bias, max_batch_, o_.isa, q.name));
+  return engine_->SetLinear(l, static_cast<LinearSlot>(s), LayerLinear(std::move(lin), q.input_multiplier));
+}
+
+Status FinalizeRun::Propagate(int l) {
+  if (calibration_free_) return Report(l, "quantize", 1, 1, passes_ - 1);
+  const size_t H = static_cast<size_t>(c_.hidden_size);
+  for (int i = 0; i < samples_; ++i) {
+    std::vector<float>& x = x_[static_cast<size_t>(i)];
+    FAMQ_RETURN_IF_ERROR(engine_->ForwardLayer(l, x.data(), static_cast<int>(x.size() / H), 0, nullptr));
+    FAMQ_RETURN_IF_ERROR(Report(l, "propagate", i + 1, samples_, passes_ - 1));
+  }
+  return Status::Ok();
+}
+
+Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
+  std::vector<SlotStats> slots = NewSlotStats();
+  StatsObserver observer(o_, &slots, awq_stride_, pool());
+  auto t = Clock::now();
+  // A. statistics over the fp32 block.
+  if (!calibration_free_) {
+    FAMQ_RETURN_IF_ERROR(ObserveBlock(l, &observer, StatsObserver::Pass::kStatistics, "statistics", 0));
+  }
+  timings_.statistics += SecondsSince(t);
+  // Weights, smoothing, then (W8A8) B. the activation ranges of the smoothed inputs.
+  t = Clock::now();
+  std::vector<std::vector<float>> weights, biases;
+  LoadWeights(l, slots, &weights, &biases);
+  std::vector<ActQuantParams> act_in, act_out;
+  if (W8A8(o_)) FAMQ_RETURN_IF_ERROR(EstimateRanges(l, slots, &observer, &act_in, &act_out));
+  timings_.ranges += SecondsSince(t);
+  // C. quantize the four linears and swap them in.
+  t = Clock::now();
+  for (int s = 0; s < kLinearSlots; ++s) {
+    const size_t i = static_cast<size_t>(s);
+    FAMQ_ASSIGN_OR_RETURN(QLinearContents q,
+                          QuantizeLinear(l, s, slots[i], weights[i], std::move(biases[i])));
+    if (W8A8(o_)) {
+      q.act_in = act_in[i];
+      q.act_out = act_out[i];
+    }
+    FAMQ_RETURN_IF_ERROR(SwapIn(l, s, q));
+    out->linears.push_back(std::move(q));
+  }
+  timings_.quantize += SecondsSince(t);
+  // D. the next block's input, through the quantized block.
+  t = Clock::now();
+  FAMQ_RETURN_IF_ERROR(Propagate(l));
+  timings_.propagate += SecondsSince(t);
+  return Status::Ok();
+}
+
+// Everything but the quantized linears stays floating point, in the checkpoint's dtype.
+void AddFloatTensors(const Checkpoint& ck, QModelContents* out) {
+  out->float_tensors.push_back(CopyTensor(ck.embed_tokens(), "model.embed_tokens.weight"));
+  out->float_tensors.push_back(CopyTensor(ck.final_norm(), "model.norm.weight"));
+  if (!ck.tied()) out->float_tensors.push_back(CopyTensor(ck.lm_head(), "lm_head.weight"));
+  for (int l = 0; l < ck.config().num_layers; ++l) {
+    const LayerTensors& t = ck.layers()[static_cast<size_t>(l)];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    out->float_tensors.push_back(CopyTensor(t.input_norm, p + "input_layernorm.weight"));
+    out->float_tensors.push_back(CopyTensor(t.post_attention_norm, p + "post_attention_layernorm.weight"));
+    if (t.q_norm) out->float_tensors.push_back(CopyTensor(*t.q_norm, p + "self_attn.q_norm.weight"));
+    if (t.k_norm) out->float_tensors.push_back(CopyTensor(*t.k_norm, p + "self_attn.k_norm.weight"));
+  }
+}
+
+// The model directory's config, tokenizer and generation files, and the names and hashes that identify them.
+Status AddModelFiles(const ModelDir& model, const std::string& model_dir_path, QModelContents* out) {
+  auto read_optional = [&](const char* file) -> Result<std::string> {
+    const std::string path = JoinPath(model_dir_path, file);
+    if (!FileExists(path)) return std::string();
+    return ReadFile(path, size_t{64} << 20);
+  };
+  FAMQ_ASSIGN_OR_RETURN(out->config_json, ReadFile(JoinPath(model_dir_path, "config.json"), size_t{16} << 20));
+  FAMQ_ASSIGN_OR_RETURN(out->tokenizer_json, ReadFile(JoinPath(model_dir_path, "tokenizer.json"), size_t{256} << 20));
+  FAMQ_ASSIGN_OR_RETURN(out->tokenizer_config_json, read_optional("tokenizer_config.json"));
+  FAMQ_ASSIGN_OR_RETURN(out->generation_config_json, read_optional("generation_config.json"));
+  out->source_config_sha256 = ConfigSha256(out->config_json);
+  out->tokenizer_sha256 = model.tokenizer.ContentHash();
+  out->source_name = std::filesystem::path(model_dir_path).lexically_normal().filename().string();
+  if (out->source_name.empty()) {
+    out->source_name = std::filesystem::path(model_dir_path).lexically_normal().parent_path().filename().string();
+  }
+  return Status::Ok();
+}
+
+void FillProvenance(const CalibrationSet& calib, const FinalizeOptions& o, uint64_t calib_tokens,
+                    QModelProvenanceContents* p) {
+  p->tool = std::string("famq-rt ") + FAMQ_VERSION_STRING;
+  p->method = static_cast<fb::QMethod>(static_cast<int>(o.method));
+  p->calibration = calib.kind;
+  p->bundle_payload_sha256 = calib.bundle_payload_sha256;
+  p->bundle_key_id = calib.bundle_key_id;
+  p->calib_source = std::filesystem::path(calib.source).filename().string();
+  p->samples = static_cast<uint32_t>(calib.samples.size());
+  p->calib_tokens = calib_tokens;
+  p->private_mix = calib.private_mix;
+  p->estimator = static_cast<fb::ActEstimator>(static_cast<int>(o.estimator));
+  p->percentile = static_cast<float>(o.percentile);
+  p->smooth_alpha = o.smooth_alpha;
+  p->gptq_damp = static_cast<float>(o.gptq_damp);
+  p->gptq_act_order = o.gptq_act_order;
+}
+
+QModelContents NewContents(const FinalizeOptions& o) {
   QModelContents out;
   out.scheme = W8A8(o) ? fb::QScheme::W8A8Static : fb::QScheme::WeightOnly;
   out.wbits = o.wbits;
   out.abits = o.abits;
   out.group_size = o.group_size;
   out.symmetric = W8A8(o) || o.symmetric;
+  return out;
+}
 
-  const int L = c.num_layers;
-  const int passes = W8A8(o) ? 3 : 2;
-  const double per_layer = 1.0 / L;
-  auto report = [&](int layer, const char* stage, int done, int total, int pass) -> Status {
-    if (!o.on_progress) return Status::Ok();
-    FinalizeProgress p;
-    p.layer = layer;
-    p.layers = L;
-    p.stage = stage;
-    p.done = done;
-    p.total = total;
-    p.fraction = per_layer * (layer + (pass + static_cast<double>(done) / std::max(1, total)) / passes);
-    if (!o.on_progress(p)) return Cancelled("finalize cancelled at block " + std::to_string(layer));
-    return Status::Ok();
-  };
-  const int S = static_cast<int>(calib.samples.size());
+}  // namespace
 
-  for (int l = 0; l < L; ++l) {
-    std::vector<SlotStats> slots(kLinearSlots);
-    for (int s = 0; s < kLinearSlots; ++s) {
-      SlotStats& st = slots[static_cast<size_t>(s)];
-      const LinearShape shape = LinearSlotShape(c, static_cast<LinearSlot>(s));
-      st.rows = shape.rows;
-      st.cols = shape.cols;
-      const size_t K = static_cast<size_t>(st.cols);
-      if (o.method == QuantMethod::kGptq) st.hessian.assign(K * K, 0.0);
-      if (W8A8(o)) st.in_absmax.assign(K, 0.0f);
-    }
-    StatsObserver observer(o, &slots, awq_stride);
-    auto run_pass = [&](StatsObserver::Pass pass, const char* stage, int pass_index) -> Status {
-      for (int i = 0; i < S; ++i) {
-        const CalibSample& cs = calib.samples[static_cast<size_t>(i)];
-        const int n = static_cast<int>(cs.tokens.size());
-        std::copy(X[static_cast<size_t>(i)].begin(), X[static_cast<size_t>(i)].end(), work.begin());
-        observer.BeginSample(cs.token_weights.data(), pass);
-        FAMQ_RETURN_IF_ERROR(engine->ForwardLayer(l, work.data(), n, 0, &observer));
-        FAMQ_RETURN_IF_ERROR(report(l, stage, i + 1, S, pass_index));
-      }
-      return Status::Ok();
-    };
-    // A. statistics over the fp32 block.
-    if (!calibration_free) FAMQ_RETURN_IF_ERROR(run_pass(StatsObserver::Pass::kStatistics, "statistics", 0));
+Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_dir_path, const CalibrationSet& calib,
+                                const FinalizeOptions& o, FinalizeTimings* timings) {
+  const auto t0 = Clock::now();
+  const Checkpoint& ck = model.checkpoint;
+  FAMQ_RETURN_IF_ERROR(ValidateFinalizeOptions(o, ck.config()));
+  FAMQ_RETURN_IF_ERROR(CheckCalibration(calib, ck.config()));
 
-    // Weights, smoothing, then (W8A8) the activation ranges of the smoothed inputs.
-    const LayerTensors& lt = ck.layers()[static_cast<size_t>(l)];
-    std::vector<std::vector<float>> weights(kLinearSlots), biases(kLinearSlots);
-    for (int s = 0; s < kLinearSlots; ++s) {
-      SlotStats& st = slots[static_cast<size_t>(s)];
-      SlotWeights(lt, s, st.cols, &weights[static_cast<size_t>(s)], &biases[static_cast<size_t>(s)]);
-      if (o.method == QuantMethod::kSmoothQuant) {
-        const std::vector<float> sq = quant::SmoothQuantScales(st.in_absmax.data(), weights[static_cast<size_t>(s)].data(),
-                                                               st.rows, st.cols, o.smooth_alpha);
-        st.multiplier.resize(sq.size());
-        for (size_t j = 0; j < sq.size(); ++j) st.multiplier[j] = 1.0f / sq[j];
-        std::vector<float>& w = weights[static_cast<size_t>(s)];
-        for (int r = 0; r < st.rows; ++r) {
-          for (size_t j = 0; j < sq.size(); ++j) w[static_cast<size_t>(r) * sq.size() + j] *= sq[j];
-        }
-      }
-    }
-    std::vector<ActQuantParams> act_in(kLinearSlots), act_out(kLinearSlots);
-    if (W8A8(o)) {
-      for (SlotStats& st : slots) {
-        float in_range = 0.0f;
-        for (size_t j = 0; j < st.in_absmax.size(); ++j) {
-          in_range = std::max(in_range, st.in_absmax[j] * (st.multiplier.empty() ? 1.0f : st.multiplier[j]));
-        }
-        st.hist_in = std::make_unique<quant::ActHistogram>(in_range);
-        st.hist_out = std::make_unique<quant::ActHistogram>(st.out_absmax);
-        st.scratch.resize(static_cast<size_t>(st.cols));
-      }
-      // B. histograms.
-      FAMQ_RETURN_IF_ERROR(run_pass(StatsObserver::Pass::kRanges, "ranges", 1));
-      for (int s = 0; s < kLinearSlots; ++s) {
-        act_in[static_cast<size_t>(s)] =
-            ToParams(quant::EstimateRange(*slots[static_cast<size_t>(s)].hist_in, o.estimator, o.percentile));
-        act_out[static_cast<size_t>(s)] =
-            ToParams(quant::EstimateRange(*slots[static_cast<size_t>(s)].hist_out, o.estimator, o.percentile));
-      }
-    }
+  FinalizeRun run(ck, calib, o);
+  FAMQ_RETURN_IF_ERROR(run.Start());
+  QModelContents out = NewContents(o);
+  for (int l = 0; l < ck.config().num_layers; ++l) FAMQ_RETURN_IF_ERROR(run.FinalizeBlock(l, &out));
 
-    // C. quantize the four linears and swap them in.
-    for (int s = 0; s < kLinearSlots; ++s) {
-      SlotStats& st = slots[static_cast<size_t>(s)];
-      const std::string name = QLinearName(l, s);
-      const quant::QuantSpec spec = SpecFor(o, st.cols);
-      const std::vector<float>& w = weights[static_cast<size_t>(s)];
-      QLinearContents q;
-      q.name = name;
-      q.bias = biases[static_cast<size_t>(s)];
-      switch (o.method) {
-        case QuantMethod::kRtn:
-        case QuantMethod::kSmoothQuant: {
-          FAMQ_ASSIGN_OR_RETURN(q.w, quant::QuantizeRtn(w.data(), st.rows, st.cols, spec, nullptr, name));
-          break;
-        }
-        case QuantMethod::kGptq: {
-          quant::GptqOptions go;
-          go.spec = spec;
-          go.damp_percent = o.gptq_damp;
-          go.block_size = o.gptq_block;
-          go.act_order = o.gptq_act_order;
-          go.name = name;
-          FAMQ_ASSIGN_OR_RETURN(q.w, quant::QuantizeGptq(w.data(), st.rows, st.cols, std::move(st.hessian), go));
-          break;
-        }
-        case QuantMethod::kAwq: {
-          quant::AwqOptions ao;
-          ao.spec = spec;
-          ao.name = name;
-          // As llm-awq: no clip search on q/k (they feed attention scores, where clipping hurts).
-          ao.search_clip = s != static_cast<int>(LinearSlot::kQkv);
-          // As AutoAWQ: o_proj's input scale folds into v_proj's rows only when
-          // every query head has its own value head; under grouped-query
-          // attention two query heads read one value row, so o_proj is not
-          // scaled (clip search only) and the model stays exportable (GGUF).
-          ao.search_scale = s != static_cast<int>(LinearSlot::kOProj) || c.num_heads == c.num_kv_heads;
-          FAMQ_ASSIGN_OR_RETURN(quant::AwqResult a, quant::QuantizeAwq(w.data(), st.rows, st.cols, st.awq_x.data(),
-                                                                       st.awq_w.data(), st.awq_w.size(), ao));
-          st.multiplier.clear();
-          if (ao.search_scale) {
-            st.multiplier.resize(a.input_scales.size());
-            for (size_t j = 0; j < a.input_scales.size(); ++j) st.multiplier[j] = 1.0f / a.input_scales[j];
-          }
-          q.w = std::move(a.q);
-          break;
-        }
-      }
-      q.input_multiplier = st.multiplier;
-      if (calibration_free) {
-        // Nothing runs through the quantized block: the file is all there is to make.
-      } else if (W8A8(o)) {
-        q.act_in = act_in[static_cast<size_t>(s)];
-        q.act_out = act_out[static_cast<size_t>(s)];
-        FAMQ_ASSIGN_OR_RETURN(StaticInt8Linear lin,
-                              StaticInt8Linear::Create(q.w, q.bias, q.act_in, q.act_out, max_batch, name));
-        FAMQ_RETURN_IF_ERROR(engine->SetLinear(l, static_cast<LinearSlot>(s), LayerLinear(std::move(lin), q.input_multiplier)));
-      } else {
-        FAMQ_ASSIGN_OR_RETURN(WeightOnlyLinear lin, WeightOnlyLinear::Create(q.w, q.bias, max_batch, o.isa, name));
-        FAMQ_RETURN_IF_ERROR(engine->SetLinear(l, static_cast<LinearSlot>(s), LayerLinear(std::move(lin), q.input_multiplier)));
-      }
-      out.linears.push_back(std::move(q));
-    }
-    // D. the next block's input, through the quantized block.
-    if (calibration_free) FAMQ_RETURN_IF_ERROR(report(l, "quantize", 1, 1, passes - 1));
-    for (int i = 0; i < S && !calibration_free; ++i) {
-      std::vector<float>& x = X[static_cast<size_t>(i)];
-      FAMQ_RETURN_IF_ERROR(engine->ForwardLayer(l, x.data(), static_cast<int>(x.size() / H), 0, nullptr));
-      FAMQ_RETURN_IF_ERROR(report(l, "propagate", i + 1, S, passes - 1));
-    }
-  }
-
-  // Everything else stays floating point, in the checkpoint's dtype.
-  out.float_tensors.push_back(CopyTensor(ck.embed_tokens(), "model.embed_tokens.weight"));
-  out.float_tensors.push_back(CopyTensor(ck.final_norm(), "model.norm.weight"));
-  if (!ck.tied()) out.float_tensors.push_back(CopyTensor(ck.lm_head(), "lm_head.weight"));
-  for (int l = 0; l < L; ++l) {
-    const LayerTensors& t = ck.layers()[static_cast<size_t>(l)];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    out.float_tensors.push_back(CopyTensor(t.input_norm, p + "input_layernorm.weight"));
-    out.float_tensors.push_back(CopyTensor(t.post_attention_norm, p + "post_attention_layernorm.weight"));
-    if (t.q_norm) out.float_tensors.push_back(CopyTensor(*t.q_norm, p + "self_attn.q_norm.weight"));
-    if (t.k_norm) out.float_tensors.push_back(CopyTensor(*t.k_norm, p + "self_attn.k_norm.weight"));
-  }
-
-  auto read_optional = [&](const char* file) -> Result<std::string> {
-    const std::string path = JoinPath(model_dir_path, file);
-    if (!FileExists(path)) return std::string();
-    return ReadFile(path, size_t{64} << 20);
-  };
-  FAMQ_ASSIGN_OR_RETURN(out.config_json, ReadFile(JoinPath(model_dir_path, "config.json"), size_t{16} << 20));
-  FAMQ_ASSIGN_OR_RETURN(out.tokenizer_json, ReadFile(JoinPath(model_dir_path, "tokenizer.json"), size_t{256} << 20));
-  FAMQ_ASSIGN_OR_RETURN(out.tokenizer_config_json, read_optional("tokenizer_config.json"));
-  FAMQ_ASSIGN_OR_RETURN(out.generation_config_json, read_optional("generation_config.json"));
-  out.source_config_sha256 = ConfigSha256(out.config_json);
-  out.tokenizer_sha256 = model.tokenizer.ContentHash();
-  out.source_name = std::filesystem::path(model_dir_path).lexically_normal().filename().string();
-  if (out.source_name.empty()) {
-    out.source_name = std::filesystem::path(model_dir_path).lexically_normal().parent_path().filename().string();
-  }
-
-  QModelProvenanceContents& p = out.provenance;
-  p.tool = std::string("famq-rt ") + FAMQ_VERSION_STRING;
-  p.method = static_cast<fb::QMethod>(static_cast<int>(o.method));
-  p.calibration = calib.kind;
-  p.bundle_payload_sha256 = calib.bundle_payload_sha256;
-  p.bundle_key_id = calib.bundle_key_id;
-  p.calib_source = std::filesystem::path(calib.source).filename().string();
-  p.samples = static_cast<uint32_t>(calib.samples.size());
-  p.calib_tokens = calibration_free ? 0 : counted;
-  p.private_mix = calib.private_mix;
-  p.estimator = static_cast<fb::ActEstimator>(static_cast<int>(o.estimator));
-  p.percentile = static_cast<float>(o.percentile);
-  p.smooth_alpha = o.smooth_alpha;
-  p.gptq_damp = static_cast<float>(o.gptq_damp);
-  p.gptq_act_order = o.gptq_act_order;
-  p.seconds = static_cast<float>(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  p.peak_rss_bytes = PeakRssBytes();
+  const auto t_assemble = Clock::now();
+  AddFloatTensors(ck, &out);
+  FAMQ_RETURN_IF_ERROR(AddModelFiles(model, model_dir_path, &out));
+  FillProvenance(calib, o, run.calibration_free() ? 0 : run.counted_tokens(), &out.provenance);
+  run.timings().assemble += SecondsSince(t_assemble);
+  out.provenance.seconds = static_cast<float>(SecondsSince(t0));
+  out.provenance.peak_rss_bytes = PeakRssBytes();
+  if (timings != nullptr) *timings = run.timings();
   return out;
 }
 

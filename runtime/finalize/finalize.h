@@ -59,14 +59,25 @@ struct FinalizeProgress {
   double fraction = 0.0;       // overall, 0..1
 };
 
+// Wall-clock seconds per phase of one Finalize, summed over the blocks.
+struct FinalizeTimings {
+  double embed = 0;       // the calibration tokens' embeddings (the first X)
+  double statistics = 0;  // A: the fp32 block forward plus the statistics (Hessians, maxima, AWQ samples)
+  double ranges = 0;      // the weights loaded (SmoothQuant folded in), then B: W8A8's histogram pass
+  double quantize = 0;    // C: the methods (GPTQ, AWQ, RTN) and the linears' packing
+  double propagate = 0;   // D: the quantized block forward producing the next X
+  double assemble = 0;    // the float tensors, embedded files and provenance
+};
+
 // Checks the options alone (and against the model's shapes): every
 // impossible setting is rejected here, before any work starts.
 Status ValidateFinalizeOptions(const FinalizeOptions& options, const ModelConfig& config);
 
 // Runs the finalize; `model_dir_path` is where model came from (its config,
-// tokenizer and generation files are embedded in the result).
+// tokenizer and generation files are embedded in the result). `timings`, if
+// not null, receives where the time went.
 Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_dir_path, const CalibrationSet& calib,
-                                const FinalizeOptions& options);
+                                const FinalizeOptions& options, FinalizeTimings* timings = nullptr);
 
 // Peak resident set size of this process so far, in bytes.
 uint64_t PeakRssBytes();

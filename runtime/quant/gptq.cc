@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "quant/linalg_f64.h"
+#include "quant/parallel_for.h"
 #include "quant/rtn.h"
 
 namespace famq::quant {
@@ -22,16 +23,16 @@ using Index = size_t;
 // multiply-adds in all) instead of the reference's three factorizations.
 // Returns false, with the failing (original) column and pivot, if a is not
 // positive definite.
-bool UpperCholeskyOfInverse(std::vector<double>& a, Index n, Index* bad_col, double* bad_pivot) {
+bool UpperCholeskyOfInverse(std::vector<double>& a, Index n, Index* bad_col, double* bad_pivot, pthreadpool_t pool) {
   std::vector<double> r(n * n);
   for (Index i = 0; i < n; ++i)
     for (Index j = 0; j < n; ++j) r[i * n + j] = a[(n - 1 - i) * n + (n - 1 - j)];
   Index col = 0;
-  if (!CholeskyLowerInPlace(r.data(), n, &col, bad_pivot)) {
+  if (!CholeskyLowerInPlace(r.data(), n, &col, bad_pivot, pool)) {
     *bad_col = n - 1 - col;
     return false;
   }
-  InvertLowerInPlace(r.data(), n);
+  InvertLowerInPlace(r.data(), n, pool);
   for (Index i = 0; i < n; ++i)
     for (Index j = 0; j < n; ++j) a[i * n + j] = r[(n - 1 - i) * n + (n - 1 - j)];
   return true;
@@ -144,7 +145,7 @@ Result<QMatrix> QuantizeGptq(const float* w, int rows, int cols, std::vector<dou
   // 5. Hinv.
   Index bad_col = 0;
   double bad_pivot = 0;
-  if (!UpperCholeskyOfInverse(hessian, K, &bad_col, &bad_pivot)) {
+  if (!UpperCholeskyOfInverse(hessian, K, &bad_col, &bad_pivot, options.pool)) {
     return InvalidArgument(name + ": GPTQ Hessian is not positive definite after damping (column " +
                            std::to_string(perm[bad_col]) + ", pivot " + Num(bad_pivot) + ", damp " +
                            Num(stats.damp) + " = " + Num(options.damp_percent) +
@@ -162,49 +163,60 @@ Result<QMatrix> QuantizeGptq(const float* w, int rows, int cols, std::vector<dou
   q.zeros.resize(R * groups);
 
   // 6. Lazy blocks. W1/err1: [rows][block] working copy and scaled errors.
+  // Rows are independent inside a block (each has its own parameters and
+  // error), so bands of rows run as separate tasks; each row's arithmetic is
+  // the same in any band.
   const Index B = static_cast<Index>(options.block_size);
   std::vector<double> W1(R * std::min(B, K)), err1(R * std::min(B, K));
-  std::vector<const GroupParams*> current(R);  // the parameters column i uses, per row
-  double loss = 0;
+  std::vector<double> row_loss(R, 0.0);  // per row, summed at the end
+  constexpr Index kBandRows = 16;
+  const Index bands = (R + kBandRows - 1) / kBandRows;
   for (Index i1 = 0; i1 < K; i1 += B) {
     const Index i2 = std::min(i1 + B, K), count = i2 - i1;
-    for (Index r = 0; r < R; ++r)
-      std::copy(W.begin() + static_cast<std::ptrdiff_t>(r * K + i1),
-                W.begin() + static_cast<std::ptrdiff_t>(r * K + i2), W1.begin() + static_cast<std::ptrdiff_t>(r * count));
-    for (Index i = 0; i < count; ++i) {
-      const Index col = i1 + i;  // position in quantization order
-      const Index orig = perm[col];
-      if (per_channel || static_groups) {
-        const Index g = per_channel ? 0 : orig / G;
-        for (Index r = 0; r < R; ++r) current[r] = &params[r * groups + g];
-      } else if (col % G == 0) {
-        // 7. Refit on W (the block-start state), columns col .. col + G.
-        const Index g = col / G;
-        for (Index r = 0; r < R; ++r) {
-          double lo, hi;
-          RowMinMax(W.data() + r * K + col, G, &lo, &hi);
-          params[r * groups + g] = FindGroupParams(lo, hi, bits, spec.symmetric);
-          current[r] = &params[r * groups + g];
+    ParallelFor(options.pool, bands, [&](size_t band) {
+      const Index r0 = band * kBandRows, r1 = std::min(r0 + kBandRows, R);
+      for (Index r = r0; r < r1; ++r) {
+        std::copy(W.begin() + static_cast<std::ptrdiff_t>(r * K + i1),
+                  W.begin() + static_cast<std::ptrdiff_t>(r * K + i2),
+                  W1.begin() + static_cast<std::ptrdiff_t>(r * count));
+        double* w1 = W1.data() + r * count;
+        const GroupParams* current = nullptr;  // the parameters column i uses
+        if (!per_channel && !static_groups && i1 % G != 0) {
+          current = &params[r * groups + i1 / G];  // a group that began in an earlier lazy block
+        }
+        for (Index i = 0; i < count; ++i) {
+          const Index col = i1 + i;  // position in quantization order
+          const Index orig = perm[col];
+          if (per_channel || static_groups) {
+            current = &params[r * groups + (per_channel ? 0 : orig / G)];
+          } else if (col % G == 0) {
+            // 7. Refit on W (the block-start state), columns col .. col + G.
+            double lo, hi;
+            RowMinMax(W.data() + r * K + col, G, &lo, &hi);
+            params[r * groups + col / G] = FindGroupParams(lo, hi, bits, spec.symmetric);
+            current = &params[r * groups + col / G];
+          }
+          const double* hrow = hinv.data() + col * K;  // Hinv[col][*]
+          const double d = hrow[col];
+          const double wv = w1[i];
+          const int code = QuantizeToCode(wv, *current, maxq);
+          const double qv = current->scale * (code - current->zero);
+          q.codes[r * K + orig] = static_cast<int8_t>(code - offset);
+          const double e = (wv - qv) / d;
+          row_loss[r] += e * e / 2;
+          err1[r * count + i] = e;
+          for (Index l = i + 1; l < count; ++l) w1[l] -= e * hrow[i1 + l];
         }
       }
-      const double* hrow = hinv.data() + col * K;  // Hinv[col][*]
-      const double d = hrow[col];
-      for (Index r = 0; r < R; ++r) {
-        double* w1 = W1.data() + r * count;
-        const GroupParams& p = *current[r];
-        const double wv = w1[i];
-        const int code = QuantizeToCode(wv, p, maxq);
-        const double qv = p.scale * (code - p.zero);
-        q.codes[r * K + orig] = static_cast<int8_t>(code - offset);
-        const double e = (wv - qv) / d;
-        loss += e * e / 2;
-        err1[r * count + i] = e;
-        for (Index l = i + 1; l < count; ++l) w1[l] -= e * hrow[i1 + l];
-      }
-    }
+    });
     // The lazy update of every later column: W[:, i2:] -= err1 @ Hinv[i1:i2, i2:].
-    if (i2 < K) GemmF64(-1.0, err1.data(), count, hinv.data() + i1 * K + i2, K, W.data() + i2, K, R, count, K - i2);
+    if (i2 < K) {
+      GemmF64(-1.0, err1.data(), count, hinv.data() + i1 * K + i2, K, W.data() + i2, K, R, count, K - i2,
+              options.pool);
+    }
   }
+  double loss = 0;
+  for (Index r = 0; r < R; ++r) loss += row_loss[r];
 
   for (Index i = 0; i < R * groups; ++i) {
     q.scales[i] = static_cast<float>(params[i].scale);

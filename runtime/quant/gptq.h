@@ -26,8 +26,11 @@
 //      g_idx is needed; the permutation only orders the error propagation.
 // Arithmetic is double throughout (the reference runs float32 on a GPU).
 // Cost: cols^3 / 3 multiply-adds for Hinv plus rows * cols^2 / 2 for the
-// updates; a 1024 x 3072 layer takes ~4 s on one x86-64 core (SSE2).
+// updates; a 1024 x 3072 layer takes ~4 s on one x86-64 core (SSE2), and
+// the work splits over threads (options.pool).
 #pragma once
+
+#include <pthreadpool.h>
 
 #include <string>
 #include <vector>
@@ -44,6 +47,10 @@ struct GptqOptions {
   int block_size = 128;        // reference blocksize (lazy batch); > 0
   bool act_order = false;      // reference actorder (+ static_groups with groups)
   std::string name = "weight"; // the layer, for error messages
+  // Optional threads: the factorization's products, the rows of each lazy
+  // block and the lazy updates run on them. Codes, scales and zeros are
+  // exactly those of a run without (only `loss` is summed in another order).
+  pthreadpool_t pool = nullptr;
 };
 
 // What the reference prints and famq logs.

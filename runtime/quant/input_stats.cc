@@ -5,6 +5,7 @@
 #include <string>
 
 #include "quant/matmul_f32.h"
+#include "quant/parallel_for.h"
 
 namespace famq::quant {
 namespace {
@@ -22,37 +23,37 @@ Status CheckWeights(const float* token_weights, size_t tokens) {
 constexpr size_t kChunkTokens = 256;  // float partial sums over at most this many terms
 constexpr size_t kBlock = 256;        // h is built in kBlock x kBlock float blocks
 
-// h += x^T xw for one chunk: x, xw [n][k] (xw = the rows scaled by their
-// token weights), xt [k][n] = x transposed. Only blocks on or above the
-// diagonal are computed; each is added to h and mirrored below, so h stays
-// exactly symmetric.
-void AccumulateChunk(const float* xt, const float* xw, size_t n, size_t k, double* h, float* block) {
-  for (size_t i0 = 0; i0 < k; i0 += kBlock) {
-    const size_t mi = std::min(kBlock, k - i0);
-    for (size_t j0 = i0; j0 < k; j0 += kBlock) {
-      const size_t nj = std::min(kBlock, k - j0);
-      MatMulF32(xt + i0 * n, n, xw + j0, k, block, kBlock, mi, n, nj);
-      for (size_t i = 0; i < mi; ++i) {
-        const float* bi = block + i * kBlock;
-        double* hi = h + (i0 + i) * k;
-        for (size_t j = j0 == i0 ? i : 0; j < nj; ++j) {
-          hi[j0 + j] += bi[j];
-          if (j0 + j != i0 + i) h[(j0 + j) * k + i0 + i] += bi[j];
-        }
-      }
+// One block of h's upper part, rows i0.., columns j0.. (j0 >= i0): h +=
+// x^T xw over one chunk, for x, xw [n][k] (xw = the rows scaled by their
+// token weights) and xt [k][n] = x transposed. Inside a diagonal block only
+// j >= i is added; `mirror` also adds each value to its mirror element.
+void AccumulateBlock(const float* xt, const float* xw, size_t n, size_t k, size_t i0, size_t j0, bool mirror,
+                     double* h, float* block) {
+  const size_t mi = std::min(kBlock, k - i0), nj = std::min(kBlock, k - j0);
+  MatMulF32(xt + i0 * n, n, xw + j0, k, block, kBlock, mi, n, nj);
+  for (size_t i = 0; i < mi; ++i) {
+    const float* bi = block + i * kBlock;
+    double* hi = h + (i0 + i) * k;
+    for (size_t j = j0 == i0 ? i : 0; j < nj; ++j) {
+      hi[j0 + j] += bi[j];
+      if (mirror && j0 + j != i0 + i) h[(j0 + j) * k + i0 + i] += bi[j];
     }
   }
 }
 
-}  // namespace
+// The (i0, j0) block pairs on or above the diagonal.
+std::vector<std::pair<size_t, size_t>> UpperBlocks(size_t k) {
+  std::vector<std::pair<size_t, size_t>> blocks;
+  for (size_t i0 = 0; i0 < k; i0 += kBlock)
+    for (size_t j0 = i0; j0 < k; j0 += kBlock) blocks.emplace_back(i0, j0);
+  return blocks;
+}
 
-Status AccumulateHessian(const float* x, const float* token_weights, size_t tokens, int k, double* h) {
-  if (k <= 0) return InvalidArgument("Hessian accumulation over " + std::to_string(k) + " features");
-  FAMQ_RETURN_IF_ERROR(CheckWeights(token_weights, tokens));
-  const size_t K = static_cast<size_t>(k);
-  // Counted tokens (weight > 0) are gathered per chunk: transposed inputs
-  // and weighted rows.
-  std::vector<float> xt(K * kChunkTokens), xw(kChunkTokens * K), block(kBlock * kBlock);
+// Calls chunk(xt, xw, n) for each run of at most kChunkTokens counted
+// tokens (weight > 0) of x [tokens][k]: xt [k][n] transposed, xw [n][k] weighted.
+template <class F>
+void ForEachChunk(const float* x, const float* token_weights, size_t tokens, size_t K, F&& chunk) {
+  std::vector<float> xt(K * kChunkTokens), xw(kChunkTokens * K);
   std::vector<size_t> rows;
   rows.reserve(kChunkTokens);
   auto flush = [&] {
@@ -67,7 +68,7 @@ Status AccumulateHessian(const float* x, const float* token_weights, size_t toke
         yr[j] = wt * xr[j];
       }
     }
-    AccumulateChunk(xt.data(), xw.data(), n, K, h, block.data());
+    chunk(xt.data(), xw.data(), n);
     rows.clear();
   };
   for (size_t t = 0; t < tokens; ++t) {
@@ -76,7 +77,51 @@ Status AccumulateHessian(const float* x, const float* token_weights, size_t toke
     if (rows.size() == kChunkTokens) flush();
   }
   flush();
+}
+
+}  // namespace
+
+Status AccumulateHessian(const float* x, const float* token_weights, size_t tokens, int k, double* h) {
+  if (k <= 0) return InvalidArgument("Hessian accumulation over " + std::to_string(k) + " features");
+  FAMQ_RETURN_IF_ERROR(CheckWeights(token_weights, tokens));
+  const size_t K = static_cast<size_t>(k);
+  std::vector<float> block(kBlock * kBlock);
+  const auto blocks = UpperBlocks(K);
+  ForEachChunk(x, token_weights, tokens, K, [&](const float* xt, const float* xw, size_t n) {
+    for (const auto& [i0, j0] : blocks) AccumulateBlock(xt, xw, n, K, i0, j0, /*mirror=*/true, h, block.data());
+  });
   return Status::Ok();
+}
+
+Status AccumulateHessianUpper(const float* x, const float* token_weights, size_t tokens, int k, double* h,
+                              pthreadpool_t pool) {
+  if (k <= 0) return InvalidArgument("Hessian accumulation over " + std::to_string(k) + " features");
+  FAMQ_RETURN_IF_ERROR(CheckWeights(token_weights, tokens));
+  const size_t K = static_cast<size_t>(k);
+  const auto blocks = UpperBlocks(K);
+  const size_t threads = pool != nullptr ? pthreadpool_get_threads_count(pool) : 1;
+  // Task s handles blocks s, s + tasks, s + 2 tasks, ... (disjoint parts of h)
+  // with scratch of its own; a few tasks per thread balance the unequal blocks.
+  const size_t tasks = std::min(blocks.size(), 3 * std::max<size_t>(threads, 1));
+  std::vector<float> scratch(tasks * kBlock * kBlock);
+  ForEachChunk(x, token_weights, tokens, K, [&](const float* xt, const float* xw, size_t n) {
+    ParallelFor(pool, tasks, [&](size_t s) {
+      float* block = scratch.data() + s * kBlock * kBlock;
+      for (size_t b = s; b < blocks.size(); b += tasks) {
+        AccumulateBlock(xt, xw, n, K, blocks[b].first, blocks[b].second, /*mirror=*/false, h, block);
+      }
+    });
+  });
+  return Status::Ok();
+}
+
+void MirrorUpperToLower(double* h, int k) {
+  const size_t K = static_cast<size_t>(std::max(k, 0));
+  constexpr size_t kTile = 64;  // transposed in tiles: both sides stay in cache
+  for (size_t i0 = 0; i0 < K; i0 += kTile)
+    for (size_t j0 = i0; j0 < K; j0 += kTile)
+      for (size_t i = i0; i < std::min(i0 + kTile, K); ++i)
+        for (size_t j = std::max(j0, i + 1); j < std::min(j0 + kTile, K); ++j) h[j * K + i] = h[i * K + j];
 }
 
 LinearInputStats::LinearInputStats(int k, const LinearInputStatsOptions& options) : k_(k) {

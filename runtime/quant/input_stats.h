@@ -8,6 +8,8 @@
 // Tokens with weight 0 contribute nothing, to any statistic.
 #pragma once
 
+#include <pthreadpool.h>
+
 #include <cstddef>
 #include <vector>
 
@@ -24,6 +26,18 @@ namespace famq::quant {
 // typical data).
 // Errors (kInvalidArgument): k <= 0, or a negative or non-finite weight.
 Status AccumulateHessian(const float* x, const float* token_weights, size_t tokens, int k, double* h);
+
+// The same sums into the upper triangle of h only (j >= i; the strict lower
+// triangle is left untouched), the 256 x 256 output blocks run on `pool`'s
+// threads if given. Every upper element receives exactly the additions
+// AccumulateHessian makes to it, so after MirrorUpperToLower a matrix that
+// started symmetric equals AccumulateHessian's, bit for bit, whatever the
+// thread count. For accumulating many batches: the lower half is written once.
+Status AccumulateHessianUpper(const float* x, const float* token_weights, size_t tokens, int k, double* h,
+                              pthreadpool_t pool = nullptr);
+
+// h[j][i] = h[i][j] for j > i: h [k][k] becomes symmetric.
+void MirrorUpperToLower(double* h, int k);
 
 struct LinearInputStatsOptions {
   bool hessian = false;   // GPTQ: sum_t weight_t x_t x_t^T, [k][k] double (8 k^2 bytes)

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "quant/parallel_for.h"
+
 namespace famq::quant {
 namespace {
 
@@ -76,33 +78,50 @@ bool FactorPanel(double* a, size_t n, size_t k0, size_t k1, size_t* bad_col, dou
   return true;
 }
 
-}  // namespace
-
-void GemmF64(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
-             size_t k, size_t n) {
-  for (size_t n0 = 0; n0 < n; n0 += kNc) {
-    const size_t n1 = std::min(n0 + kNc, n);
-    for (size_t k0 = 0; k0 < k; k0 += kKc) {
-      const size_t kc = std::min(kKc, k - k0);
-      for (size_t i0 = 0; i0 < m; i0 += kMr) {
-        const size_t mr = std::min(kMr, m - i0);
-        for (size_t j0 = n0; j0 < n1; j0 += kNr) {
-          const size_t nr = std::min(kNr, n1 - j0);
-          const double* at = a + i0 * lda + k0;
-          const double* bt = b + k0 * ldb + j0;
-          double* ct = c + i0 * ldc + j0;
-          if (mr == kMr && nr == kNr) {
-            MicroTile(alpha, at, lda, bt, ldb, ct, ldc, kc);
-          } else {
-            EdgeTile(alpha, at, lda, bt, ldb, ct, ldc, kc, mr, nr);
-          }
+// c[m][n0..n1) += alpha * a b[.][n0..n1): one column block, all of k.
+void GemmColumnBlock(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
+                     size_t m, size_t k, size_t n0, size_t n1) {
+  for (size_t k0 = 0; k0 < k; k0 += kKc) {
+    const size_t kc = std::min(kKc, k - k0);
+    for (size_t i0 = 0; i0 < m; i0 += kMr) {
+      const size_t mr = std::min(kMr, m - i0);
+      for (size_t j0 = n0; j0 < n1; j0 += kNr) {
+        const size_t nr = std::min(kNr, n1 - j0);
+        const double* at = a + i0 * lda + k0;
+        const double* bt = b + k0 * ldb + j0;
+        double* ct = c + i0 * ldc + j0;
+        if (mr == kMr && nr == kNr) {
+          MicroTile(alpha, at, lda, bt, ldb, ct, ldc, kc);
+        } else {
+          EdgeTile(alpha, at, lda, bt, ldb, ct, ldc, kc, mr, nr);
         }
       }
     }
   }
 }
 
-bool CholeskyLowerInPlace(double* a, size_t n, size_t* bad_col, double* bad_pivot) {
+}  // namespace
+
+void GemmF64(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
+             size_t k, size_t n, pthreadpool_t pool) {
+  // Tasks: row bands (a multiple of kMr rows, so every element meets the
+  // same micro-tile as in one pass) x column blocks of kNc.
+  const size_t threads = pool != nullptr ? pthreadpool_get_threads_count(pool) : 1;
+  const size_t col_blocks = (n + kNc - 1) / kNc;
+  size_t band = m;
+  if (threads > 1 && col_blocks < 4 * threads) {
+    const size_t want_bands = (4 * threads + col_blocks - 1) / col_blocks;
+    band = std::max(kMr, (m / want_bands + kMr - 1) / kMr * kMr);
+  }
+  const size_t bands = m == 0 ? 0 : (m + band - 1) / band;
+  ParallelFor(threads > 1 ? pool : nullptr, bands * col_blocks, [&](size_t task) {
+    const size_t r0 = (task / col_blocks) * band, n0 = (task % col_blocks) * kNc;
+    GemmColumnBlock(alpha, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, std::min(band, m - r0), k, n0,
+                    std::min(n0 + kNc, n));
+  });
+}
+
+bool CholeskyLowerInPlace(double* a, size_t n, size_t* bad_col, double* bad_pivot, pthreadpool_t pool) {
   std::vector<double> panel_t;  // the panel below the diagonal block, transposed: [kb][m]
   for (size_t k0 = 0; k0 < n; k0 += kNb) {
     const size_t k1 = std::min(k0 + kNb, n), kb = k1 - k0;
@@ -114,16 +133,17 @@ bool CholeskyLowerInPlace(double* a, size_t n, size_t* bad_col, double* bad_pivo
     panel_t.resize(kb * m);
     for (size_t i = 0; i < m; ++i)
       for (size_t p = 0; p < kb; ++p) panel_t[p * m + i] = a[(k1 + i) * n + k0 + p];
-    for (size_t r0 = 0; r0 < m; r0 += kNb) {
-      const size_t r1 = std::min(r0 + kNb, m);
+    // Block rows own disjoint rows of a: one task each.
+    ParallelFor(pool, (m + kNb - 1) / kNb, [&](size_t b) {
+      const size_t r0 = b * kNb, r1 = std::min(r0 + kNb, m);
       GemmF64(-1.0, a + (k1 + r0) * n + k0, n, panel_t.data(), m, a + (k1 + r0) * n + k1, n, r1 - r0, kb, r1);
-    }
+    });
   }
   for (size_t i = 0; i < n; ++i) std::fill(a + i * n + i + 1, a + (i + 1) * n, 0.0);
   return true;
 }
 
-void InvertLowerInPlace(double* l, size_t n) {
+void InvertLowerInPlace(double* l, size_t n, pthreadpool_t pool) {
   // Block row I of X = L^-1: X_II = L_II^-1 and, for J < I,
   // X_IJ = -X_II sum_{K=J..I-1} L_IK X_KJ, with the rows above already X.
   std::vector<double> t, xii(kNb * kNb);
@@ -131,10 +151,11 @@ void InvertLowerInPlace(double* l, size_t n) {
     const size_t i1 = std::min(i0 + kNb, n), ib = i1 - i0;
     // t = -L[I][0..i0) X[0..i0)[0..i0): X is lower triangular with zeros above.
     t.assign(ib * i0, 0.0);
-    for (size_t j0 = 0; j0 < i0; j0 += kNb) {
-      const size_t j1 = std::min(j0 + kNb, i0);
+    // Block columns own disjoint columns of t: one task each.
+    ParallelFor(pool, (i0 + kNb - 1) / kNb, [&](size_t b) {
+      const size_t j0 = b * kNb, j1 = std::min(j0 + kNb, i0);
       GemmF64(-1.0, l + i0 * n + j0, n, l + j0 * n + j0, n, t.data() + j0, i0, ib, i0 - j0, j1 - j0);
-    }
+    });
     // X_II: the unblocked inverse of the diagonal block.
     std::fill(xii.begin(), xii.end(), 0.0);
     for (size_t i = 0; i < ib; ++i) {
@@ -148,7 +169,7 @@ void InvertLowerInPlace(double* l, size_t n) {
     }
     // X[I][0..i0) = X_II t, then X_II in place.
     for (size_t i = 0; i < ib; ++i) std::fill(l + (i0 + i) * n, l + (i0 + i) * n + i0, 0.0);
-    if (i0 > 0) GemmF64(1.0, xii.data(), kNb, t.data(), i0, l + i0 * n, n, ib, ib, i0);
+    if (i0 > 0) GemmF64(1.0, xii.data(), kNb, t.data(), i0, l + i0 * n, n, ib, ib, i0, pool);
     for (size_t i = 0; i < ib; ++i)
       for (size_t j = 0; j <= i; ++j) l[(i0 + i) * n + i0 + j] = xii[i * kNb + j];
   }

@@ -1,5 +1,6 @@
 // Quantization methods and calibration statistics (runtime/quant).
 #include <gtest/gtest.h>
+#include <pthreadpool.h>
 
 #include <algorithm>
 #include <cmath>
@@ -34,6 +35,19 @@ constexpr double kMinGptqCodeAgreement = 0.995;
 constexpr double kMaxScaleRelError = 1e-5;
 // The float-tiled Hessian against a double sum, relative to max |H|.
 constexpr double kMaxHessianRelError = 1e-5;
+
+// A pthreadpool owned by a test.
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads) : pool_(pthreadpool_create(static_cast<size_t>(threads))) {}
+  ~ThreadPool() { pthreadpool_destroy(pool_); }
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+  pthreadpool_t get() const { return pool_; }
+
+ private:
+  pthreadpool_t pool_;
+};
 
 std::vector<float> RandomNormal(size_t n, uint32_t seed, float stddev = 1.0f) {
   std::mt19937 rng(seed);
@@ -355,6 +369,20 @@ TEST(GptqTest, MatchesTheReferenceFasterquant) {
       EXPECT_EQ(same, codes.size());
     }
 
+    // On threads (finalize passes the engine's pool): the same codes, scales and zeros, bit for bit.
+    {
+      ThreadPool pool(3);
+      options.pool = pool.get();
+      GptqInfo threaded_info;
+      auto threaded = QuantizeGptq(w.data(), rows, cols, h, options, &threaded_info);
+      ASSERT_TRUE(threaded.ok()) << threaded.status().ToString();
+      EXPECT_EQ(threaded->codes, q->codes);
+      EXPECT_EQ(threaded->scales, q->scales);
+      EXPECT_EQ(threaded->zeros, q->zeros);
+      EXPECT_NEAR(threaded_info.loss, info.loss, 1e-12 * info.loss);  // summed by row instead of by column
+      options.pool = nullptr;
+    }
+
     // The dead column is quantized as zero.
     for (int r = 0; r < rows; ++r) EXPECT_EQ(q->Dequant(r, golden.dead), 0.0f);
     // GPTQ beats RTN on the calibration inputs that H summarizes.
@@ -503,6 +531,96 @@ TEST(LinalgTest, MatrixProductsOnOddShapes) {
       for (size_t p = 0; p < k; ++p) want += ad[i * k + p] * bd[p * n + j];
       EXPECT_NEAR(c[i * n + j], want, 1e-4 * std::sqrt(double(k)));
       EXPECT_NEAR(cd[i * n + j], 1.0 - 2.0 * want, 1e-10);
+    }
+  }
+}
+
+// ------------------------------------------- threads: the same bits as one thread
+
+TEST(ThreadedTest, GemmAndFactorizationsOnThreadsAreBitIdentical) {
+  ThreadPool pool(3);
+  const size_t m = 37, k = 300, n = 390;  // edge tiles, several column blocks and k blocks
+  const std::vector<float> a = RandomNormal(m * k, 61), b = RandomNormal(k * n, 62);
+  std::vector<double> ad(a.begin(), a.end()), bd(b.begin(), b.end()), c1(m * n, 0.5), c3(m * n, 0.5);
+  GemmF64(-1.5, ad.data(), k, bd.data(), n, c1.data(), n, m, k, n);
+  GemmF64(-1.5, ad.data(), k, bd.data(), n, c3.data(), n, m, k, n, pool.get());
+  EXPECT_EQ(std::memcmp(c1.data(), c3.data(), c1.size() * sizeof(double)), 0);
+
+  const size_t s = 200;  // more than three factorization panels, with a partial one
+  const std::vector<float> g = RandomNormal(s * (s + 3), 63);
+  std::vector<double> spd(s * s, 0.0);
+  for (size_t i = 0; i < s; ++i)
+    for (size_t j = 0; j < s; ++j) {
+      double sum = i == j ? 1.0 : 0.0;
+      for (size_t p = 0; p < s + 3; ++p) sum += double(g[i * (s + 3) + p]) * g[j * (s + 3) + p];
+      spd[i * s + j] = sum;
+    }
+  std::vector<double> l1 = spd, l3 = spd;
+  size_t bad = 0;
+  double pivot = 0;
+  ASSERT_TRUE(CholeskyLowerInPlace(l1.data(), s, &bad, &pivot));
+  ASSERT_TRUE(CholeskyLowerInPlace(l3.data(), s, &bad, &pivot, pool.get()));
+  EXPECT_EQ(std::memcmp(l1.data(), l3.data(), l1.size() * sizeof(double)), 0);
+  InvertLowerInPlace(l1.data(), s);
+  InvertLowerInPlace(l3.data(), s, pool.get());
+  EXPECT_EQ(std::memcmp(l1.data(), l3.data(), l1.size() * sizeof(double)), 0);
+}
+
+TEST(ThreadedTest, UpperHessianOnThreadsEqualsTheReferenceBitForBit) {
+  // 600 features: two full 256 blocks and an edge block; 700 tokens, some
+  // masked, fed in uneven batches (chunks of 256 counted tokens inside).
+  const int k = 600;
+  const size_t tokens = 700;
+  const std::vector<float> x = RandomNormal(tokens * k, 71);
+  std::vector<float> weights(tokens);
+  for (size_t t = 0; t < tokens; ++t) weights[t] = t % 9 == 0 ? 0.0f : 0.25f + 0.001f * float(t % 13);
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    ThreadPool pool(threads);
+    std::vector<double> ref(size_t(k) * k, 0.0), upper(size_t(k) * k, 0.0);
+    for (size_t t0 = 0; t0 < tokens;) {
+      const size_t n = std::min<size_t>(t0 < 300 ? 37 : 300, tokens - t0);
+      ASSERT_TRUE(AccumulateHessian(x.data() + t0 * k, weights.data() + t0, n, k, ref.data()).ok());
+      ASSERT_TRUE(AccumulateHessianUpper(x.data() + t0 * k, weights.data() + t0, n, k, upper.data(), pool.get()).ok());
+      t0 += n;
+    }
+    for (size_t i = 1; i < size_t(k); ++i) EXPECT_EQ(upper[i * k], 0.0) << "the lower triangle is not touched";
+    MirrorUpperToLower(upper.data(), k);
+    EXPECT_EQ(std::memcmp(ref.data(), upper.data(), ref.size() * sizeof(double)), 0);
+  }
+  std::vector<double> h(4, 0.0);
+  const float bad_weight = -1.0f, row[2] = {1.0f, 2.0f};
+  EXPECT_EQ(AccumulateHessianUpper(row, &bad_weight, 1, 2, h.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(AccumulateHessianUpper(row, &bad_weight, 1, 0, h.data()).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ThreadedTest, GptqOnThreadsGivesTheSameCodes) {
+  // Groups that straddle lazy blocks (block 48, group 32), per channel, act order.
+  const int rows = 37, cols = 256;
+  const std::vector<float> w = RandomNormal(rows * cols, 81, 0.05f);
+  std::vector<float> x = RandomNormal(500 * cols, 82);
+  for (size_t t = 0; t < 500; ++t)
+    for (int j = 1; j < cols; ++j) x[t * cols + j] += 0.5f * x[t * cols + j - 1];
+  const std::vector<float> weights(500, 1.0f);
+  std::vector<double> h(cols * cols, 0.0);
+  ASSERT_TRUE(AccumulateHessian(x.data(), weights.data(), 500, cols, h.data()).ok());
+  ThreadPool pool(3);
+  for (int group : {32, 0}) {
+    for (bool act_order : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "group " << group << " act_order " << act_order);
+      GptqOptions options;
+      options.spec = {4, group, false};
+      options.block_size = 48;
+      options.act_order = act_order;
+      GptqInfo one_info, three_info;
+      auto one = QuantizeGptq(w.data(), rows, cols, h, options, &one_info);
+      options.pool = pool.get();
+      auto three = QuantizeGptq(w.data(), rows, cols, h, options, &three_info);
+      ASSERT_TRUE(one.ok() && three.ok());
+      EXPECT_EQ(one->codes, three->codes);
+      EXPECT_EQ(one->scales, three->scales);
+      EXPECT_EQ(one->zeros, three->zeros);
+      EXPECT_NEAR(one_info.loss, three_info.loss, 1e-12 * one_info.loss);
     }
   }
 }

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file.h"
-#include "finalize/finalize.h"
+#include "finalize/finalize_job.h"
 #include "tools/famq-rt/calib_source.h"
 #include "tools/famq-rt/cli_util.h"
 #include "tools/famq-rt/commands.h"
@@ -68,21 +68,30 @@ int RunFinalize(FinalizeArgs a) {
   if (!isa.ok()) return Fail(isa.status());
   o.isa = *isa;
 
-  const auto t0 = std::chrono::steady_clock::now();
-  auto m = OpenModelDir(a.model);
-  if (!m.ok()) return Fail(m.status());
-  if (Status st = ValidateFinalizeOptions(o, m->checkpoint.config()); !st.ok()) return Fail(st);
-  auto loaded = LoadCalibSource(a.source, *m, a.quiet);
-  if (!loaded.ok()) return Fail(loaded.status());
-  CalibrationSet calib = std::move(*loaded);
-  if (!a.mix_private.empty()) {
-    auto text = ReadTextArg(a.mix_private);
-    if (!text.ok()) return Fail(text.status());
-    auto p = CalibrationFromText(m->tokenizer, *text, calib.seq_len, a.mix_private);
-    if (!p.ok()) return Fail(p.status());
-    if (Status st = MixPrivate(&calib, std::move(*p), a.private_weight); !st.ok()) return Fail(st);
+  // A bundle needs its key (or --allow-unsigned): refused before any file is read.
+  if (!a.source.bundle.empty() && a.source.trust.empty() && !a.source.allow_unsigned) {
+    return Fail(InvalidArgument("--bundle needs --trust PUB.pem (the key the host signed it with)"));
   }
 
+  FinalizeRequest r;
+  r.model_dir = a.model;
+  r.out_path = a.out;
+  r.calib.bundle_path = a.source.bundle;
+  r.calib.public_key_path = a.source.trust;
+  r.calib.allow_unsigned = a.source.allow_unsigned;
+  r.calib.allow_foreign_family = a.source.allow_foreign;
+  r.calib.text_path = a.source.calib_text;
+  r.calib.text_seq_len = a.source.seq_len;
+  r.calib.private_text_path = a.mix_private;
+  r.calib.private_weight = a.private_weight;
+  r.on_calibration_loaded = [&a](const CalibrationSet& calib, const BundleVerification* v) {
+    if (a.quiet || v == nullptr) return;
+    std::fprintf(stderr, "[famq-rt] bundle %s: %s, %zu samples of %d tokens\n", a.source.bundle.c_str(),
+                 v->signature_checked ? ("signature OK (key " + v->key_id + ")").c_str()
+                                      : "UNSIGNED (allowed by --allow-unsigned)",
+                 calib.samples.size(), calib.seq_len);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
   const bool tty = isatty(fileno(stderr));
   double last_print = -1.0;
   o.on_progress = [&](const FinalizeProgress& p) {
@@ -96,22 +105,16 @@ int RunFinalize(FinalizeArgs a) {
                  tty ? "   " : "\n");
     return true;
   };
-  auto q = Finalize(*m, a.model, calib, o);
+  r.options = o;
+  auto report = FinalizeToFile(r);
   if (tty && !a.quiet) std::fprintf(stderr, "\n");
-  if (!q.ok()) return Fail(q.status());
-  auto bytes = SerializeQModel(*q);
-  if (!bytes.ok()) return Fail(bytes.status());
-  // Read back what we are about to write: a file that fails verification never lands.
-  {
-    auto check = QModel::FromBytes(*bytes, a.out);
-    if (!check.ok()) return Fail(Internal("the finalized model does not verify: " + check.status().message()));
-  }
-  if (Status st = WriteFileAtomic(a.out, bytes->data(), bytes->size()); !st.ok()) return Fail(st);
-  const auto& p = q->provenance;
+  if (!report.ok()) return Fail(report.status());
+  const uint64_t bytes = report->file_bytes;
+  const auto& p = report->provenance;
   if (a.json) {
     nlohmann::ordered_json j;
     j["out"] = a.out;
-    j["bytes"] = bytes->size();
+    j["bytes"] = bytes;
     j["method"] = a.method;
     j["wbits"] = o.wbits;
     j["abits"] = o.abits;
@@ -122,10 +125,13 @@ int RunFinalize(FinalizeArgs a) {
     j["calib_tokens"] = p.calib_tokens;
     j["seconds"] = p.seconds;
     j["peak_rss_bytes"] = p.peak_rss_bytes;
+    const FinalizeTimings& t = report->timings;
+    j["phase_seconds"] = {{"embed", t.embed},       {"statistics", t.statistics}, {"ranges", t.ranges},
+                          {"quantize", t.quantize}, {"propagate", t.propagate},   {"assemble", t.assemble}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("wrote %s: %.2f MiB, %s W%d%s %s, calibrated on %u samples (%llu tokens, %s) in %.1f s, peak RSS %.0f MiB\n",
-                a.out.c_str(), static_cast<double>(bytes->size()) / (1 << 20), a.method.c_str(), o.wbits,
+                a.out.c_str(), static_cast<double>(bytes) / (1 << 20), a.method.c_str(), o.wbits,
                 o.abits == 8 ? "A8" : "", o.group_size == 0 ? "per-channel" : ("g" + std::to_string(o.group_size)).c_str(),
                 p.samples, static_cast<unsigned long long>(p.calib_tokens), p.calibration.c_str(), p.seconds,
                 static_cast<double>(p.peak_rss_bytes) / (1 << 20));
