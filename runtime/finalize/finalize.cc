@@ -75,6 +75,13 @@ Status ValidateFinalizeOptions(const FinalizeOptions& o, const ModelConfig& c) {
   }
   if (!(o.gptq_damp > 0.0 && o.gptq_damp < 1.0)) return InvalidArgument("GPTQ damping must be in (0, 1)");
   if (o.gptq_block <= 0 || o.awq_max_tokens <= 0) return InvalidArgument("GPTQ block and AWQ tokens must be positive");
+  if (o.head_bits != 4 && o.head_bits != 8 && o.head_bits != 16) {
+    return InvalidArgument("head bits " + std::to_string(o.head_bits) + " is not supported (4, 8, or 16: kept as stored)");
+  }
+  if (o.head_bits != 16) {
+    FAMQ_RETURN_IF_ERROR(quant::ValidateQuantSpec(quant::QuantSpec{o.head_bits, kHeadGroupSize, true}, c.vocab_size,
+                                                  c.hidden_size, "the embedding / head (--head-bits)"));
+  }
   for (int s = 0; s < kLinearSlots; ++s) {
     const auto [rows, cols] = LinearSlotShape(c, static_cast<LinearSlot>(s));
     if (W8A8(o)) continue;  // XNNPACK takes any shape
@@ -199,6 +206,52 @@ FloatTensorContents CopyTensor(const TensorView& t, const std::string& name) {
 }
 
 ActQuantParams ToParams(const quant::QuantRange& r) { return ActQuantParams{r.scale, r.zero_point}; }
+
+// The embedding or head `t` [vocab][hidden] quantized for --head-bits: RTN,
+// symmetric, groups of kHeadGroupSize. RTN works per group, so quantizing a
+// chunk of rows at a time gives the same result while holding only that
+// chunk in fp32.
+Result<QLinearContents> QuantizeEmbedding(const TensorView& t, int bits, const std::string& name) {
+  if (t.shape.size() != 2) return InvalidArgument(name + ": not a matrix");
+  const int rows = static_cast<int>(t.shape[0]), cols = static_cast<int>(t.shape[1]);
+  const quant::QuantSpec spec{bits, kHeadGroupSize, true};
+  QLinearContents q;
+  q.name = name;
+  q.w.bits = bits;
+  q.w.rows = rows;
+  q.w.cols = cols;
+  q.w.group_size = kHeadGroupSize;
+  q.w.codes.reserve(static_cast<size_t>(rows) * static_cast<size_t>(cols));
+  constexpr int kChunkRows = 4096;
+  std::vector<float> chunk;
+  const size_t row_bytes = static_cast<size_t>(cols) * DTypeSize(t.dtype);
+  for (int r0 = 0; r0 < rows; r0 += kChunkRows) {
+    const int n = std::min(kChunkRows, rows - r0);
+    chunk.resize(static_cast<size_t>(n) * static_cast<size_t>(cols));
+    ConvertToF32(t.dtype, t.data + static_cast<size_t>(r0) * row_bytes, chunk.size(), chunk.data());
+    FAMQ_ASSIGN_OR_RETURN(QMatrix m, quant::QuantizeRtn(chunk.data(), n, cols, spec, nullptr, name));
+    q.w.codes.insert(q.w.codes.end(), m.codes.begin(), m.codes.end());
+    q.w.scales.insert(q.w.scales.end(), m.scales.begin(), m.scales.end());
+    q.w.zeros.insert(q.w.zeros.end(), m.zeros.begin(), m.zeros.end());
+  }
+  return q;
+}
+
+// The embedding and head into `out`: as stored (head_bits 16: fp tensors),
+// or quantized (the embedding once, serving a tied head; an untied head
+// quantized too).
+Status AddEmbeddingAndHead(const Checkpoint& ck, int head_bits, QModelContents* out) {
+  if (head_bits == 16) {
+    out->float_tensors.push_back(CopyTensor(ck.embed_tokens(), "model.embed_tokens.weight"));
+    if (!ck.tied()) out->float_tensors.push_back(CopyTensor(ck.lm_head(), "lm_head.weight"));
+    return Status::Ok();
+  }
+  FAMQ_ASSIGN_OR_RETURN(out->embedding, QuantizeEmbedding(ck.embed_tokens(), head_bits, kQEmbeddingName));
+  if (!ck.tied()) {
+    FAMQ_ASSIGN_OR_RETURN(out->lm_head, QuantizeEmbedding(ck.lm_head(), head_bits, kQLmHeadName));
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -408,10 +461,10 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
     }
   }
 
-  // Everything else stays floating point, in the checkpoint's dtype.
-  out.float_tensors.push_back(CopyTensor(ck.embed_tokens(), "model.embed_tokens.weight"));
+  // The embedding and head as --head-bits says; everything else stays
+  // floating point, in the checkpoint's dtype.
+  FAMQ_RETURN_IF_ERROR(AddEmbeddingAndHead(ck, o.head_bits, &out));
   out.float_tensors.push_back(CopyTensor(ck.final_norm(), "model.norm.weight"));
-  if (!ck.tied()) out.float_tensors.push_back(CopyTensor(ck.lm_head(), "lm_head.weight"));
   for (int l = 0; l < L; ++l) {
     const LayerTensors& t = ck.layers()[static_cast<size_t>(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";

@@ -620,6 +620,9 @@ typedef struct famq_finalize_options {
   int32_t allow_unsigned;    /* nonzero: accept an unsigned bundle; default 0 */
   int32_t allow_foreign_family; /* nonzero: accept a bundle made for another tokenizer; default 0 */
   int32_t num_threads;       /* engine threads while calibrating; 0 (default): one per CPU, at most 8 */
+  int32_t head_bits;         /* token embedding and head: 8 (default) or 4: quantized RTN, symmetric, groups of
+                                32, stored once when tied; 16: kept as the checkpoint stores them. Added after
+                                the first version: a caller built without it gets the default */
 } famq_finalize_options;
 
 /* Fills `options` with the defaults above (NULL: does nothing). */
