@@ -377,7 +377,11 @@ Status Finalize(const char* model_dir, const char* bundle_path, const char* key_
   o.abits = c.abits;
   if (o.method == famq::QuantMethod::kSmoothQuant && o.abits == 0) o.abits = 8;  // SmoothQuant means W8A8
   o.symmetric = c.symmetric != 0;
-  o.head_bits = c.head_bits;  // checked by ValidateFinalizeOptions
+  if (c.head_bits != 4 && c.head_bits != 8 && c.head_bits != 16) {
+    return InvalidArgument("famq_finalize: head_bits " + std::to_string(c.head_bits) +
+                           " is not one of 8, 4, 16 (kept as stored)");
+  }
+  o.head_bits = c.head_bits;
   if (c.num_threads < 0 || c.num_threads > 256) {
     return InvalidArgument("famq_finalize: num_threads " + std::to_string(c.num_threads) + " is not in [0, 256]");
   }
