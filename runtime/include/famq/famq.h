@@ -674,8 +674,9 @@ FAMQ_API famq_status famq_finalize(const char* model_dir, const char* bundle_pat
 
 /* Writes a finalized weight-only quantized model as a GGUF file that
  * llama.cpp (and what is built on it) runs, as `famq-rt export` does: W4
- * symmetric -> Q4_0, W4 with zero points -> Q4_1, W8 symmetric -> Q8_0, each
- * scale rounded to fp16 (the one inexact step); AWQ input multipliers folded;
+ * symmetric -> Q4_0, W4 with zero points -> Q4_1, W8 symmetric -> Q8_0 (a
+ * quantized embedding / head likewise, in its own bits), each scale rounded
+ * to fp16 (the one inexact step); AWQ input multipliers folded;
  * tokenizer, chat template and famq's provenance (`famq.*`) in the metadata.
  * The input is fully verified and the mapping checked before anything is
  * written; the output is written atomically (temporary file, fsync, rename).
