@@ -116,10 +116,18 @@ inline Status NullArg(const char* fn, const char* param) {
 template <typename T>
 inline constexpr size_t kFirstVersionSize = sizeof(T);
 
-// Why struct_size is out of [kFirstVersionSize<T>, FAMQ_MAX_STRUCT_SIZE]; Ok when it is not.
+// Whether struct_size names a version of T: the first one, or this one and
+// up to FAMQ_MAX_STRUCT_SIZE (a newer one). A size between the two would cut
+// a field in its middle.
+template <typename T>
+bool KnownStructSize(size_t size) {
+  return size == kFirstVersionSize<T> || (size >= sizeof(T) && size <= FAMQ_MAX_STRUCT_SIZE);
+}
+
+// Why struct_size is not KnownStructSize<T>; Ok when it is.
 template <typename T>
 Status CheckStructSize(size_t size, const char* fn, const char* what, const char* init_hint) {
-  if (size < kFirstVersionSize<T> || size > FAMQ_MAX_STRUCT_SIZE) {
+  if (!KnownStructSize<T>(size)) {
     return InvalidArgument(std::string(fn) + ": " + what + "->struct_size is " + std::to_string(size) +
                            ", expected sizeof = " + std::to_string(sizeof(T)) + " (" + init_hint + ")");
   }
@@ -137,7 +145,7 @@ Status ReadOptions(const T* in, T* out, const char* fn, const char* init_fn) {
   static_assert(std::is_trivially_copyable_v<T>);
   if (in == nullptr) return Status::Ok();
   const size_t size = in->struct_size;
-  if (size < kFirstVersionSize<T> || size > FAMQ_MAX_STRUCT_SIZE) {
+  if (!KnownStructSize<T>(size)) {
     return InvalidArgument(std::string(fn) + ": options->struct_size is " + std::to_string(size) + ", expected " +
                            std::to_string(sizeof(T)) + " (fill the struct with " + init_fn + "() first)");
   }

@@ -7,6 +7,7 @@
 #include "capi/capi_internal.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -84,6 +85,10 @@ void AppendError(std::string_view more) noexcept {
 }
 
 const char* LastError() noexcept { return t_error_static != nullptr ? t_error_static : t_error.c_str(); }
+
+// famq_finalize_options gained head_bits at its end.
+template <>
+inline constexpr size_t kFirstVersionSize<famq_finalize_options> = offsetof(famq_finalize_options, head_bits);
 
 }  // namespace famq::capi
 
@@ -373,6 +378,11 @@ Status Finalize(const char* model_dir, const char* bundle_path, const char* key_
   o.abits = c.abits;
   if (o.method == famq::QuantMethod::kSmoothQuant && o.abits == 0) o.abits = 8;  // SmoothQuant means W8A8
   o.symmetric = c.symmetric != 0;
+  if (c.head_bits != 4 && c.head_bits != 8 && c.head_bits != 16) {
+    return InvalidArgument("famq_finalize: head_bits " + std::to_string(c.head_bits) +
+                           " is not one of 8, 4, 16 (kept as stored)");
+  }
+  o.head_bits = c.head_bits;
   if (c.num_threads < 0 || c.num_threads > 256) {
     return InvalidArgument("famq_finalize: num_threads " + std::to_string(c.num_threads) + " is not in [0, 256]");
   }
@@ -619,6 +629,7 @@ void famq_finalize_options_init(famq_finalize_options* options) {
   options->private_weight = 0.0f;
   options->allow_unsigned = 0;
   options->allow_foreign_family = 0;
+  options->head_bits = famq::kDefaultHeadBits;
   options->num_threads = 0;
 }
 

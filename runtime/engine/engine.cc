@@ -89,7 +89,7 @@ Result<int> Engine::ResolveMaxBatch(const ModelConfig& c, const EngineOptions& o
 
 Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const EngineOptions& options) {
   EngineWeights w;
-  w.embed = ck.embed_tokens();
+  w.embed.fp = ck.embed_tokens();
   for (size_t i = 0; i < ck.layers().size(); ++i) {
     const LayerTensors& t = ck.layers()[i];
     const std::string p = "layer " + std::to_string(i) + " ";
@@ -173,8 +173,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
     }
   }
   if (weights.lm_head.in_features() != H || weights.lm_head.out_features() != c.vocab_size ||
-      weights.final_norm.size() != static_cast<size_t>(H) || weights.embed.shape.size() != 2 ||
-      weights.embed.shape[0] != c.vocab_size || weights.embed.shape[1] != H) {
+      weights.final_norm.size() != static_cast<size_t>(H) || weights.embed.rows() != c.vocab_size ||
+      weights.embed.cols() != H) {
     return Internal("engine: head, final norm or embedding shape mismatch");
   }
   e->embed_ = std::move(weights.embed);
@@ -225,15 +225,38 @@ Status Engine::SetLinear(int layer, LinearSlot slot, LayerLinear linear) {
   return Status::Ok();
 }
 
+void PackedQuantRows::DequantRow(int r, float* out) const {
+  const size_t groups = static_cast<size_t>(cols / group_size);
+  const float* s = scales + static_cast<size_t>(r) * groups;
+  const int8_t* z = zeros + static_cast<size_t>(r) * groups;
+  const size_t n = static_cast<size_t>(cols), g = static_cast<size_t>(group_size);
+  if (bits == 8) {
+    const int8_t* q = reinterpret_cast<const int8_t*>(codes) + static_cast<size_t>(r) * n;
+    for (size_t c = 0; c < n; ++c) out[c] = s[c / g] * static_cast<float>(q[c] - z[c / g]);
+    return;
+  }
+  const uint8_t* q = codes + static_cast<size_t>(r) * (n / 2);  // cols is even (a multiple of 32)
+  for (size_t c = 0; c < n; ++c) {
+    const int nib = (c % 2 == 0) ? (q[c / 2] & 0x0F) : (q[c / 2] >> 4);
+    const int code = nib >= 8 ? nib - 16 : nib;
+    out[c] = s[c / g] * static_cast<float>(code - z[c / g]);
+  }
+}
+
+void EmbeddingSource::Row(int64_t token, float* out) const {
+  if (is_quantized()) return quantized.DequantRow(static_cast<int>(token), out);
+  const size_t H = static_cast<size_t>(fp.shape[1]);
+  ConvertToF32(fp.dtype, fp.data + static_cast<size_t>(token) * H * DTypeSize(fp.dtype), H, out);
+}
+
 Status Engine::Embed(std::span<const int32_t> tokens, float* x) const {
   const size_t H = static_cast<size_t>(config_.hidden_size);
-  const size_t row_bytes = H * DTypeSize(embed_.dtype);
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || tokens[t] >= config_.vocab_size) {
       return InvalidArgument("Embed: token id " + std::to_string(tokens[t]) + " outside the vocabulary of " +
                              std::to_string(config_.vocab_size));
     }
-    ConvertToF32(embed_.dtype, embed_.data + static_cast<size_t>(tokens[t]) * row_bytes, H, x + t * H);
+    embed_.Row(tokens[t], x + t * H);
   }
   return Status::Ok();
 }

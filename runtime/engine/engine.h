@@ -66,9 +66,38 @@ struct EngineLayer {
   LayerLinear linears[kLinearSlots];
 };
 
+// Rows of a matrix quantized group-wise, read in place where the quantized
+// model stores them (schema/qmodel.fbs QuantLinear): row r, column c is
+// scales[r][c / group_size] * (code - zeros[r][c / group_size]), exactly
+// QMatrix::Dequant; 8-bit codes one per byte, 4-bit two per byte (even
+// column in the low nibble), both signed.
+struct PackedQuantRows {
+  int bits = 0, rows = 0, cols = 0, group_size = 0;
+  const uint8_t* codes = nullptr;  // [rows][cols * bits / 8]
+  const float* scales = nullptr;   // [rows][cols / group_size]
+  const int8_t* zeros = nullptr;   // [rows][cols / group_size]
+  // out[cols] = row r dequantized (r in [0, rows); unchecked).
+  void DequantRow(int r, float* out) const;
+};
+
+// The token embedding table [vocab][hidden]: floating-point rows (a
+// TensorView into a checkpoint or a quantized model) or quantized rows
+// (PackedQuantRows into a quantized model); one row is converted per token,
+// nothing is allocated. Either way the storage must outlive the engine.
+struct EmbeddingSource {
+  TensorView fp;              // used when quantized.codes is null
+  PackedQuantRows quantized;  // a quantized model's QModel.embedding
+
+  bool is_quantized() const { return quantized.codes != nullptr; }
+  int64_t rows() const { return is_quantized() ? quantized.rows : (fp.shape.size() == 2 ? fp.shape[0] : -1); }
+  int64_t cols() const { return is_quantized() ? quantized.cols : (fp.shape.size() == 2 ? fp.shape[1] : -1); }
+  // out[cols] = row `token` (in range; unchecked).
+  void Row(int64_t token, float* out) const;
+};
+
 // Everything Engine runs, built from a checkpoint or from a quantized model.
 struct EngineWeights {
-  TensorView embed;               // [vocab][hidden], rows converted on lookup; must outlive the engine
+  EmbeddingSource embed;          // [vocab][hidden], rows converted on lookup; must outlive the engine
   std::vector<float> final_norm;  // [hidden]
   std::vector<EngineLayer> layers;
   LayerLinear lm_head;
@@ -171,7 +200,7 @@ class Engine {
   void Attention(int layer, int n);
 
   ModelConfig config_;
-  TensorView embed_;  // mapped; rows converted on lookup
+  EmbeddingSource embed_;  // not owned; rows converted on lookup
   std::vector<float> final_norm_;
   std::vector<EngineLayer> layers_;
   LayerLinear lm_head_;

@@ -192,7 +192,11 @@ bool AllOnes(const std::vector<float>& v) {
   return true;
 }
 
-// One quantized GGUF tensor: rows [row0, row0 + rows) of linear `index`, in
+// Indices of the quantized embedding and untied head for QuantSlice / MatrixCache.
+constexpr int kEmbeddingIndex = -1, kLmHeadIndex = -2;
+
+// One quantized GGUF tensor: rows [row0, row0 + rows) of linear `index` (a
+// block linear, kEmbeddingIndex or kLmHeadIndex), in
 // the order perm(r) (identity if empty), each row's scales times row_mul[r]
 // (none if empty).
 struct QuantSlice {
@@ -209,17 +213,25 @@ class MatrixCache {
   explicit MatrixCache(const QModel* q) : q_(q) {}
   // The linear, checked against its integrity digest when first unpacked.
   Result<const QMatrix*> Get(int index) {
-    if (index != index_) {
-      index_ = -1;
-      FAMQ_ASSIGN_OR_RETURN(m_, q_->Matrix(index));
+    if (!valid_ || index != index_) {
+      valid_ = false;
+      if (index == kEmbeddingIndex) {
+        FAMQ_ASSIGN_OR_RETURN(m_, q_->EmbeddingMatrix());
+      } else if (index == kLmHeadIndex) {
+        FAMQ_ASSIGN_OR_RETURN(m_, q_->HeadMatrix());
+      } else {
+        FAMQ_ASSIGN_OR_RETURN(m_, q_->Matrix(index));
+      }
       index_ = index;
+      valid_ = true;
     }
     return &m_;
   }
 
  private:
   const QModel* q_;
-  int index_ = -1;
+  bool valid_ = false;
+  int index_ = 0;
   QMatrix m_;
 };
 
@@ -246,7 +258,7 @@ Status ProduceQuant(MatrixCache* cache, const QuantSlice& s, GgmlType type, cons
         return Unsupported(name + ": a scale of " + std::to_string(d) + " does not fit in fp16");
       }
       if (type != GgmlType::kQ4_1 && zero != 0) {
-        return Internal(name + ": a zero point in a symmetric model");
+        return Internal(name + ": a zero point in a tensor exported as symmetric");
       }
       if (type == GgmlType::kQ8_0) {
         gguf::BlockQ8_0 blk;
@@ -442,10 +454,30 @@ Result<GgufExportReport> ExportGguf(const std::string& qmodel_path, const std::s
     return o;
   };
 
-  FAMQ_RETURN_IF_ERROR(copy_float("token_embd.weight", "model.embed_tokens.weight"));
+  // A quantized embedding / head keeps its own type (it may have other bits
+  // than the blocks): W8 -> Q8_0, W4 -> Q4_0, or Q4_1 with zero points.
+  auto add_quant_embedding = [&](const std::string& gguf_name, int index, const fb::QuantLinear& l) -> Status {
+    bool zeros = false;
+    for (int8_t z : *l.zeros()) zeros = zeros || z != 0;
+    if (l.bits() == 8 && zeros) return refuse(gguf_name + ": W8 with zero points (Q8_0 is symmetric)");
+    const GgmlType t = l.bits() == 8 ? GgmlType::kQ8_0 : (zeros ? GgmlType::kQ4_1 : GgmlType::kQ4_0);
+    auto sp = std::make_shared<QuantSlice>(QuantSlice{index, 0, static_cast<int>(l.rows()), nullptr, {}});
+    return w.AddTensor(gguf_name, {u64(H), u64(c.vocab_size)}, t, [cache, sp, t, gguf_name](std::vector<uint8_t>* b) {
+      return ProduceQuant(cache.get(), *sp, t, gguf_name, b);
+    });
+  };
+  if (const fb::QuantLinear* e = q.embedding_record()) {
+    FAMQ_RETURN_IF_ERROR(add_quant_embedding("token_embd.weight", kEmbeddingIndex, *e));
+  } else {
+    FAMQ_RETURN_IF_ERROR(copy_float("token_embd.weight", "model.embed_tokens.weight"));
+  }
   FAMQ_ASSIGN_OR_RETURN(std::vector<float> final_norm, FloatValues(q, "model.norm.weight"));
   FAMQ_RETURN_IF_ERROR(add_f32("output_norm.weight", std::move(final_norm)));
-  if (q.Tensor("lm_head.weight").ok()) FAMQ_RETURN_IF_ERROR(copy_float("output.weight", "lm_head.weight"));
+  if (const fb::QuantLinear* h = q.lm_head_record()) {
+    FAMQ_RETURN_IF_ERROR(add_quant_embedding("output.weight", kLmHeadIndex, *h));
+  } else if (q.Tensor("lm_head.weight").ok()) {
+    FAMQ_RETURN_IF_ERROR(copy_float("output.weight", "lm_head.weight"));
+  }
 
   for (int l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";

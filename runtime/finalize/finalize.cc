@@ -77,6 +77,13 @@ Status ValidateFinalizeOptions(const FinalizeOptions& o, const ModelConfig& c) {
   }
   if (!(o.gptq_damp > 0.0 && o.gptq_damp < 1.0)) return InvalidArgument("GPTQ damping must be in (0, 1)");
   if (o.gptq_block <= 0 || o.awq_max_tokens <= 0) return InvalidArgument("GPTQ block and AWQ tokens must be positive");
+  if (o.head_bits != 4 && o.head_bits != 8 && o.head_bits != 16) {
+    return InvalidArgument("head bits " + std::to_string(o.head_bits) + " is not supported (4, 8, or 16: kept as stored)");
+  }
+  if (o.head_bits != 16) {
+    FAMQ_RETURN_IF_ERROR(quant::ValidateQuantSpec(quant::QuantSpec{o.head_bits, kHeadGroupSize, true}, c.vocab_size,
+                                                  c.hidden_size, "the embedding / head (--head-bits)"));
+  }
   for (int s = 0; s < kLinearSlots; ++s) {
     const auto [rows, cols] = LinearSlotShape(c, static_cast<LinearSlot>(s));
     if (W8A8(o)) continue;  // XNNPACK takes any shape
@@ -204,6 +211,37 @@ FloatTensorContents CopyTensor(const TensorView& t, const std::string& name) {
 }
 
 ActQuantParams ToParams(const quant::QuantRange& r) { return ActQuantParams{r.scale, r.zero_point}; }
+
+// The embedding or head `t` [vocab][hidden] quantized for --head-bits: RTN,
+// symmetric, groups of kHeadGroupSize. RTN works per group, so quantizing a
+// chunk of rows at a time gives the same result while holding only that
+// chunk in fp32.
+Result<QLinearContents> QuantizeEmbedding(const TensorView& t, int bits, const std::string& name) {
+  if (t.shape.size() != 2) return InvalidArgument(name + ": not a matrix");
+  const int rows = static_cast<int>(t.shape[0]), cols = static_cast<int>(t.shape[1]);
+  const quant::QuantSpec spec{bits, kHeadGroupSize, true};
+  QLinearContents q;
+  q.name = name;
+  q.w.bits = bits;
+  q.w.rows = rows;
+  q.w.cols = cols;
+  q.w.group_size = kHeadGroupSize;
+  q.w.codes.reserve(static_cast<size_t>(rows) * static_cast<size_t>(cols));
+  constexpr int kChunkRows = 4096;
+  std::vector<float> chunk;
+  const size_t row_bytes = static_cast<size_t>(cols) * DTypeSize(t.dtype);
+  for (int r0 = 0; r0 < rows; r0 += kChunkRows) {
+    const int n = std::min(kChunkRows, rows - r0);
+    chunk.resize(static_cast<size_t>(n) * static_cast<size_t>(cols));
+    ConvertToF32(t.dtype, t.data + static_cast<size_t>(r0) * row_bytes, chunk.size(), chunk.data());
+    FAMQ_ASSIGN_OR_RETURN(QMatrix m, quant::QuantizeRtn(chunk.data(), n, cols, spec, nullptr, name));
+    q.w.codes.insert(q.w.codes.end(), m.codes.begin(), m.codes.end());
+    q.w.scales.insert(q.w.scales.end(), m.scales.begin(), m.scales.end());
+    q.w.zeros.insert(q.w.zeros.end(), m.zeros.begin(), m.zeros.end());
+  }
+  return q;
+}
+
 
 }  // namespace
 
@@ -504,11 +542,23 @@ Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
   return Status::Ok();
 }
 
-// Everything but the quantized linears stays floating point, in the checkpoint's dtype.
-void AddFloatTensors(const Checkpoint& ck, QModelContents* out) {
-  out->float_tensors.push_back(CopyTensor(ck.embed_tokens(), "model.embed_tokens.weight"));
+// The embedding and head as --head-bits says (quantized: the embedding once,
+// serving a tied head; an untied head quantized too); everything else but the
+// quantized linears stays floating point, in the checkpoint's dtype.
+Status AddFloatTensors(const Checkpoint& ck, int head_bits, QModelContents* out) {
+  if (head_bits == 16) {
+    out->float_tensors.push_back(CopyTensor(ck.embed_tokens(), "model.embed_tokens.weight"));
+  } else {
+    FAMQ_ASSIGN_OR_RETURN(out->embedding, QuantizeEmbedding(ck.embed_tokens(), head_bits, kQEmbeddingName));
+  }
   out->float_tensors.push_back(CopyTensor(ck.final_norm(), "model.norm.weight"));
-  if (!ck.tied()) out->float_tensors.push_back(CopyTensor(ck.lm_head(), "lm_head.weight"));
+  if (!ck.tied()) {
+    if (head_bits == 16) {
+      out->float_tensors.push_back(CopyTensor(ck.lm_head(), "lm_head.weight"));
+    } else {
+      FAMQ_ASSIGN_OR_RETURN(out->lm_head, QuantizeEmbedding(ck.lm_head(), head_bits, kQLmHeadName));
+    }
+  }
   for (int l = 0; l < ck.config().num_layers; ++l) {
     const LayerTensors& t = ck.layers()[static_cast<size_t>(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -517,6 +567,7 @@ void AddFloatTensors(const Checkpoint& ck, QModelContents* out) {
     if (t.q_norm) out->float_tensors.push_back(CopyTensor(*t.q_norm, p + "self_attn.q_norm.weight"));
     if (t.k_norm) out->float_tensors.push_back(CopyTensor(*t.k_norm, p + "self_attn.k_norm.weight"));
   }
+  return Status::Ok();
 }
 
 // The model directory's config, tokenizer and generation files, and the names and hashes that identify them.
@@ -582,7 +633,7 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
   for (int l = 0; l < ck.config().num_layers; ++l) FAMQ_RETURN_IF_ERROR(run.FinalizeBlock(l, &out));
 
   const auto t_assemble = Clock::now();
-  AddFloatTensors(ck, &out);
+  FAMQ_RETURN_IF_ERROR(AddFloatTensors(ck, o.head_bits, &out));
   FAMQ_RETURN_IF_ERROR(AddModelFiles(model, model_dir_path, &out));
   FillProvenance(calib, o, run.calibration_free() ? 0 : run.counted_tokens(), &out.provenance);
   run.timings().assemble += SecondsSince(t_assemble);

@@ -32,6 +32,9 @@ enum class QuantMethod { kRtn, kGptq, kAwq, kSmoothQuant };
 const char* QuantMethodName(QuantMethod m);  // "rtn", "gptq", "awq", "smoothquant"
 Result<QuantMethod> ParseQuantMethod(const std::string& name);
 
+inline constexpr int kDefaultHeadBits = 8;
+inline constexpr int kHeadGroupSize = 32;
+
 struct FinalizeOptions {
   QuantMethod method = QuantMethod::kGptq;
   int wbits = 4;                 // 4 or 8
@@ -47,6 +50,11 @@ struct FinalizeOptions {
   int awq_max_tokens = 4096;     // calibration tokens AWQ's searches evaluate
   int num_threads = 0;           // engine threads (0: one per CPU, at most 8)
   Isa isa = Isa::kRef;           // kernels the quantized blocks run on while calibrating
+  // The token embedding and the head: 16 keeps them as the checkpoint stores
+  // them (fp); 8 or 4 quantizes them RTN, symmetric, groups of 32
+  // (kHeadGroupSize), stored once for a tied model (lookup and head), the
+  // untied head likewise. Default: measured on the family (docs/DEVICE.md).
+  int head_bits = kDefaultHeadBits;
 
   // Progress: return false to cancel (Finalize then returns kCancelled).
   std::function<bool(const struct FinalizeProgress&)> on_progress;

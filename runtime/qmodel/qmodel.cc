@@ -138,6 +138,12 @@ uint64_t HeaderDigest(const fb::QModel& m) {
     r.Str(in->algorithm());
     r.Vec(in->linears());
     r.Vec(in->float_tensors());
+    // The quantized embedding / head digests, only where such a record exists
+    // (a version-2 file without them keeps its header digest).
+    if (m.embedding() != nullptr || m.lm_head() != nullptr) {
+      r.U64(m.embedding() != nullptr ? in->embedding() : kAbsent);
+      r.U64(m.lm_head() != nullptr ? in->lm_head() : kAbsent);
+    }
   } else {
     r.U64(kAbsent);
   }
@@ -155,7 +161,63 @@ Status ChecksumMismatch(const std::string& at, uint64_t stored, uint64_t compute
                        "): the file is corrupt or was modified after finalize");
 }
 
+flatbuffers::Offset<fb::QuantLinear> BuildLinear(flatbuffers::FlatBufferBuilder& b, const QLinearContents& l) {
+  const QMatrix& w = l.w;
+  std::vector<uint8_t> packed(CodeBytes(w.bits, w.codes.size()), 0);
+  if (w.bits == 4) {
+    for (size_t i = 0; i < w.codes.size(); ++i) {
+      const uint8_t nib = static_cast<uint8_t>(w.codes[i]) & 0x0F;
+      packed[i / 2] |= static_cast<uint8_t>((i % 2 == 0) ? nib : nib << 4);
+    }
+  } else {
+    std::memcpy(packed.data(), w.codes.data(), w.codes.size());
+  }
+  const auto name = b.CreateString(l.name);
+  const auto codes = b.CreateVector(packed);
+  const auto scales = b.CreateVector(w.scales);
+  const auto zeros = b.CreateVector(w.zeros);
+  const auto bias = l.bias.empty() ? 0 : b.CreateVector(l.bias);
+  const auto mult = l.input_multiplier.empty() ? 0 : b.CreateVector(l.input_multiplier);
+  fb::QuantLinearBuilder lb(b);
+  lb.add_name(name);
+  lb.add_bits(static_cast<uint8_t>(w.bits));
+  lb.add_rows(static_cast<uint32_t>(w.rows));
+  lb.add_cols(static_cast<uint32_t>(w.cols));
+  lb.add_group_size(static_cast<uint32_t>(w.group_size));
+  lb.add_codes(codes);
+  lb.add_scales(scales);
+  lb.add_zeros(zeros);
+  if (!l.bias.empty()) lb.add_bias(bias);
+  if (!l.input_multiplier.empty()) lb.add_input_multiplier(mult);
+  const fb::ActQuant in(l.act_in.scale, l.act_in.zero_point), out(l.act_out.scale, l.act_out.zero_point);
+  lb.add_act_in(&in);
+  lb.add_act_out(&out);
+  return lb.Finish();
+}
+
 }  // namespace
+
+QMatrix UnpackQuantLinear(const fb::QuantLinear& l) {
+  QMatrix m;
+  m.bits = l.bits();
+  m.rows = static_cast<int>(l.rows());
+  m.cols = static_cast<int>(l.cols());
+  m.group_size = static_cast<int>(l.group_size());
+  const size_t count = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols);
+  m.codes.resize(count);
+  const uint8_t* src = l.codes()->data();
+  if (m.bits == 4) {
+    for (size_t i = 0; i < count; ++i) {
+      const uint8_t nib = (i % 2 == 0) ? (src[i / 2] & 0x0F) : (src[i / 2] >> 4);
+      m.codes[i] = static_cast<int8_t>(nib >= 8 ? static_cast<int>(nib) - 16 : static_cast<int>(nib));
+    }
+  } else {
+    std::memcpy(m.codes.data(), src, count);
+  }
+  m.scales.assign(l.scales()->begin(), l.scales()->end());
+  m.zeros.assign(l.zeros()->begin(), l.zeros()->end());
+  return m;
+}
 
 Status SealQModel(std::vector<uint8_t>* bytes) {
   flatbuffers::Verifier v(bytes->data(), bytes->size(), /*max_depth=*/16, /*max_tables=*/1u << 22);
@@ -176,6 +238,13 @@ Status SealQModel(std::vector<uint8_t>* bytes) {
   for (uint32_t i = 0; i < linears; ++i) lin->Mutate(i, LinearDigest(*m.linears()->Get(i)));
   for (uint32_t i = 0; i < tensors; ++i) flt->Mutate(i, FloatTensorDigest(*m.float_tensors()->Get(i)));
   auto* table = const_cast<flatbuffers::Table*>(reinterpret_cast<const flatbuffers::Table*>(in));
+  if (m.embedding() != nullptr &&
+      !table->SetField<uint64_t>(fb::QIntegrity::VT_EMBEDDING, LinearDigest(*m.embedding()), 0)) {
+    return InvalidFormat("SealQModel: the integrity table has no embedding field to seal");
+  }
+  if (m.lm_head() != nullptr && !table->SetField<uint64_t>(fb::QIntegrity::VT_LM_HEAD, LinearDigest(*m.lm_head()), 0)) {
+    return InvalidFormat("SealQModel: the integrity table has no lm_head field to seal");
+  }
   if (!table->SetField<uint64_t>(fb::QIntegrity::VT_HEADER, HeaderDigest(m), 0)) {
     return InvalidFormat("SealQModel: the integrity table has no header field to seal");
   }
@@ -185,7 +254,12 @@ Status SealQModel(std::vector<uint8_t>* bytes) {
 Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
   size_t estimate = c.config_json.size() + c.tokenizer_json.size() + c.tokenizer_config_json.size() + 4096;
   for (const auto& t : c.float_tensors) estimate += t.raw.size() + 256;
-  for (const auto& l : c.linears) {
+  std::vector<const QLinearContents*> all;
+  for (const auto& l : c.linears) all.push_back(&l);
+  if (c.embedding) all.push_back(&*c.embedding);
+  if (c.lm_head) all.push_back(&*c.lm_head);
+  for (const QLinearContents* lp : all) {
+    const QLinearContents& l = *lp;
     estimate += CodeBytes(l.w.bits, l.w.codes.size()) + 5 * l.w.scales.size() +
                 4 * (l.bias.size() + l.input_multiplier.size()) + 256;
   }
@@ -218,55 +292,27 @@ Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
     tensors.push_back(tb.Finish());
   }
   std::vector<flatbuffers::Offset<fb::QuantLinear>> linears;
-  for (const QLinearContents& l : c.linears) {
-    const QMatrix& w = l.w;
-    std::vector<uint8_t> packed(CodeBytes(w.bits, w.codes.size()), 0);
-    if (w.bits == 4) {
-      for (size_t i = 0; i < w.codes.size(); ++i) {
-        const uint8_t nib = static_cast<uint8_t>(w.codes[i]) & 0x0F;
-        packed[i / 2] |= static_cast<uint8_t>((i % 2 == 0) ? nib : nib << 4);
-      }
-    } else {
-      std::memcpy(packed.data(), w.codes.data(), w.codes.size());
-    }
-    const auto name = b.CreateString(l.name);
-    const auto codes = b.CreateVector(packed);
-    const auto scales = b.CreateVector(w.scales);
-    const auto zeros = b.CreateVector(w.zeros);
-    const auto bias = l.bias.empty() ? 0 : b.CreateVector(l.bias);
-    const auto mult = l.input_multiplier.empty() ? 0 : b.CreateVector(l.input_multiplier);
-    fb::QuantLinearBuilder lb(b);
-    lb.add_name(name);
-    lb.add_bits(static_cast<uint8_t>(w.bits));
-    lb.add_rows(static_cast<uint32_t>(w.rows));
-    lb.add_cols(static_cast<uint32_t>(w.cols));
-    lb.add_group_size(static_cast<uint32_t>(w.group_size));
-    lb.add_codes(codes);
-    lb.add_scales(scales);
-    lb.add_zeros(zeros);
-    if (!l.bias.empty()) lb.add_bias(bias);
-    if (!l.input_multiplier.empty()) lb.add_input_multiplier(mult);
-    const fb::ActQuant in(l.act_in.scale, l.act_in.zero_point), out(l.act_out.scale, l.act_out.zero_point);
-    lb.add_act_in(&in);
-    lb.add_act_out(&out);
-    linears.push_back(lb.Finish());
-  }
+  for (const QLinearContents& l : c.linears) linears.push_back(BuildLinear(b, l));
+  const auto embedding = c.embedding ? BuildLinear(b, *c.embedding) : 0;
+  const auto lm_head = c.lm_head ? BuildLinear(b, *c.lm_head) : 0;
   const QModelProvenanceContents& p = c.provenance;
   const auto prov = fb::CreateQProvenance(
       b, b.CreateString(p.tool), p.method, b.CreateString(p.calibration), b.CreateString(p.bundle_payload_sha256),
       b.CreateString(p.bundle_key_id), b.CreateString(p.calib_source), p.samples, p.calib_tokens, p.private_mix,
       p.estimator, p.percentile, p.smooth_alpha, p.gptq_damp, p.gptq_act_order, p.seconds, p.peak_rss_bytes);
-  // Placeholders, sealed below once the buffer exists: the header one must
-  // differ from the default 0 so that the field is stored.
+  // Placeholders, sealed below once the buffer exists: the header one (and
+  // those of the quantized embedding / head) must differ from the default 0
+  // so that the field is stored.
   const auto integrity = fb::CreateQIntegrity(b, b.CreateString(kQModelIntegrityAlgorithm), ~uint64_t{0},
                                               b.CreateVector(std::vector<uint64_t>(linears.size(), 0)),
-                                              b.CreateVector(std::vector<uint64_t>(tensors.size(), 0)));
+                                              b.CreateVector(std::vector<uint64_t>(tensors.size(), 0)),
+                                              c.embedding ? ~uint64_t{0} : 0, c.lm_head ? ~uint64_t{0} : 0);
   const auto root = fb::CreateQModel(
       b, kQModelFormatVersion, c.scheme, static_cast<uint8_t>(c.wbits), static_cast<uint8_t>(c.abits),
       static_cast<uint32_t>(c.group_size), c.symmetric, b.CreateString(c.config_json), b.CreateString(c.tokenizer_json),
       b.CreateString(c.tokenizer_config_json), b.CreateString(c.generation_config_json),
       b.CreateString(c.source_config_sha256), b.CreateString(c.tokenizer_sha256), b.CreateString(c.source_name),
-      b.CreateVector(tensors), b.CreateVector(linears), prov, integrity);
+      b.CreateVector(tensors), b.CreateVector(linears), prov, integrity, embedding, lm_head);
   // Size-prefixed: a reader knows the exact length, so any truncation shows.
   fb::FinishSizePrefixedQModelBuffer(b, root);
   std::vector<uint8_t> out(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
@@ -309,6 +355,60 @@ bool AllFinite(const flatbuffers::Vector<float>* v, bool non_negative) {
     if (!std::isfinite(x) || (non_negative && x < 0.0f)) return false;
   }
   return true;
+}
+
+// The invariants every stored quantized linear keeps: its name, bits, the
+// shape `shape`, group size, code / scale / zero-point counts and ranges,
+// bias and input multiplier sizes. `at` prefixes every error.
+Status CheckQuantLinear(const fb::QuantLinear& l, const std::string& name, LinearShape shape, const std::string& at) {
+  if (l.name() == nullptr || l.name()->str() != name) return InvalidFormat(at + "missing or misnamed");
+  if (l.bits() != 4 && l.bits() != 8) return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes (4 or 8)");
+  if (static_cast<int64_t>(l.rows()) != shape.rows || static_cast<int64_t>(l.cols()) != shape.cols) {
+    return InvalidFormat(at + "shape [" + std::to_string(l.rows()) + ", " + std::to_string(l.cols()) +
+                         "] does not match the config's [" + std::to_string(shape.rows) + ", " +
+                         std::to_string(shape.cols) + "]");
+  }
+  if (l.group_size() == 0 || l.cols() % l.group_size() != 0) {
+    return InvalidFormat(at + "group size " + std::to_string(l.group_size()) + " does not divide " +
+                         std::to_string(l.cols()) + " input features");
+  }
+  const size_t count = size_t{l.rows()} * l.cols();
+  const size_t groups = size_t{l.rows()} * (l.cols() / l.group_size());
+  if (Len(l.codes()) != CodeBytes(l.bits(), count)) {
+    return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes hold " + std::to_string(Len(l.codes())) +
+                         " bytes, expected " + std::to_string(CodeBytes(l.bits(), count)));
+  }
+  if (Len(l.scales()) != groups || Len(l.zeros()) != groups) {
+    return InvalidFormat(at + "scales / zero points hold " + std::to_string(Len(l.scales())) + " / " +
+                         std::to_string(Len(l.zeros())) + " values, expected " + std::to_string(groups));
+  }
+  if (!AllFinite(l.scales(), true)) return InvalidFormat(at + "a scale is negative, infinite or NaN");
+  const int zmin = -(1 << (l.bits() - 1)), zmax = (1 << (l.bits() - 1)) - 1;
+  for (int8_t z : *l.zeros()) {
+    if (z < zmin || z > zmax) return InvalidFormat(at + "zero point " + std::to_string(z) + " outside the code range");
+  }
+  if (l.bias() != nullptr && (l.bias()->size() != l.rows() || !AllFinite(l.bias(), false))) {
+    return InvalidFormat(at + "bias has the wrong size or a non-finite value");
+  }
+  if (l.input_multiplier() != nullptr &&
+      (l.input_multiplier()->size() != l.cols() || !AllFinite(l.input_multiplier(), false))) {
+    return InvalidFormat(at + "input multiplier has the wrong size or a non-finite value");
+  }
+  return Status::Ok();
+}
+
+// A quantized embedding or head: [vocab][hidden] weight-only codes that
+// famq's kernels run (groups of multiples of 32), no bias, no multiplier.
+Status CheckQuantEmbedding(const fb::QuantLinear& l, const char* name, const ModelConfig& c, const std::string& o) {
+  const std::string at = o + ": " + name + ": ";
+  FAMQ_RETURN_IF_ERROR(CheckQuantLinear(l, name, LinearShape{c.vocab_size, c.hidden_size}, at));
+  if (l.cols() % 32 != 0 || l.group_size() % 32 != 0) {
+    return InvalidFormat(at + "weight-only kernels need input features and group size in multiples of 32");
+  }
+  if (l.bias() != nullptr || l.input_multiplier() != nullptr) {
+    return InvalidFormat(at + "a quantized embedding or head takes no bias and no input multiplier");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -360,40 +460,7 @@ Status QModel::Validate() {
     const int slot = static_cast<int>(i % 4);
     const std::string name = QLinearName(static_cast<int>(i / 4), slot);
     const std::string at = o + ": " + name + ": ";
-    const LinearShape shape = LinearSlotShape(c, static_cast<LinearSlot>(slot));
-    if (l.name() == nullptr || l.name()->str() != name) return InvalidFormat(at + "missing or misnamed");
-    if (l.bits() != 4 && l.bits() != 8) return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes (4 or 8)");
-    if (static_cast<int>(l.rows()) != shape.rows || static_cast<int>(l.cols()) != shape.cols) {
-      return InvalidFormat(at + "shape [" + std::to_string(l.rows()) + ", " + std::to_string(l.cols()) +
-                           "] does not match the config's [" + std::to_string(shape.rows) + ", " +
-                           std::to_string(shape.cols) + "]");
-    }
-    if (l.group_size() == 0 || l.cols() % l.group_size() != 0) {
-      return InvalidFormat(at + "group size " + std::to_string(l.group_size()) + " does not divide " +
-                           std::to_string(l.cols()) + " input features");
-    }
-    const size_t count = size_t{l.rows()} * l.cols();
-    const size_t groups = size_t{l.rows()} * (l.cols() / l.group_size());
-    if (Len(l.codes()) != CodeBytes(l.bits(), count)) {
-      return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes hold " + std::to_string(Len(l.codes())) +
-                           " bytes, expected " + std::to_string(CodeBytes(l.bits(), count)));
-    }
-    if (Len(l.scales()) != groups || Len(l.zeros()) != groups) {
-      return InvalidFormat(at + "scales / zero points hold " + std::to_string(Len(l.scales())) + " / " +
-                           std::to_string(Len(l.zeros())) + " values, expected " + std::to_string(groups));
-    }
-    if (!AllFinite(l.scales(), true)) return InvalidFormat(at + "a scale is negative, infinite or NaN");
-    const int zmin = -(1 << (l.bits() - 1)), zmax = (1 << (l.bits() - 1)) - 1;
-    for (int8_t z : *l.zeros()) {
-      if (z < zmin || z > zmax) return InvalidFormat(at + "zero point " + std::to_string(z) + " outside the code range");
-    }
-    if (l.bias() != nullptr && (l.bias()->size() != l.rows() || !AllFinite(l.bias(), false))) {
-      return InvalidFormat(at + "bias has the wrong size or a non-finite value");
-    }
-    if (l.input_multiplier() != nullptr &&
-        (l.input_multiplier()->size() != l.cols() || !AllFinite(l.input_multiplier(), false))) {
-      return InvalidFormat(at + "input multiplier has the wrong size or a non-finite value");
-    }
+    FAMQ_RETURN_IF_ERROR(CheckQuantLinear(l, name, LinearSlotShape(c, static_cast<LinearSlot>(slot)), at));
     if (w8a8) {
       if (l.bits() != 8 || l.group_size() != l.cols()) {
         return InvalidFormat(at + "W8A8 needs 8-bit per-channel weights");
@@ -437,9 +504,22 @@ Status QModel::Validate() {
     }
     return Status::Ok();
   };
-  FAMQ_RETURN_IF_ERROR(need("model.embed_tokens.weight", {c.vocab_size, H}));
+  // The embedding: quantized (QModel.embedding) or fp, exactly one; the head:
+  // quantized (QModel.lm_head), fp, or neither (tied to the embedding).
+  const bool fp_embed = FindTensor("model.embed_tokens.weight").ok();
+  const bool fp_head = FindTensor("lm_head.weight").ok();
+  if (r.embedding() != nullptr) {
+    if (fp_embed) return InvalidFormat(o + ": both a quantized and an fp embedding (model.embed_tokens.weight)");
+    FAMQ_RETURN_IF_ERROR(CheckQuantEmbedding(*r.embedding(), kQEmbeddingName, c, o));
+  } else {
+    FAMQ_RETURN_IF_ERROR(need("model.embed_tokens.weight", {c.vocab_size, H}));
+  }
+  if (r.lm_head() != nullptr) {
+    if (fp_head) return InvalidFormat(o + ": both a quantized and an fp head (lm_head.weight)");
+    FAMQ_RETURN_IF_ERROR(CheckQuantEmbedding(*r.lm_head(), kQLmHeadName, c, o));
+  }
   FAMQ_RETURN_IF_ERROR(need("model.norm.weight", {H}));
-  if (FindTensor("lm_head.weight").ok()) FAMQ_RETURN_IF_ERROR(need("lm_head.weight", {c.vocab_size, H}));
+  if (fp_head) FAMQ_RETURN_IF_ERROR(need("lm_head.weight", {c.vocab_size, H}));
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     FAMQ_RETURN_IF_ERROR(need(p + "input_layernorm.weight", {H}));
@@ -464,6 +544,8 @@ Status QModel::Validate() {
   }
   linear_ok_ = std::make_unique<std::atomic<uint8_t>[]>(r.linears()->size());
   tensor_ok_ = std::make_unique<std::atomic<uint8_t>[]>(r.float_tensors()->size());
+  embedding_ok_ = std::make_unique<std::atomic<uint8_t>>(0);
+  lm_head_ok_ = std::make_unique<std::atomic<uint8_t>>(0);
   return Status::Ok();
 }
 
@@ -492,31 +574,84 @@ Status QModel::VerifyFloatTensor(uint32_t index) const {
 Status QModel::VerifyAll() const {
   for (uint32_t i = 0; i < root_->linears()->size(); ++i) FAMQ_RETURN_IF_ERROR(VerifyLinear(static_cast<int>(i)));
   for (uint32_t i = 0; i < root_->float_tensors()->size(); ++i) FAMQ_RETURN_IF_ERROR(VerifyFloatTensor(i));
-  return Status::Ok();
+  FAMQ_RETURN_IF_ERROR(VerifyEmbedding());
+  return VerifyLmHead();
 }
 
 Result<QMatrix> QModel::Matrix(int index) const {
   FAMQ_RETURN_IF_ERROR(VerifyLinear(index));
-  const fb::QuantLinear& l = *root_->linears()->Get(static_cast<uint32_t>(index));
-  QMatrix m;
-  m.bits = l.bits();
-  m.rows = static_cast<int>(l.rows());
-  m.cols = static_cast<int>(l.cols());
-  m.group_size = static_cast<int>(l.group_size());
-  const size_t count = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols);
-  m.codes.resize(count);
-  const uint8_t* src = l.codes()->data();
-  if (m.bits == 4) {
-    for (size_t i = 0; i < count; ++i) {
-      const uint8_t nib = (i % 2 == 0) ? (src[i / 2] & 0x0F) : (src[i / 2] >> 4);
-      m.codes[i] = static_cast<int8_t>(nib >= 8 ? static_cast<int>(nib) - 16 : static_cast<int>(nib));
-    }
-  } else {
-    std::memcpy(m.codes.data(), src, count);
+  return UnpackQuantLinear(*root_->linears()->Get(static_cast<uint32_t>(index)));
+}
+
+namespace {
+
+Status VerifyExtra(const fb::QuantLinear* l, uint64_t stored, std::atomic<uint8_t>* ok, const std::string& at) {
+  if (l == nullptr || ok->load(std::memory_order_acquire) != 0) return Status::Ok();
+  const uint64_t computed = LinearDigest(*l);
+  if (computed != stored) return ChecksumMismatch(at, stored, computed);
+  ok->store(1, std::memory_order_release);
+  return Status::Ok();
+}
+
+std::string SchemeOf(const fb::QuantLinear& l) {
+  bool symmetric = true;
+  for (int8_t z : *l.zeros()) symmetric = symmetric && z == 0;
+  std::string s = "W";
+  s += std::to_string(l.bits());
+  s += " g";
+  s += std::to_string(l.group_size());
+  s += symmetric ? " symmetric" : " asymmetric";
+  return s;
+}
+
+}  // namespace
+
+Status QModel::VerifyEmbedding() const {
+  return VerifyExtra(root_->embedding(), root_->integrity()->embedding(), embedding_ok_.get(),
+                     origin_ + ": " + kQEmbeddingName);
+}
+
+Status QModel::VerifyLmHead() const {
+  return VerifyExtra(root_->lm_head(), root_->integrity()->lm_head(), lm_head_ok_.get(), origin_ + ": " + kQLmHeadName);
+}
+
+Result<QMatrix> QModel::EmbeddingMatrix() const {
+  if (root_->embedding() == nullptr) return NotFound(origin_ + ": the embedding is not quantized");
+  FAMQ_RETURN_IF_ERROR(VerifyEmbedding());
+  return UnpackQuantLinear(*root_->embedding());
+}
+
+Result<QMatrix> QModel::HeadMatrix() const {
+  if (root_->lm_head() != nullptr) {
+    FAMQ_RETURN_IF_ERROR(VerifyLmHead());
+    return UnpackQuantLinear(*root_->lm_head());
   }
-  m.scales.assign(l.scales()->begin(), l.scales()->end());
-  m.zeros.assign(l.zeros()->begin(), l.zeros()->end());
-  return m;
+  if (FindTensor("lm_head.weight").ok()) return NotFound(origin_ + ": the head is not quantized");
+  return EmbeddingMatrix();
+}
+
+std::string QModel::HeadDescription() const {
+  auto fp = [&](const std::string& name) {
+    std::string s = "fp ";
+    auto i = FindTensor(name);
+    s += i.ok() ? fb::EnumNameTensorDType(root_->float_tensors()->Get(*i)->dtype()) : "?";
+    return s;
+  };
+  const std::string embed = root_->embedding() != nullptr ? SchemeOf(*root_->embedding()) : fp("model.embed_tokens.weight");
+  std::string s;
+  if (root_->lm_head() != nullptr) {
+    s = SchemeOf(*root_->lm_head());
+  } else if (FindTensor("lm_head.weight").ok()) {
+    s = fp("lm_head.weight");
+  } else {
+    s = embed;
+    s += " (tied)";
+    return s;
+  }
+  s += " (untied; embedding ";
+  s += embed;
+  s += ")";
+  return s;
 }
 
 Result<uint32_t> QModel::FindTensor(const std::string& name) const {

@@ -18,6 +18,12 @@
 // - A linear or fp tensor is checked when it is first used (Matrix(),
 //   Tensor(), VerifyLinear()): opening does not read the weights, so the
 //   check costs one pass over bytes the loader reads anyway.
+// - A quantized embedding / head (QModel.embedding, QModel.lm_head) is a
+//   linear record (kind 2) whose digest is QIntegrity.embedding / .lm_head.
+//   When either record is present, the header record appends, after the
+//   fields above, those two digests (each 2^64-1 when its record is absent);
+//   files without them keep the version-2 header unchanged, so stripping the
+//   records changes the header digest.
 // A mismatch is kInvalidFormat naming the file and the record:
 // "q.famq: layers.3.qkv: checksum mismatch (...): the file is corrupt or was modified".
 // Files of format version 1 (no integrity data) are refused: finalize them again.
@@ -28,6 +34,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -84,8 +91,16 @@ struct QModelContents {
   std::string source_config_sha256, tokenizer_sha256, source_name;
   std::vector<FloatTensorContents> float_tensors;
   std::vector<QLinearContents> linears;  // 4 per layer: qkv, o_proj, gate_up, down_proj
+  // The quantized token embedding (name kQEmbeddingName; then float_tensors
+  // holds no "model.embed_tokens.weight") and an untied head quantized too
+  // (kQLmHeadName; then no "lm_head.weight"). Weight-only codes, no bias or
+  // input multiplier.
+  std::optional<QLinearContents> embedding, lm_head;
   QModelProvenanceContents provenance;
 };
+
+inline constexpr char kQEmbeddingName[] = "model.embed_tokens";
+inline constexpr char kQLmHeadName[] = "lm_head";
 
 // The file bytes of `contents` (no validation beyond what serialization needs),
 // sealed with their integrity data.
@@ -124,6 +139,22 @@ class QModel {
   // Every record's digest (what Open leaves to first use), e.g. for `famq-rt info --verify`.
   Status VerifyAll() const;
 
+  // The quantized embedding / untied head records (null when the file keeps
+  // them in floating point), shapes and ranges validated; their weights are
+  // digest-checked by the accessors below.
+  const fb::QuantLinear* embedding_record() const { return root_->embedding(); }
+  const fb::QuantLinear* lm_head_record() const { return root_->lm_head(); }
+  // The quantized embedding, verified and unpacked (kNotFound when absent).
+  Result<QMatrix> EmbeddingMatrix() const;
+  // The quantized head: the untied record, else the tied quantized
+  // embedding (kNotFound when the head is kept in floating point).
+  Result<QMatrix> HeadMatrix() const;
+  // Checks the quantized embedding's / head's digest (once); Ok when absent.
+  Status VerifyEmbedding() const;
+  Status VerifyLmHead() const;
+  // "fp BF16 (tied)", "W8 g32 symmetric (tied)", "W4 g32 symmetric (untied; embedding W4 g32 symmetric)".
+  std::string HeadDescription() const;
+
  private:
   Status Validate();
   Status VerifyFloatTensor(uint32_t index) const;
@@ -139,7 +170,11 @@ class QModel {
   ModelConfig config_;
   // 1 once the record's digest matched; written by const accessors, possibly from several threads.
   std::unique_ptr<std::atomic<uint8_t>[]> linear_ok_, tensor_ok_;
+  std::unique_ptr<std::atomic<uint8_t>> embedding_ok_, lm_head_ok_;
 };
+
+// Unpacks a stored quantized linear (codes, scales, zero points) to the canonical form.
+QMatrix UnpackQuantLinear(const fb::QuantLinear& l);
 
 // The block slot names of linear i: "layers.<i/4>.<qkv|o_proj|gate_up|down_proj>".
 std::string QLinearName(int layer, int slot);

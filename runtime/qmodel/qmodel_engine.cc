@@ -27,7 +27,19 @@ Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const Eng
   const fb::QModel& r = q.root();
   const bool w8a8 = r.scheme() == fb::QScheme::W8A8Static;
   EngineWeights w;
-  FAMQ_ASSIGN_OR_RETURN(w.embed, q.Tensor("model.embed_tokens.weight"));
+  if (const fb::QuantLinear* e = q.embedding_record()) {
+    FAMQ_RETURN_IF_ERROR(q.VerifyEmbedding());  // before its bytes are read
+    PackedQuantRows& p = w.embed.quantized;
+    p.bits = e->bits();
+    p.rows = static_cast<int>(e->rows());
+    p.cols = static_cast<int>(e->cols());
+    p.group_size = static_cast<int>(e->group_size());
+    p.codes = e->codes()->data();
+    p.scales = e->scales()->data();
+    p.zeros = e->zeros()->data();
+  } else {
+    FAMQ_ASSIGN_OR_RETURN(w.embed.fp, q.Tensor("model.embed_tokens.weight"));
+  }
   FAMQ_ASSIGN_OR_RETURN(w.final_norm, TensorF32(q, "model.norm.weight"));
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -57,12 +69,20 @@ Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const Eng
     }
     w.layers.push_back(std::move(l));
   }
+  // The head: quantized (untied record, or tied to the quantized embedding)
+  // on the weight-only kernels whatever the blocks' scheme; else fp32.
   auto head = q.Tensor("lm_head.weight");
   // Absent: tied to the embedding. Present but failing its checksum: refused, never replaced.
   if (!head.ok() && head.status().code() != StatusCode::kNotFound) return head.status();
-  const TensorView head_view = head.ok() ? *head : w.embed;
-  FAMQ_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create({&head_view}, {}, "lm_head"));
-  w.lm_head = LayerLinear(std::move(lm_head));
+  if (q.lm_head_record() != nullptr || (!head.ok() && w.embed.is_quantized())) {
+    FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.HeadMatrix());
+    FAMQ_ASSIGN_OR_RETURN(WeightOnlyLinear lin, WeightOnlyLinear::Create(m, {}, max_batch, isa, q.origin() + ": lm_head"));
+    w.lm_head = LayerLinear(std::move(lin), {});
+  } else {
+    const TensorView head_view = head.ok() ? *head : w.embed.fp;
+    FAMQ_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create({&head_view}, {}, "lm_head"));
+    w.lm_head = LayerLinear(std::move(lm_head));
+  }
   return Engine::Create(c, std::move(w), options);
 }
 

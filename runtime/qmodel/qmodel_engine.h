@@ -15,8 +15,10 @@
 namespace famq {
 
 // An engine whose blocks run the quantized linears of `q` (weight-only on
-// famq's kernels for `isa`, W8A8 on XNNPACK qc8); embeddings, norms and the
-// head stay as stored. `q` must outlive the engine.
+// famq's kernels for `isa`, W8A8 on XNNPACK qc8); norms stay as stored, the
+// embedding is looked up where it is stored (fp or quantized rows) and a
+// quantized head runs on the weight-only kernels for `isa` (an fp head on
+// XNNPACK f32). `q` must outlive the engine.
 Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const EngineOptions& options, Isa isa);
 
 // A model ready to run: a Hugging Face directory or a quantized model file.

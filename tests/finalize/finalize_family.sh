@@ -55,6 +55,7 @@ expect_error "another family" "${rt[@]}" finalize --model "$repo/tests/data/tiny
   --out "$work/x.famq"
 expect_error "wbits 3" "${fin[@]}" --wbits 3 --out "$work/x.famq"
 expect_error "needs a W8 per-channel" "${fin[@]}" --wbits 4 --abits 8 --out "$work/x.famq"
+expect_error "head bits 6 is not supported" "${fin[@]}" --head-bits 6 --out "$work/x.famq"
 expect_error "does not divide" "${rt[@]}" finalize --model "$repo/tests/data/tiny-random-qwen3" --calib-text "$work/heldout.txt" \
   --group 64 --out "$work/x.famq"
 [ ! -e "$work/x.famq" ] || fail "a refused finalize wrote its output"
@@ -75,6 +76,7 @@ for m in "${methods[@]}"; do
 import json, sys
 info, fp, q, m = json.load(open(sys.argv[1])), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 assert info["calibration"] == "bundle" and len(info["bundle_payload_sha256"]) == 64, info
+assert info["head"] == "W8 g32 symmetric (tied)", info  # the default --head-bits on a tied model
 gate = 1.03 if "--abits 8" in m or "smoothquant" in m else 1.10
 print(f"ok: {m:55s} ppl {q:8.3f} vs fp32 {fp:8.3f} ({100 * (q / fp - 1):+.2f}%, gate +{100 * (gate - 1):.0f}%)")
 assert q <= fp * gate, f"{m}: ppl {q} above the gate"

@@ -1,7 +1,8 @@
 // libFuzzer target: the quantized-model reader (runtime/qmodel/qmodel.h) on
 // arbitrary bytes. QModel::FromBytes must refuse every malformed file with a
-// status; a file it accepts must be safe to use: every linear is unpacked,
-// every floating-point tensor resolved, and a one-token forward pass runs on
+// status; a file it accepts must be safe to use: every linear (the quantized
+// embedding / head included) is unpacked, every floating-point tensor
+// resolved, and a one-token forward pass runs on
 // an engine built from it (small context, one thread, reference kernels).
 // Seeds: tests/fuzz/corpus/fuzz_qmodel/ (tests/fuzz/make_qmodel_seeds.sh).
 #include <cstddef>
@@ -31,6 +32,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int8_t c : m->codes) sink += static_cast<uint8_t>(c);
     for (int8_t z : m->zeros) sink += static_cast<uint8_t>(z);
     sink += m->scales.size();
+  }
+  for (auto m : {q->EmbeddingMatrix(), q->HeadMatrix()}) {  // the quantized embedding / head, if any
+    if (!m.ok()) continue;
+    for (int8_t c : m->codes) sink += static_cast<uint8_t>(c);
+    sink += m->scales.size() + m->zeros.size();
   }
   for (const famq::fb::FloatTensor* t : *r.float_tensors()) {
     if (t->name() == nullptr) continue;

@@ -2,7 +2,8 @@
 # Regenerates the seed corpus of fuzz_qmodel (tests/fuzz/corpus/fuzz_qmodel/):
 # small quantized models finalized from the committed fixtures, one per
 # scheme the reader distinguishes (weight-only int4 with groups, weight-only
-# int8 per channel, static W8A8 with smoothing vectors).
+# int8 per channel, static W8A8 with smoothing vectors; the embedding and head
+# kept in floating point or quantized, tied and untied).
 #
 #   tests/fuzz/make_qmodel_seeds.sh build/host/runtime/tools/famq-rt/famq-rt
 set -euo pipefail
@@ -25,6 +26,8 @@ fin() { # NAME MODEL ARGS...
     --out "$out/$name.famq" >/dev/null
   printf '%-36s %7d bytes\n' "$name.famq" "$(stat -c %s "$out/$name.famq")"
 }
-fin qwen3-rtn-w4-g32 tiny-random-qwen3 --method rtn --wbits 4 --group 32
-fin qwen3-gptq-w8-channel-sym tiny-random-qwen3 --method gptq --wbits 8 --group channel --symmetric
-fin qwen3-smoothquant-w8a8 tiny-random-qwen3 --method smoothquant --wbits 8 --abits 8 --group channel
+fin qwen3-rtn-w4-g32 tiny-random-qwen3 --method rtn --wbits 4 --group 32 --head-bits 16
+fin qwen3-gptq-w8-channel-sym tiny-random-qwen3 --method gptq --wbits 8 --group channel --symmetric --head-bits 16
+fin qwen3-smoothquant-w8a8 tiny-random-qwen3 --method smoothquant --wbits 8 --abits 8 --group channel --head-bits 16
+fin qwen3-rtn-w4-g32-head4 tiny-random-qwen3 --method rtn --wbits 4 --group 32 --head-bits 4
+fin llama-rtn-w4-g32-head8 tiny-random-llama --method rtn --wbits 4 --group 32 --head-bits 8

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -1213,6 +1214,40 @@ TEST_F(CapiTest, FinalizeCancelledFromProgressWritesNothing) {
   EXPECT_EQ(p.fractions.size(), 3u);
   EXPECT_FALSE(fs::exists(out));
   EXPECT_TRUE(fs::is_empty(Tmp("cancelled")));  // no temporary file left either
+}
+
+// famq_finalize_options gained head_bits: a caller built against the first
+// version (struct_size ending before it) gets the default quantized head; a
+// size that cuts the field is refused; 16 keeps the fp head; others are
+// refused before the model is read.
+TEST_F(CapiTest, FinalizeHeadBitsAndTheFirstOptionsVersion) {
+  const std::string text = CalibTextPath();
+  auto finalize = [&](const famq_finalize_options& o, const std::string& out) {
+    return famq_finalize(kFamily.c_str(), nullptr, nullptr, text.c_str(), &o, nullptr, nullptr, out.c_str());
+  };
+  auto head = [&](const std::string& path) {
+    auto q = famq::QModel::Open(path);
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    return q.ok() ? q->HeadDescription() : std::string();
+  };
+  famq_finalize_options o = Rtn4();
+  EXPECT_EQ(o.head_bits, 8);
+  o.struct_size = offsetof(famq_finalize_options, head_bits);
+  o.head_bits = 16;  // beyond the declared size: not read
+  ASSERT_EQ(finalize(o, Tmp("v1.famq")), FAMQ_OK) << LastError();
+  EXPECT_EQ(head(Tmp("v1.famq")), "W8 g32 symmetric (tied)");
+  o.struct_size = offsetof(famq_finalize_options, head_bits) + 2;
+  EXPECT_EQ(finalize(o, Tmp("cut.famq")), FAMQ_INVALID_ARGUMENT);
+  EXPECT_FALSE(fs::exists(Tmp("cut.famq")));
+  o = Rtn4();
+  o.head_bits = 16;
+  ASSERT_EQ(finalize(o, Tmp("fp.famq")), FAMQ_OK) << LastError();
+  EXPECT_EQ(head(Tmp("fp.famq")), "fp BF16 (tied)");
+  o.head_bits = 6;
+  EXPECT_EQ(famq_finalize("/nonexistent/dir", nullptr, nullptr, text.c_str(), &o, nullptr, nullptr,
+                          Tmp("six.famq").c_str()),
+            FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("head_bits 6"), std::string::npos) << LastError();
 }
 
 TEST_F(CapiTest, FinalizeChecksOptionsFirst) {

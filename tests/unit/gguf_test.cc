@@ -186,7 +186,8 @@ TEST(Gguf, WriterStreamsAndIsAtomic) {
 }
 
 // Finalizes tiny-random-<arch> with RTN (calibration-free).
-QModelContents FinalizeRtnContents(const std::string& arch, int wbits, bool symmetric) {
+QModelContents FinalizeRtnContents(const std::string& arch, int wbits, bool symmetric,
+                                   int head_bits = kDefaultHeadBits) {
   const std::string dir = kData + "/tiny-random-" + arch;
   auto m = OpenModelDir(dir);
   EXPECT_TRUE(m.ok());
@@ -199,6 +200,7 @@ QModelContents FinalizeRtnContents(const std::string& arch, int wbits, bool symm
   o.group_size = 32;
   o.symmetric = symmetric;
   o.num_threads = 1;
+  o.head_bits = head_bits;
   auto q = Finalize(*m, dir, *calib, o);
   EXPECT_TRUE(q.ok()) << q.status().ToString();
   return std::move(*q);
@@ -211,15 +213,15 @@ std::string WriteQModel(const QModelContents& q, const std::string& out) {
   return out;
 }
 
-std::string FinalizeRtn(const std::string& arch, int wbits, bool symmetric, const std::string& out) {
-  return WriteQModel(FinalizeRtnContents(arch, wbits, symmetric), out);
+std::string FinalizeRtn(const std::string& arch, int wbits, bool symmetric, const std::string& out,
+                        int head_bits = kDefaultHeadBits) {
+  return WriteQModel(FinalizeRtnContents(arch, wbits, symmetric, head_bits), out);
 }
 
 // Every weight of blk.L.<name> decodes (ggml's formula) to the .famq's
 // dequantized weight up to the fp16 rounding of the block's scale(s).
-void ExpectWeightsMatch(const ReadGguf& g, const QModel& q, int linear, int row0, const std::string& name,
-                        const std::function<int(int)>& perm) {
-  auto matrix = q.Matrix(linear);
+void ExpectMatrixMatches(const ReadGguf& g, Result<QMatrix> matrix, int row0, const std::string& name,
+                         const std::function<int(int)>& perm) {
   ASSERT_TRUE(matrix.ok()) << matrix.status().ToString();
   const QMatrix& m = *matrix;
   const ReadTensor& t = g.tensors.at(name);
@@ -255,6 +257,11 @@ void ExpectWeightsMatch(const ReadGguf& g, const QModel& q, int linear, int row0
   EXPECT_LE(worst, std::ldexp(1.0, -10)) << name;
 }
 
+void ExpectWeightsMatch(const ReadGguf& g, const QModel& q, int linear, int row0, const std::string& name,
+                        const std::function<int(int)>& perm) {
+  ExpectMatrixMatches(g, q.Matrix(linear), row0, name, perm);
+}
+
 TEST(Gguf, ExportMapsWeightsExactlyUpToFp16Scales) {
   const std::string dir = ::testing::TempDir();
   struct Case {
@@ -262,11 +269,14 @@ TEST(Gguf, ExportMapsWeightsExactlyUpToFp16Scales) {
     int wbits;
     bool symmetric;
     uint32_t type;
+    int head_bits;
+    uint32_t head_type;  // of token_embd (and output): Q8_0 8, Q4_0 2; 16: the checkpoint's F16 1 / BF16 30
   };
-  for (const Case& c : {Case{"qwen3", 4, true, 2}, Case{"qwen2", 4, false, 3}, Case{"llama", 8, true, 8},
-                        Case{"llama", 4, true, 2}}) {
-    SCOPED_TRACE(c.arch + " W" + std::to_string(c.wbits));
-    const std::string famq = FinalizeRtn(c.arch, c.wbits, c.symmetric, dir + "/x.famq");
+  for (const Case& c : {Case{"qwen3", 4, true, 2, 8, 8}, Case{"qwen2", 4, false, 3, 4, 2},
+                        Case{"llama", 8, true, 8, 16, 1}, Case{"llama", 4, true, 2, 4, 2},
+                        Case{"llama", 4, false, 3, 8, 8}}) {
+    SCOPED_TRACE(c.arch + " W" + std::to_string(c.wbits) + " head " + std::to_string(c.head_bits));
+    const std::string famq = FinalizeRtn(c.arch, c.wbits, c.symmetric, dir + "/x.famq", c.head_bits);
     auto rep = ExportGguf(famq, dir + "/x.gguf");
     ASSERT_TRUE(rep.ok()) << rep.status().ToString();
     auto q = QModel::Open(famq);
@@ -277,6 +287,16 @@ TEST(Gguf, ExportMapsWeightsExactlyUpToFp16Scales) {
     EXPECT_EQ(g.strings["tokenizer.ggml.model"], "gpt2");
     EXPECT_EQ(g.tensors.at("blk.0.attn_q.weight").type, c.type);
     EXPECT_EQ(g.tensors.count("output.weight"), cfg.tie_word_embeddings ? 0u : 1u);
+    // The embedding / head: its own GGUF type, the same weights.
+    EXPECT_EQ(g.tensors.at("token_embd.weight").type, c.head_type);
+    EXPECT_EQ(g.tensors.at("token_embd.weight").ne, (std::vector<uint64_t>{uint64_t(cfg.hidden_size), uint64_t(cfg.vocab_size)}));
+    if (c.head_bits != 16) {
+      ExpectMatrixMatches(g, q->EmbeddingMatrix(), 0, "token_embd.weight", nullptr);
+      if (!cfg.tie_word_embeddings) {
+        EXPECT_EQ(g.tensors.at("output.weight").type, c.head_type);
+        ExpectMatrixMatches(g, q->HeadMatrix(), 0, "output.weight", nullptr);
+      }
+    }
     EXPECT_EQ(g.tensors.at("blk.1.attn_norm.weight").type, 0u);  // F32
     const int D = cfg.head_dim, QD = cfg.q_dim(), KV = cfg.kv_dim();
     std::function<int(int)> rot;

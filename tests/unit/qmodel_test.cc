@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,6 +19,7 @@
 #include "finalize/finalize.h"
 #include "kernels/isa.h"
 #include "qmodel/qmodel_engine.h"
+#include "quant/rtn.h"
 
 namespace famq {
 namespace {
@@ -29,7 +33,7 @@ std::string CalibText() {
 }
 
 // A small model finalized with RTN (fast) and serialized.
-std::vector<uint8_t> Finalized(const std::string& dir, int wbits, int group) {
+std::vector<uint8_t> Finalized(const std::string& dir, int wbits, int group, int head_bits = kDefaultHeadBits) {
   auto model = OpenModelDir(dir);
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   if (!model.ok()) return {};
@@ -41,6 +45,7 @@ std::vector<uint8_t> Finalized(const std::string& dir, int wbits, int group) {
   o.group_size = group;
   o.num_threads = 1;
   o.isa = Isa::kRef;
+  o.head_bits = head_bits;
   auto q = Finalize(*model, dir, *calib, o);
   EXPECT_TRUE(q.ok()) << q.status().ToString();
   if (!q.ok()) return {};
@@ -68,6 +73,13 @@ std::string Str(const flatbuffers::String* s) { return s == nullptr ? std::strin
 template <typename T>
 std::vector<T> Vec(const flatbuffers::Vector<T>* v) {
   return v == nullptr ? std::vector<T>() : std::vector<T>(v->begin(), v->end());
+}
+
+bool SameMatrix(const Result<QMatrix>& ma, const Result<QMatrix>& mb) {
+  if (ma.ok() != mb.ok()) return false;
+  if (!ma.ok()) return ma.status().code() == mb.status().code();
+  return ma->codes == mb->codes && ma->scales == mb->scales && ma->zeros == mb->zeros && ma->rows == mb->rows &&
+         ma->cols == mb->cols && ma->group_size == mb->group_size && ma->bits == mb->bits;
 }
 
 bool SameModel(const QModel& a, const QModel& b) {
@@ -116,6 +128,17 @@ bool SameModel(const QModel& a, const QModel& b) {
     for (auto [u, v] : {std::pair{la.act_in(), lb.act_in()}, std::pair{la.act_out(), lb.act_out()}}) {
       if ((u == nullptr) != (v == nullptr)) return false;
       if (u != nullptr && (u->scale() != v->scale() || u->zero_point() != v->zero_point())) return false;
+    }
+  }
+  // The quantized embedding and head, where there are any.
+  if ((x.embedding() == nullptr) != (y.embedding() == nullptr) || (x.lm_head() == nullptr) != (y.lm_head() == nullptr)) {
+    return false;
+  }
+  if (!SameMatrix(a.EmbeddingMatrix(), b.EmbeddingMatrix()) || !SameMatrix(a.HeadMatrix(), b.HeadMatrix())) return false;
+  for (const auto& [u, v] : {std::pair{x.embedding(), y.embedding()}, std::pair{x.lm_head(), y.lm_head()}}) {
+    if (u != nullptr && (Str(u->name()) != Str(v->name()) || Vec(u->bias()) != Vec(v->bias()) ||
+                         Vec(u->input_multiplier()) != Vec(v->input_multiplier()))) {
+      return false;
     }
   }
   for (uint32_t i = 0; i < x.float_tensors()->size(); ++i) {
@@ -182,8 +205,8 @@ TEST(QModelIntegrity, Xoring60KBOfWeightCodesIsRefusedNamingTheTensor) {
 }
 
 // `trials` random 16-byte overwrites of a finalized model of fixture `name`.
-void MutateAndLoad(const std::string& name, int trials, uint64_t seed) {
-  const std::vector<uint8_t> bytes = Finalized(kSourceDir + "/tests/data/" + name, 4, 32);
+void MutateAndLoad(const std::string& name, int trials, uint64_t seed, int head_bits) {
+  const std::vector<uint8_t> bytes = Finalized(kSourceDir + "/tests/data/" + name, 4, 32, head_bits);
   ASSERT_FALSE(bytes.empty());
   auto clean = QModel::FromBytes(bytes, "clean.famq");
   ASSERT_TRUE(clean.ok());
@@ -220,12 +243,14 @@ void MutateAndLoad(const std::string& name, int trials, uint64_t seed) {
 }
 
 TEST(QModelIntegrity, EveryRandom16ByteMutationIsRefusedOrChangesNothing) {
-  MutateAndLoad("tiny-random-qwen3", 400, 15);  // BF16, tied
-  MutateAndLoad("tiny-random-llama", 200, 16);  // F16, untied head
+  MutateAndLoad("tiny-random-qwen3", 400, 15, 16);  // BF16, tied, fp embedding
+  MutateAndLoad("tiny-random-llama", 200, 16, 16);  // F16, untied fp head
+  MutateAndLoad("tiny-random-qwen3", 300, 17, 8);   // quantized embedding serving the head
+  MutateAndLoad("tiny-random-llama", 200, 18, 4);   // quantized embedding and untied head
 }
 
 TEST(QModelIntegrity, ACorruptUntiedHeadIsRefusedNotReplacedByTheEmbedding) {
-  const std::vector<uint8_t> bytes = Finalized(kSourceDir + "/tests/data/tiny-random-llama", 4, 32);
+  const std::vector<uint8_t> bytes = Finalized(kSourceDir + "/tests/data/tiny-random-llama", 4, 32, 16);
   ASSERT_FALSE(bytes.empty());
   auto clean = QModel::FromBytes(bytes, "clean.famq");
   ASSERT_TRUE(clean.ok()) << clean.status().ToString();
@@ -286,6 +311,335 @@ TEST(QModelFile, ATruncationAfterOpenDoesNotReachTheRunningModel) {
   ASSERT_FALSE(again.ok());
   EXPECT_NE(again.status().message().find(path), std::string::npos) << again.status().ToString();
   std::remove(path.c_str());
+}
+
+// --- the quantized embedding and head (--head-bits) -----------------------
+
+std::vector<float> F32(const TensorView& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  ConvertToF32(t.dtype, t.data, v.size(), v.data());
+  return v;
+}
+
+// What finalize must store for a [vocab][hidden] tensor at `bits`: RTN,
+// symmetric, groups of 32, computed here over the whole matrix at once.
+QMatrix ExpectedRtn(const TensorView& t, int bits) {
+  const std::vector<float> w = F32(t);
+  auto m = quant::QuantizeRtn(w.data(), static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]),
+                              quant::QuantSpec{bits, 32, true});
+  EXPECT_TRUE(m.ok());
+  return m.ok() ? *m : QMatrix();
+}
+
+Result<QModelContents> FinalizedContents(const std::string& dir, int head_bits) {
+  FAMQ_ASSIGN_OR_RETURN(ModelDir model, OpenModelDir(dir));
+  FAMQ_ASSIGN_OR_RETURN(CalibrationSet calib, CalibrationFromText(model.tokenizer, CalibText(), 32, "corpus"));
+  FinalizeOptions o;
+  o.method = QuantMethod::kRtn;
+  o.wbits = 4;
+  o.group_size = 32;
+  o.num_threads = 1;
+  o.head_bits = head_bits;
+  return Finalize(model, dir, calib, o);
+}
+
+TEST(QModelQuantizedHead, TiedAndUntiedRoundTripAsRtnOfTheCheckpoint) {
+  for (const auto& [fixture, tied] : {std::pair{"tiny-random-qwen3", true}, std::pair{"tiny-random-llama", false}}) {
+    const std::string dir = kSourceDir + "/tests/data/" + fixture;
+    auto model = OpenModelDir(dir);
+    ASSERT_TRUE(model.ok());
+    ASSERT_EQ(model->checkpoint.tied(), tied);
+    for (int bits : {8, 4}) {
+      SCOPED_TRACE(std::string(fixture) + " head " + std::to_string(bits));
+      const std::vector<uint8_t> bytes = Finalized(dir, 4, 32, bits);
+      auto q = QModel::FromBytes(bytes, "h.famq");
+      ASSERT_TRUE(q.ok()) << q.status().ToString();
+      EXPECT_TRUE(q->VerifyAll().ok());
+      std::vector<uint8_t> again = bytes;
+      ASSERT_TRUE(SealQModel(&again).ok());
+      EXPECT_EQ(again, bytes);
+      // Stored once, quantized; the fp tensors are gone.
+      ASSERT_NE(q->embedding_record(), nullptr);
+      EXPECT_EQ(q->lm_head_record() != nullptr, !tied);
+      EXPECT_EQ(q->Tensor("model.embed_tokens.weight").status().code(), StatusCode::kNotFound);
+      EXPECT_EQ(q->Tensor("lm_head.weight").status().code(), StatusCode::kNotFound);
+      const QMatrix embed = ExpectedRtn(model->checkpoint.embed_tokens(), bits);
+      EXPECT_TRUE(SameMatrix(q->EmbeddingMatrix(), embed));
+      EXPECT_TRUE(SameMatrix(q->HeadMatrix(), tied ? embed : ExpectedRtn(model->checkpoint.lm_head(), bits)));
+      EXPECT_TRUE(std::all_of(embed.zeros.begin(), embed.zeros.end(), [](int8_t z) { return z == 0; }));
+      const std::string scheme = "W" + std::to_string(bits) + " g32 symmetric";
+      EXPECT_EQ(q->HeadDescription(), tied ? scheme + " (tied)" : scheme + " (untied; embedding " + scheme + ")");
+    }
+    // 16: as before, the fp tensors and no quantized record.
+    auto q = QModel::FromBytes(Finalized(dir, 4, 32, 16), "fp.famq");
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->embedding_record(), nullptr);
+    EXPECT_EQ(q->lm_head_record(), nullptr);
+    EXPECT_TRUE(q->Tensor("model.embed_tokens.weight").ok());
+    EXPECT_EQ(q->Tensor("lm_head.weight").ok(), !tied);
+    EXPECT_EQ(q->HeadMatrix().status().code(), StatusCode::kNotFound);
+    EXPECT_EQ(q->root().format_version(), 2u);
+  }
+}
+
+// A file written before the quantized head existed (the fuzz seed committed
+// with the reader of format version 2) still opens, verifies and runs, with
+// its fp embedding and head.
+TEST(QModelQuantizedHead, AnOlderFpHeadFileStillLoadsAndRuns) {
+  auto q = QModel::Open(kSourceDir + "/tests/fuzz/corpus/fuzz_qmodel/qwen3-rtn-w4-g32.famq");
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_EQ(q->root().format_version(), 2u);
+  EXPECT_EQ(q->embedding_record(), nullptr);
+  EXPECT_TRUE(q->VerifyAll().ok());
+  EXPECT_EQ(q->HeadDescription(), "fp BF16 (tied)");
+  auto logits = Logits(*q);
+  ASSERT_TRUE(logits.ok()) << logits.status().ToString();
+  // The same model finalized today with --head-bits 16 gives the same logits
+  // (RTN is deterministic; only the provenance differs).
+  auto today = QModel::FromBytes(Finalized(kSourceDir + "/tests/data/tiny-random-qwen3", 4, 32, 16), "now.famq");
+  ASSERT_TRUE(today.ok());
+  auto now = Logits(*today);
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(*now, *logits);
+}
+
+TEST(QModelQuantizedHead, EmbeddingLookupIsExactlyQMatrixDequant) {
+  for (int bits : {8, 4}) {
+    auto q = QModel::FromBytes(Finalized(kSourceDir + "/tests/data/tiny-random-qwen3", 4, 32, bits), "e.famq");
+    ASSERT_TRUE(q.ok());
+    EngineOptions eo;
+    eo.num_threads = 1;
+    eo.max_seq_len = 16;
+    auto e = CreateQuantizedEngine(*q, eo, Isa::kRef);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    const int V = q->config().vocab_size, H = q->config().hidden_size;
+    std::vector<int32_t> tokens(static_cast<size_t>(V));
+    for (int t = 0; t < V; ++t) tokens[static_cast<size_t>(t)] = t;
+    std::vector<float> x(static_cast<size_t>(V) * static_cast<size_t>(H));
+    ASSERT_TRUE((*e)->Embed(tokens, x.data()).ok());
+    auto m = q->EmbeddingMatrix();
+    ASSERT_TRUE(m.ok());
+    int mismatches = 0;
+    for (int t = 0; t < V; ++t) {
+      for (int c = 0; c < H; ++c) mismatches += x[static_cast<size_t>(t) * H + c] != m->Dequant(t, c);
+    }
+    EXPECT_EQ(mismatches, 0) << "head " << bits;
+    EXPECT_FALSE((*e)->Embed(std::vector<int32_t>{V}, x.data()).ok());
+  }
+}
+
+// The head's logits against h . W^T in double, W the stored head dequantized
+// and h the engine's own final hidden state: the weight-only kernels round
+// the activations to int8 per block of 32 (kernels/qgemm.h: step amax / 127,
+// so an error of at most amax / 254 per element), hence for row r
+//   |logit - ref| <= sum_b (amax_b / 254) * sum_{c in b} |W[r][c]|
+// plus float accumulation (1e-5 of sum |h||W|). A wrong row, scale, code
+// order or nibble breaks the bound by orders of magnitude.
+void CheckHeadLogits(const std::string& fixture, int bits, Isa isa) {
+  SCOPED_TRACE(fixture + " head " + std::to_string(bits) + " " + IsaName(isa));
+  auto q = QModel::FromBytes(Finalized(kSourceDir + "/tests/data/" + fixture, 4, 32, bits), "l.famq");
+  ASSERT_TRUE(q.ok());
+  EngineOptions eo;
+  eo.num_threads = 1;
+  eo.max_seq_len = 16;
+  auto e = CreateQuantizedEngine(*q, eo, isa);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  const int V = q->config().vocab_size, H = q->config().hidden_size;
+  const size_t n = kPrompt.size();
+  std::vector<float> logits(n * static_cast<size_t>(V)), hidden(n * static_cast<size_t>(H));
+  ASSERT_TRUE((*e)->ForwardHidden(kPrompt, 0, logits.data(), hidden.data()).ok());
+  auto w = q->HeadMatrix();
+  ASSERT_TRUE(w.ok());
+  double worst = 0.0;  // largest |error| / bound
+  for (size_t t = 0; t < n; ++t) {
+    const float* h = &hidden[t * static_cast<size_t>(H)];
+    for (int r = 0; r < V; ++r) {
+      double ref = 0.0, bound = 0.0, mag = 0.0;
+      for (int b = 0; b < H / 32; ++b) {
+        double amax = 0.0, wsum = 0.0;
+        for (int c = 32 * b; c < 32 * b + 32; ++c) {
+          const double wv = w->Dequant(r, c);
+          ref += static_cast<double>(h[c]) * wv;
+          mag += std::fabs(static_cast<double>(h[c]) * wv);
+          amax = std::max(amax, std::fabs(static_cast<double>(h[c])));
+          wsum += std::fabs(wv);
+        }
+        bound += amax / 254.0 * wsum;
+      }
+      bound = bound * 1.001 + 1e-5 * mag + 1e-30;
+      const double err = std::fabs(static_cast<double>(logits[t * static_cast<size_t>(V) + r]) - ref);
+      worst = std::max(worst, err / bound);
+      ASSERT_LE(err, bound) << "position " << t << ", row " << r << ": logit " << logits[t * V + r] << ", h.W " << ref;
+    }
+  }
+  std::printf("[ info ] %s head W%d (%s): largest |logit - h.W| is %.3f of its bound\n", fixture.c_str(), bits,
+              IsaName(isa), worst);
+}
+
+TEST(QModelQuantizedHead, HeadLogitsAreTheDequantizedHeadWithinTheActivationRounding) {
+  auto active = ActiveIsa();
+  ASSERT_TRUE(active.ok());
+  for (Isa isa : {Isa::kRef, *active}) {
+    CheckHeadLogits("tiny-random-qwen3", 8, isa);
+    CheckHeadLogits("tiny-random-qwen3", 4, isa);
+    CheckHeadLogits("tiny-random-llama", 4, isa);
+  }
+}
+
+// Perplexity of `ids` (one window, every position predicting the next) on `q`.
+Result<double> WindowPerplexity(const QModel& q, const std::vector<int32_t>& ids) {
+  EngineOptions eo;
+  eo.num_threads = 1;
+  eo.max_seq_len = static_cast<int>(ids.size());
+  eo.max_batch = static_cast<int>(ids.size());
+  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> e, CreateQuantizedEngine(q, eo, Isa::kRef));
+  const size_t V = static_cast<size_t>(e->vocab_size());
+  std::vector<float> logits(ids.size() * V);
+  FAMQ_RETURN_IF_ERROR(e->Forward(ids, 0, logits.data(), true));
+  double nll = 0.0;
+  for (size_t t = 0; t + 1 < ids.size(); ++t) {
+    const float* l = &logits[t * V];
+    const double mx = *std::max_element(l, l + V);
+    double z = 0.0;
+    for (size_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(l[v]) - mx);
+    nll -= static_cast<double>(l[static_cast<size_t>(ids[t + 1])]) - mx - std::log(z);
+  }
+  return std::exp(nll / static_cast<double>(ids.size() - 1));
+}
+
+// The default head on a trained model of the family against the head kept as
+// stored, the same RTN W4 blocks, on the first 256 tokens of held-out text
+// (models/eval/test/bible.jsonl, its JSON line read as text): the issue's
+// gate for the default head (<= 0.5 % perplexity on every test domain of
+// famq-tiny-m, measured with `famq eval` in docs/DEVICE.md) applied to one
+// window of famq-tiny-s. W8 g32 keeps each weight within 1/254 of its group's
+// largest magnitude, so the measured change is far inside the gate; W4
+// (within 1/14) is printed, not gated.
+TEST(QModelQuantizedHead, TheDefaultHeadCostsLessThanHalfAPercentOfPerplexity) {
+  const std::string dir = kSourceDir + "/models/famq-tiny-s";
+  auto model = OpenModelDir(dir);
+  ASSERT_TRUE(model.ok());
+  auto text = ReadFile(kSourceDir + "/models/eval/test/bible.jsonl");
+  ASSERT_TRUE(text.ok());
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(model->tokenizer.Encode(text->substr(0, 4000), &ids).ok());
+  ASSERT_GE(ids.size(), 256u);
+  ids.resize(256);
+  double ppl[17] = {};
+  for (int bits : {16, 8, 4}) {
+    auto q = QModel::FromBytes(Finalized(dir, 4, 32, bits), "tiny-s.famq");
+    ASSERT_TRUE(q.ok());
+    auto p = WindowPerplexity(*q, ids);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    ppl[bits] = *p;
+  }
+  std::printf("[ info ] famq-tiny-s, RTN W4 g32 blocks, 256 tokens: ppl %.3f (head as stored), %.3f (W8, %+.3f%%), "
+              "%.3f (W4, %+.3f%%)\n", ppl[16], ppl[8], 100 * (ppl[8] / ppl[16] - 1), ppl[4],
+              100 * (ppl[4] / ppl[16] - 1));
+  ASSERT_EQ(kDefaultHeadBits, 8);
+  EXPECT_LE(std::fabs(ppl[8] / ppl[16] - 1), 0.005);
+  EXPECT_NE(ppl[8], ppl[16]) << "the quantized head changed nothing: is it used at all?";
+}
+
+TEST(QModelQuantizedHead, ACorruptQuantizedHeadIsRefusedNamingIt) {
+  const std::vector<uint8_t> bytes = Finalized(kSourceDir + "/tests/data/tiny-random-llama", 4, 32, 8);
+  const fb::QModel* root = fb::GetSizePrefixedQModel(bytes.data());
+  for (const auto& [record, name] : {std::pair{root->embedding(), std::string(kQEmbeddingName)},
+                                     std::pair{root->lm_head(), std::string(kQLmHeadName)}}) {
+    ASSERT_NE(record, nullptr);
+    std::vector<uint8_t> bad = bytes;
+    bad[static_cast<size_t>(record->codes()->Data() - bytes.data()) + 7] ^= 0x10;  // one bit of one code
+    auto q = QModel::FromBytes(bad, "bit.famq");
+    ASSERT_TRUE(q.ok()) << "opening reads no weights: " << q.status().ToString();
+    const Status st = Logits(*q).status();
+    EXPECT_EQ(st.code(), StatusCode::kInvalidFormat);
+    EXPECT_NE(st.message().find("bit.famq: " + name + ": checksum mismatch"), std::string::npos) << st.ToString();
+    EXPECT_NE(q->VerifyAll().message().find(name), std::string::npos);
+  }
+}
+
+// Records that are well-formed FlatBuffers, sealed with correct digests, but
+// break an invariant: each refused on open with a message naming it.
+TEST(QModelQuantizedHead, MalformedRecordsAreRefusedOnOpen) {
+  auto base = FinalizedContents(kSourceDir + "/tests/data/tiny-random-llama", 8);
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  ASSERT_TRUE(base->embedding && base->lm_head);
+  auto refused = [&](const std::function<void(QModelContents*)>& edit, const std::string& expect) {
+    QModelContents c = *base;
+    edit(&c);
+    auto bytes = SerializeQModel(c);
+    ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+    auto q = QModel::FromBytes(*bytes, "bad.famq");
+    ASSERT_FALSE(q.ok()) << "accepted: " << expect;
+    EXPECT_EQ(q.status().code(), StatusCode::kInvalidFormat);
+    EXPECT_NE(q.status().message().find(expect), std::string::npos) << q.status().ToString();
+  };
+  {  // the untouched contents load
+    auto bytes = SerializeQModel(*base);
+    ASSERT_TRUE(bytes.ok());
+    ASSERT_TRUE(QModel::FromBytes(*bytes, "ok.famq").ok());
+  }
+  refused(
+      [](QModelContents* c) {  // one row short
+        QMatrix& w = c->embedding->w;
+        w.rows -= 1;
+        w.codes.resize(w.codes.size() - static_cast<size_t>(w.cols));
+        w.scales.resize(w.scales.size() - static_cast<size_t>(w.groups_per_row()));
+        w.zeros.resize(w.zeros.size() - static_cast<size_t>(w.groups_per_row()));
+      },
+      "bad.famq: model.embed_tokens: shape [");
+  refused([](QModelContents* c) { c->lm_head->w.cols /= 2; }, "bad.famq: lm_head: shape [");
+  refused([](QModelContents* c) { c->lm_head->w.codes.resize(100); }, "bad.famq: lm_head: 8-bit codes hold 100 bytes");
+  refused([](QModelContents* c) { c->embedding->w.scales.pop_back(); }, "scales / zero points hold");
+  refused([](QModelContents* c) { c->embedding->w.scales[5] = std::nanf(""); }, "model.embed_tokens: a scale is");
+  refused([](QModelContents* c) { c->embedding->w.bits = 5; }, "model.embed_tokens: 5-bit codes");
+  refused([](QModelContents* c) { c->lm_head->bias.assign(static_cast<size_t>(c->lm_head->w.rows), 0.5f); },
+          "lm_head: a quantized embedding or head takes no bias");
+  refused([](QModelContents* c) { c->lm_head->name = "output"; }, "bad.famq: lm_head: missing or misnamed");
+  refused(
+      [](QModelContents* c) {  // consistent counts, but groups of 16: not what the kernels take
+        QMatrix& w = c->embedding->w;
+        w.group_size = 16;
+        std::vector<float> s;
+        std::vector<int8_t> z;
+        for (size_t i = 0; i < w.scales.size(); ++i) {
+          s.insert(s.end(), 2, w.scales[i]);
+          z.insert(z.end(), 2, w.zeros[i]);
+        }
+        w.scales = s;
+        w.zeros = z;
+      },
+      "model.embed_tokens: weight-only kernels need input features and group size in multiples of 32");
+  refused(
+      [](QModelContents* c) {
+        FloatTensorContents t;
+        t.name = "model.embed_tokens.weight";
+        t.dtype = DType::kF32;
+        t.shape = {static_cast<uint32_t>(c->embedding->w.rows), static_cast<uint32_t>(c->embedding->w.cols)};
+        t.raw.assign(size_t{t.shape[0]} * t.shape[1] * 4, 0);
+        c->float_tensors.push_back(std::move(t));
+      },
+      "bad.famq: both a quantized and an fp embedding");
+  refused(
+      [](QModelContents* c) {  // an untied model without its head is not tied to the embedding silently
+        c->lm_head.reset();
+        FloatTensorContents t;
+        t.name = "lm_head.weight";
+        t.dtype = DType::kF32;
+        t.shape = {7, 3};
+        t.raw.assign(21 * 4, 0);
+        c->float_tensors.push_back(std::move(t));
+      },
+      "tensor 'lm_head.weight' has shape [7, 3]");
+  // A sealed file whose embedding digest is changed: the header covers it.
+  auto bytes = SerializeQModel(*base);
+  ASSERT_TRUE(bytes.ok());
+  const fb::QIntegrity* in = fb::GetSizePrefixedQModel(bytes->data())->integrity();
+  auto* table = const_cast<flatbuffers::Table*>(reinterpret_cast<const flatbuffers::Table*>(in));
+  ASSERT_TRUE(table->SetField<uint64_t>(fb::QIntegrity::VT_EMBEDDING, in->embedding() ^ 1, 0));
+  auto q = QModel::FromBytes(*bytes, "dig.famq");
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("dig.famq: header"), std::string::npos) << q.status().ToString();
 }
 
 }  // namespace

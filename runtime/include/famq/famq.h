@@ -620,6 +620,9 @@ typedef struct famq_finalize_options {
   int32_t allow_unsigned;    /* nonzero: accept an unsigned bundle; default 0 */
   int32_t allow_foreign_family; /* nonzero: accept a bundle made for another tokenizer; default 0 */
   int32_t num_threads;       /* engine threads while calibrating; 0 (default): one per CPU, at most 8 */
+  int32_t head_bits;         /* token embedding and head: 8 (default) or 4: quantized RTN, symmetric, groups of
+                                32, stored once when tied; 16: kept as the checkpoint stores them. Added after
+                                the first version: a caller built without it gets the default */
 } famq_finalize_options;
 
 /* Fills `options` with the defaults above (NULL: does nothing). */
@@ -671,8 +674,9 @@ FAMQ_API famq_status famq_finalize(const char* model_dir, const char* bundle_pat
 
 /* Writes a finalized weight-only quantized model as a GGUF file that
  * llama.cpp (and what is built on it) runs, as `famq-rt export` does: W4
- * symmetric -> Q4_0, W4 with zero points -> Q4_1, W8 symmetric -> Q8_0, each
- * scale rounded to fp16 (the one inexact step); AWQ input multipliers folded;
+ * symmetric -> Q4_0, W4 with zero points -> Q4_1, W8 symmetric -> Q8_0 (a
+ * quantized embedding / head likewise, in its own bits), each scale rounded
+ * to fp16 (the one inexact step); AWQ input multipliers folded;
  * tokenizer, chat template and famq's provenance (`famq.*`) in the metadata.
  * The input is fully verified and the mapping checked before anything is
  * written; the output is written atomically (temporary file, fsync, rename).

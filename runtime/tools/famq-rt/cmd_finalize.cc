@@ -1,5 +1,5 @@
 // famq-rt finalize --model DIR (--bundle B --trust PUB.pem | --calib-text FILE)
-//   --method {rtn,gptq,awq,smoothquant} --wbits {8,4} [--abits 8]
+//   --method {rtn,gptq,awq,smoothquant} --wbits {8,4} [--abits 8] [--head-bits {8,4,16}]
 //   [--group 32|64|128|channel] [--act-estimator {minmax,percentile,mse}]
 //   [--mix-private FILE --private-weight W] --out Q.famq
 // Verifies the bundle (signature, then family) before anything else, runs the
@@ -117,6 +117,7 @@ int RunFinalize(FinalizeArgs a) {
     j["bytes"] = bytes;
     j["method"] = a.method;
     j["wbits"] = o.wbits;
+    j["head_bits"] = o.head_bits;
     j["abits"] = o.abits;
     j["group"] = o.group_size;
     j["isa"] = IsaName(o.isa);
@@ -151,6 +152,10 @@ void RegisterFinalize(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--abits", a->abits, "Activation bits: 8 for static W8A8 (default: weight-only)");
   cmd->add_option("--group", a->group, "Weights per scale: 32, 64, 128 or channel")->capture_default_str();
   cmd->add_flag("--symmetric", a->symmetric, "Weight-only: symmetric codes (no zero points)");
+  cmd->add_option("--head-bits", a->options.head_bits,
+                  "Embedding and head: 8 or 4 (RTN, symmetric, groups of 32; stored once when tied) or 16 (kept as "
+                  "stored)")
+      ->capture_default_str();
   cmd->add_option("--act-estimator", a->estimator, "Static activation ranges: minmax, percentile or mse")
       ->capture_default_str();
   cmd->add_option("--percentile", a->options.percentile, "Percentile of the percentile estimator")->capture_default_str();

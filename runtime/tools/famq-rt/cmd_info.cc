@@ -38,8 +38,12 @@ int QModelInfo(const std::string& model, const std::string& qmodel, bool json) {
   j["symmetric"] = r.symmetric();
   size_t qbytes = 0;
   for (const fb::QuantLinear* l : *r.linears()) qbytes += l->codes()->size() + 5 * l->scales()->size();
+  for (const fb::QuantLinear* l : {r.embedding(), r.lm_head()}) {
+    if (l != nullptr) qbytes += l->codes()->size() + 5 * l->scales()->size();
+  }
   j["quantized_linears"] = r.linears()->size();
   j["quantized_bytes"] = qbytes;
+  j["head"] = m->qmodel->HeadDescription();
   j["hidden_size"] = c.hidden_size;
   j["num_layers"] = c.num_layers;
   j["vocab_size"] = c.vocab_size;
