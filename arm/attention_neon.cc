@@ -49,11 +49,27 @@ void Attend(const float* q, const KvHeadView* kv, size_t hd, size_t len, float s
   if constexpr (kScaled) {
     for (size_t j = 0; j < len; ++j) scores[j] = scores[j] * kv->v_scale[j * kv->scale_stride];
   }
+  // out[d]: one lane per d, two chains by the parity of j (even: a, odd: b).
   size_t d0 = 0;
   for (; d0 + 16 <= hd; d0 += 16) {
-    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     const T* vj = v + d0;
-    for (size_t j = 0; j < len; ++j, vj += stride) {
+    size_t j = 0;
+    for (; j + 2 <= len; j += 2, vj += 2 * stride) {
+      const float32x4_t w = vdupq_n_f32(scores[j]);
+      const F8 x0 = Load8(vj), x1 = Load8(vj + 8);
+      a0 = vaddq_f32(a0, vmulq_f32(w, x0.lo));
+      a1 = vaddq_f32(a1, vmulq_f32(w, x0.hi));
+      a2 = vaddq_f32(a2, vmulq_f32(w, x1.lo));
+      a3 = vaddq_f32(a3, vmulq_f32(w, x1.hi));
+      const float32x4_t w1 = vdupq_n_f32(scores[j + 1]);
+      const F8 y0 = Load8(vj + stride), y1 = Load8(vj + stride + 8);
+      b0 = vaddq_f32(b0, vmulq_f32(w1, y0.lo));
+      b1 = vaddq_f32(b1, vmulq_f32(w1, y0.hi));
+      b2 = vaddq_f32(b2, vmulq_f32(w1, y1.lo));
+      b3 = vaddq_f32(b3, vmulq_f32(w1, y1.hi));
+    }
+    if (j < len) {
       const float32x4_t w = vdupq_n_f32(scores[j]);
       const F8 x0 = Load8(vj), x1 = Load8(vj + 8);
       a0 = vaddq_f32(a0, vmulq_f32(w, x0.lo));
@@ -61,22 +77,31 @@ void Attend(const float* q, const KvHeadView* kv, size_t hd, size_t len, float s
       a2 = vaddq_f32(a2, vmulq_f32(w, x1.lo));
       a3 = vaddq_f32(a3, vmulq_f32(w, x1.hi));
     }
-    vst1q_f32(out + d0, a0);
-    vst1q_f32(out + d0 + 4, a1);
-    vst1q_f32(out + d0 + 8, a2);
-    vst1q_f32(out + d0 + 12, a3);
+    vst1q_f32(out + d0, vaddq_f32(a0, b0));
+    vst1q_f32(out + d0 + 4, vaddq_f32(a1, b1));
+    vst1q_f32(out + d0 + 8, vaddq_f32(a2, b2));
+    vst1q_f32(out + d0 + 12, vaddq_f32(a3, b3));
   }
   for (; d0 < hd; d0 += 8) {
-    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, b0 = a0, b1 = a0;
     const T* vj = v + d0;
-    for (size_t j = 0; j < len; ++j, vj += stride) {
+    size_t j = 0;
+    for (; j + 2 <= len; j += 2, vj += 2 * stride) {
+      const float32x4_t w = vdupq_n_f32(scores[j]), w1 = vdupq_n_f32(scores[j + 1]);
+      const F8 x = Load8(vj), y = Load8(vj + stride);
+      a0 = vaddq_f32(a0, vmulq_f32(w, x.lo));
+      a1 = vaddq_f32(a1, vmulq_f32(w, x.hi));
+      b0 = vaddq_f32(b0, vmulq_f32(w1, y.lo));
+      b1 = vaddq_f32(b1, vmulq_f32(w1, y.hi));
+    }
+    if (j < len) {
       const float32x4_t w = vdupq_n_f32(scores[j]);
       const F8 x = Load8(vj);
       a0 = vaddq_f32(a0, vmulq_f32(w, x.lo));
       a1 = vaddq_f32(a1, vmulq_f32(w, x.hi));
     }
-    vst1q_f32(out + d0, a0);
-    vst1q_f32(out + d0 + 4, a1);
+    vst1q_f32(out + d0, vaddq_f32(a0, b0));
+    vst1q_f32(out + d0 + 4, vaddq_f32(a1, b1));
   }
 }
 

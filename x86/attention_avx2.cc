@@ -40,28 +40,47 @@ void Attend(const float* q, const KvHeadView* kv, size_t hd, size_t len, float s
   if constexpr (kScaled) {
     for (size_t j = 0; j < len; ++j) scores[j] = scores[j] * kv->v_scale[j * kv->scale_stride];
   }
-  // out[d] accumulates over j in order, one lane per d.
+  // out[d]: one lane per d, two chains by the parity of j (even: a, odd: b).
   size_t d0 = 0;
   for (; d0 + 32 <= hd; d0 += 32) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     const T* vj = v + d0;
-    for (size_t j = 0; j < len; ++j, vj += stride) {
+    size_t j = 0;
+    for (; j + 2 <= len; j += 2, vj += 2 * stride) {
+      const __m256 w = _mm256_set1_ps(scores[j]);
+      a0 = _mm256_add_ps(a0, _mm256_mul_ps(w, Load8(vj)));
+      a1 = _mm256_add_ps(a1, _mm256_mul_ps(w, Load8(vj + 8)));
+      a2 = _mm256_add_ps(a2, _mm256_mul_ps(w, Load8(vj + 16)));
+      a3 = _mm256_add_ps(a3, _mm256_mul_ps(w, Load8(vj + 24)));
+      const __m256 w1 = _mm256_set1_ps(scores[j + 1]);
+      const T* vk = vj + stride;
+      b0 = _mm256_add_ps(b0, _mm256_mul_ps(w1, Load8(vk)));
+      b1 = _mm256_add_ps(b1, _mm256_mul_ps(w1, Load8(vk + 8)));
+      b2 = _mm256_add_ps(b2, _mm256_mul_ps(w1, Load8(vk + 16)));
+      b3 = _mm256_add_ps(b3, _mm256_mul_ps(w1, Load8(vk + 24)));
+    }
+    if (j < len) {
       const __m256 w = _mm256_set1_ps(scores[j]);
       a0 = _mm256_add_ps(a0, _mm256_mul_ps(w, Load8(vj)));
       a1 = _mm256_add_ps(a1, _mm256_mul_ps(w, Load8(vj + 8)));
       a2 = _mm256_add_ps(a2, _mm256_mul_ps(w, Load8(vj + 16)));
       a3 = _mm256_add_ps(a3, _mm256_mul_ps(w, Load8(vj + 24)));
     }
-    _mm256_storeu_ps(out + d0, a0);
-    _mm256_storeu_ps(out + d0 + 8, a1);
-    _mm256_storeu_ps(out + d0 + 16, a2);
-    _mm256_storeu_ps(out + d0 + 24, a3);
+    _mm256_storeu_ps(out + d0, _mm256_add_ps(a0, b0));
+    _mm256_storeu_ps(out + d0 + 8, _mm256_add_ps(a1, b1));
+    _mm256_storeu_ps(out + d0 + 16, _mm256_add_ps(a2, b2));
+    _mm256_storeu_ps(out + d0 + 24, _mm256_add_ps(a3, b3));
   }
   for (; d0 < hd; d0 += 8) {
-    __m256 a = _mm256_setzero_ps();
+    __m256 a = _mm256_setzero_ps(), b = a;
     const T* vj = v + d0;
-    for (size_t j = 0; j < len; ++j, vj += stride) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(scores[j]), Load8(vj)));
-    _mm256_storeu_ps(out + d0, a);
+    size_t j = 0;
+    for (; j + 2 <= len; j += 2, vj += 2 * stride) {
+      a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(scores[j]), Load8(vj)));
+      b = _mm256_add_ps(b, _mm256_mul_ps(_mm256_set1_ps(scores[j + 1]), Load8(vj + stride)));
+    }
+    if (j < len) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(scores[j]), Load8(vj)));
+    _mm256_storeu_ps(out + d0, _mm256_add_ps(a, b));
   }
 }
 

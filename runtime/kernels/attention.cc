@@ -117,15 +117,28 @@ void StoreKv(KvType type, const float* x, size_t hd, void* dst, float* scale) {
 }
 
 void AttentionSoftmax(float* x, size_t n) {
-  float m = x[0];
-  for (size_t i = 1; i < n; ++i) m = std::max(m, x[i]);
-  float sum = 0.0f;
-  for (size_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - m);
-    sum += x[i];
+  // The maximum does not depend on the order: 8 independent lanes.
+  float mx[8];
+  for (size_t l = 0; l < 8; ++l) mx[l] = x[0];
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t l = 0; l < 8; ++l) mx[l] = std::max(mx[l], x[i + l]);
   }
+  for (; i < n; ++i) mx[0] = std::max(mx[0], x[i]);
+  float m = mx[0];
+  for (size_t l = 1; l < 8; ++l) m = std::max(m, mx[l]);
+  for (size_t j = 0; j < n; ++j) x[j] = std::exp(x[j] - m);
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t l = 0; l < 8; ++l) s[l] = s[l] + x[i + l];
+  }
+  for (; i < n; ++i) s[i % 8] = s[i % 8] + x[i];
+  float t[4];
+  for (size_t l = 0; l < 4; ++l) t[l] = s[l] + s[l + 4];
+  const float sum = (t[0] + t[2]) + (t[1] + t[3]);
   const float inv = 1.0f / sum;
-  for (size_t i = 0; i < n; ++i) x[i] *= inv;
+  for (size_t j = 0; j < n; ++j) x[j] *= inv;
 }
 
 const AttentionKernels* GetAttentionKernels(Isa isa) {

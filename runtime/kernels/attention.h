@@ -30,11 +30,16 @@
 //               dot = u[0] + u[1]
 //   score[j] = dot(q, k_j) * c                      (f32 / f16: k_j as fp32)
 //   score[j] = (dot(q, code_k_j) * kscale_j) * c    (int8)
-//   softmax:   m = max_j score[j]; e[j] = std::exp(score[j] - m); sum = e[0] +
-//              e[1] + ... in order; p[j] = e[j] * (1.0f / sum)   (AttentionSoftmax)
-//   out[d] = 0; for j = 0 .. len-1 in order: out[d] = out[d] + w_j * v_j[d]
-//              (product rounded, then sum), w_j = p[j] (f32 / f16) or
-//              w_j = p[j] * vscale_j (int8, value code_v_j[d])
+//   softmax:   m = max_j score[j] (exact); e[j] = std::exp(score[j] - m);
+//              sum = the 8-lane sum of e[j] (lane j % 8, in order of j; the
+//              lanes reduced as in dot); p[j] = e[j] * (1.0f / sum)
+//              (AttentionSoftmax)
+//   out[d]:    two partial sums by the parity of j, each in order of j:
+//              a_r[d] = 0; for j with j % 2 == r: a_r[d] = a_r[d] + w_j * v_j[d]
+//              (product rounded, then sum); out[d] = a_0[d] + a_1[d];
+//              w_j = p[j] (f32 / f16) or w_j = p[j] * vscale_j (int8, value
+//              code_v_j[d]). (Two chains instead of one halve the latency
+//              bound of the add chain; the 8 lanes of the sum likewise.)
 // attention_ref.cc evaluates exactly this (compiled with -ffp-contract=off);
 // every SIMD kernel must return the same bits (8 fp32 lanes reduced in the
 // order above; separate multiply and add), which the tests check with

@@ -38,15 +38,15 @@ void Attend(const float* q, const KvHeadView* kv, size_t hd, size_t len, float s
     scores[j] = dot * scale;
   }
   AttentionSoftmax(scores, len);
-  for (size_t d = 0; d < hd; ++d) out[d] = 0.0f;
-  for (size_t j = 0; j < len; ++j) {
-    float w = scores[j];
-    if constexpr (kScaled) w = w * kv->v_scale[j * kv->scale_stride];
-    const T* vj = v + j * kv->stride;
-    for (size_t d = 0; d < hd; ++d) {
-      const float prod = w * LoadF32(vj, d);
-      out[d] = out[d] + prod;
+  for (size_t d = 0; d < hd; ++d) {
+    float acc[2] = {0.0f, 0.0f};  // by the parity of j
+    for (size_t j = 0; j < len; ++j) {
+      float w = scores[j];
+      if constexpr (kScaled) w = w * kv->v_scale[j * kv->scale_stride];
+      const float prod = w * LoadF32(v + j * kv->stride, d);
+      acc[j % 2] = acc[j % 2] + prod;
     }
+    out[d] = acc[0] + acc[1];
   }
 }
 
