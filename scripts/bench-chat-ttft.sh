@@ -3,13 +3,14 @@
 # `famq-rt chat --stats`): the same-sized user message every turn until the
 # conversation fills ~90 % of the context, RUNS times; prints the median per
 # turn and the ratio to turn 1 (docs/BENCHMARKS.md, "Chat sessions").
-#   scripts/bench-chat-ttft.sh [FAMQ_RT] [MODEL_DIR] [RUNS] [CTX] [THREADS]
+#   scripts/bench-chat-ttft.sh [FAMQ_RT] [MODEL_DIR] [RUNS] [CTX] [THREADS] [KV_TYPE]
 set -euo pipefail
 famq_rt=${1:-build/host/runtime/tools/famq-rt/famq-rt}
 model=${2:-models/famq-tiny-l}
 runs=${3:-3}
 ctx=${4:-2048}
 threads=${5:-1}
+kv_type=${6:-f16}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # ~60-token user messages (the number changes, the length does not); more
@@ -25,7 +26,7 @@ with open(sys.argv[1], "w") as f:
                 % (i, (i * 7) % 100))
 PY
 for r in $(seq 1 "$runs"); do
-  "$famq_rt" chat --model "$model" --no-think -n 16 --ctx "$ctx" --threads "$threads" --stats \
+  "$famq_rt" chat --model "$model" --no-think -n 16 --ctx "$ctx" --threads "$threads" --kv-type "$kv_type" --stats \
     <"$work/input.txt" >/dev/null 2>"$work/run$r.jsonl" || true
 done
 python3 - "$ctx" "$work"/run*.jsonl <<'PY'

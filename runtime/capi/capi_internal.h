@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -115,6 +116,9 @@ inline Status NullArg(const char* fn, const char* param) {
 // against the older header keep working.
 template <typename T>
 inline constexpr size_t kFirstVersionSize = sizeof(T);
+// famq_model_options gained kv_type (API 2).
+template <>
+inline constexpr size_t kFirstVersionSize<famq_model_options> = offsetof(famq_model_options, kv_type);
 
 // Whether struct_size names a version of T: the first one, or this one and
 // up to FAMQ_MAX_STRUCT_SIZE (a newer one). A size between the two would cut

@@ -122,6 +122,14 @@ Status ReadModelOptions(const famq_model_options* in, famq::EngineOptions* eo, c
   if (o.max_seq_len < 0) {
     return InvalidArgument(std::string(fn) + ": max_seq_len " + std::to_string(o.max_seq_len) + " is negative");
   }
+  switch (o.kv_type) {
+    case FAMQ_KV_F16: eo->kv_type = famq::KvType::kF16; break;
+    case FAMQ_KV_F32: eo->kv_type = famq::KvType::kF32; break;
+    case FAMQ_KV_INT8: eo->kv_type = famq::KvType::kInt8; break;
+    default:
+      return InvalidArgument(std::string(fn) + ": kv_type " + std::to_string(o.kv_type) +
+                             " is not FAMQ_KV_F16 (0), FAMQ_KV_F32 (1) or FAMQ_KV_INT8 (2)");
+  }
   eo->num_threads = o.num_threads;
   eo->max_seq_len = o.max_seq_len;
   return Status::Ok();
@@ -482,6 +490,7 @@ void famq_model_options_init(famq_model_options* options) {
   options->struct_size = sizeof *options;
   options->num_threads = 0;
   options->max_seq_len = 0;
+  options->kv_type = FAMQ_KV_F16;
 }
 
 famq_status famq_model_open(const char* model_dir, const famq_model_options* options, famq_model** out_model) {

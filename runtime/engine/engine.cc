@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <string>
 #include <thread>
 
 #include "engine/ops.h"
+#include "kernels/isa.h"
 
 namespace famq {
 namespace {
@@ -129,24 +131,35 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
     return InvalidArgument("max_sequences " + std::to_string(options.max_sequences) + " is out of range [1, 1024]");
   }
   e->max_sequences_ = options.max_sequences;
+  const KvType kv_type = options.kv_type;
+  if (kv_type != KvType::kF32 && kv_type != KvType::kF16 && kv_type != KvType::kInt8) {
+    return InvalidArgument("kv_type " + std::to_string(static_cast<int>(kv_type)) + " is not f32, f16 or int8");
+  }
   {
     // Checked before any allocation, in 64-bit arithmetic with overflow checks
-    // (size_t is 32-bit on armhf); an overflow counts as too large.
-    uint64_t kv_bytes = 2 * sizeof(float);
+    // (size_t is 32-bit on armhf); an overflow counts as too large. The real
+    // bytes of the type: values and, for int8, the per-(position, head) scales.
+    uint64_t kv_bytes = 2;
     bool overflow = false;
     for (const uint64_t f : {static_cast<uint64_t>(c.num_layers), static_cast<uint64_t>(e->max_sequences_),
-                             static_cast<uint64_t>(e->max_seq_), static_cast<uint64_t>(c.kv_dim())}) {
+                             static_cast<uint64_t>(e->max_seq_), static_cast<uint64_t>(c.num_kv_heads),
+                             static_cast<uint64_t>(KvHeadBytes(kv_type, static_cast<size_t>(c.head_dim)))}) {
       overflow = overflow || __builtin_mul_overflow(kv_bytes, f, &kv_bytes);
     }
     const uint64_t limit = options.max_kv_cache_bytes > 0 ? options.max_kv_cache_bytes : kDefaultMaxKvCacheBytes;
     const auto describe = [&] {
-      const long double elems = 2.0L * c.num_layers * e->max_sequences_ * e->max_seq_ * c.kv_dim();
-      const long double gib = elems * sizeof(float) / (1024.0L * 1024.0L * 1024.0L);
+      const long double bytes = 2.0L * c.num_layers * e->max_sequences_ * e->max_seq_ * c.num_kv_heads *
+                                static_cast<long double>(KvHeadBytes(kv_type, static_cast<size_t>(c.head_dim)));
+      const long double gib = bytes / (1024.0L * 1024.0L * 1024.0L);
       char buf[64];
       std::snprintf(buf, sizeof buf, "%.3Lg GiB", gib);
-      return std::string("KV cache of ") + buf + " (2 x " + std::to_string(c.num_layers) + " layers x " +
-             std::to_string(e->max_sequences_) + " sequences x " + std::to_string(e->max_seq_) + " positions x " +
-             std::to_string(c.kv_dim()) + " floats)";
+      std::string d = "KV cache of ";
+      d += buf;
+      d += " (" + std::string(KvTypeName(kv_type)) + ": 2 x " + std::to_string(c.num_layers) + " layers x " +
+           std::to_string(e->max_sequences_) + " sequences x " + std::to_string(e->max_seq_) + " positions x " +
+           std::to_string(c.num_kv_heads) + " kv heads x " +
+           std::to_string(KvHeadBytes(kv_type, static_cast<size_t>(c.head_dim))) + " bytes)";
+      return d;
     };
     if (overflow || kv_bytes > limit) {
       return OutOfMemory(describe() + " exceeds the limit of " + std::to_string(limit) +
@@ -198,10 +211,19 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   }
 
   const size_t B = static_cast<size_t>(e->max_batch_);
-  const size_t cache = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e->max_sequences_) *
-                       static_cast<size_t>(e->max_seq_) * c.kv_dim();
-  e->k_cache_.assign(cache, 0.0f);
-  e->v_cache_.assign(cache, 0.0f);
+  {
+    FAMQ_ASSIGN_OR_RETURN(const Isa isa, ActiveIsa());
+    e->attend_ = GetAttendFn(isa, kv_type, static_cast<size_t>(c.head_dim));
+  }
+  const size_t heads_positions = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e->max_sequences_) *
+                                 static_cast<size_t>(e->max_seq_) * static_cast<size_t>(c.num_kv_heads);
+  e->kv_.type = kv_type;
+  e->kv_.k.assign(heads_positions * static_cast<size_t>(c.head_dim) * KvElementSize(kv_type), 0);
+  e->kv_.v.assign(e->kv_.k.size(), 0);
+  if (kv_type == KvType::kInt8) {
+    e->kv_.k_scale.assign(heads_positions, 0.0f);
+    e->kv_.v_scale.assign(heads_positions, 0.0f);
+  }
   e->x_.resize(B * c.hidden_size);
   e->xn_.resize(B * c.hidden_size);
   e->qkv_.resize(B * (c.q_dim() + 2 * c.kv_dim()));
@@ -209,7 +231,10 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   e->tmp_.resize(B * c.hidden_size);
   e->gu_.resize(B * 2 * static_cast<size_t>(c.intermediate_size));
   e->act_.resize(B * c.intermediate_size);
-  e->scores_.resize(static_cast<size_t>(c.num_heads) * e->max_seq_);
+  // Attention splits rows x heads into at most this many items, each with a
+  // row of scores: enough for every thread to take several.
+  e->attn_chunks_ = static_cast<size_t>(std::max(c.num_heads, 4 * threads));
+  e->scores_.resize(e->attn_chunks_ * static_cast<size_t>(e->max_seq_));
   e->row_pos_.resize(B);
   e->row_seq_.resize(B);
   return e;
@@ -319,16 +344,20 @@ Status Engine::CopySequence(int from, int to, int len) {
                            " slots of " + std::to_string(max_seq_) + ")");
   }
   if (from == to || len == 0) return Status::Ok();
-  const size_t kv_dim = static_cast<size_t>(config_.kv_dim());
-  const size_t slot = static_cast<size_t>(max_seq_) * kv_dim;
-  const size_t count = static_cast<size_t>(len) * kv_dim;
+  // In (position, kv head) units: values take head_dim elements each, int8 scales one float.
+  const size_t heads = static_cast<size_t>(config_.num_kv_heads);
+  const size_t slot = static_cast<size_t>(max_seq_) * heads;
+  const size_t count = static_cast<size_t>(len) * heads;
+  const size_t unit = static_cast<size_t>(config_.head_dim) * KvElementSize(kv_.type);
   for (size_t li = 0; li < layers_.size(); ++li) {
     const size_t layer_off = li * static_cast<size_t>(max_sequences_) * slot;
     const size_t src = layer_off + static_cast<size_t>(from) * slot, dst = layer_off + static_cast<size_t>(to) * slot;
-    std::copy_n(k_cache_.begin() + static_cast<std::ptrdiff_t>(src), count,
-                k_cache_.begin() + static_cast<std::ptrdiff_t>(dst));
-    std::copy_n(v_cache_.begin() + static_cast<std::ptrdiff_t>(src), count,
-                v_cache_.begin() + static_cast<std::ptrdiff_t>(dst));
+    std::memcpy(&kv_.k[dst * unit], &kv_.k[src * unit], count * unit);
+    std::memcpy(&kv_.v[dst * unit], &kv_.v[src * unit], count * unit);
+    if (kv_.type == KvType::kInt8) {
+      std::memcpy(&kv_.k_scale[dst], &kv_.k_scale[src], count * sizeof(float));
+      std::memcpy(&kv_.v_scale[dst], &kv_.v_scale[src], count * sizeof(float));
+    }
   }
   return Status::Ok();
 }
@@ -378,58 +407,79 @@ Status Engine::ForwardHidden(std::span<const int32_t> tokens, int pos, float* lo
 
 namespace {
 
+// Rows x heads of a chunk, split into `chunks` contiguous ranges of (row,
+// head) items; each range has its own row of scores.
 struct AttentionTask {
   const ModelConfig* c;
+  AttendFn attend;
   const float* qkv;
-  const float* k_cache;  // this layer's [slot][pos][kv_head][head_dim]
-  const float* v_cache;
+  const uint8_t* k;  // this layer's [slot][pos][kv_head][head_dim], elements of `elem` bytes
+  const uint8_t* v;
+  const float* k_scale;  // int8: this layer's [slot][pos][kv_head]; else null
+  const float* v_scale;
   float* out;
-  float* scores;  // [num_heads][max_seq]
+  float* scores;  // [chunks][max_seq]
   const int32_t* row_pos;  // [n]
   const int32_t* row_seq;  // [n]
-  size_t slot_stride;      // floats per slot: max_seq * kv_dim
-  int max_seq, n;
+  size_t elem;
+  size_t slot_heads;  // (position, kv head) pairs per slot: max_seq * kv_heads
+  size_t items, chunks;
+  int max_seq;
 };
 
-// One head over every query of the chunk; causal, fp32 softmax like HF eager attention.
-void AttendHead(void* context, size_t head) {
+// Causal attention of each (row, head) item in the range: fp32 softmax like
+// HF eager attention, on the kernels of kernels/attention.h.
+void AttendChunk(void* context, size_t chunk) {
   const auto& a = *static_cast<const AttentionTask*>(context);
   const ModelConfig& c = *a.c;
   const size_t hd = static_cast<size_t>(c.head_dim);
-  const size_t kv_dim = static_cast<size_t>(c.kv_dim());
-  const size_t qkv_stride = static_cast<size_t>(c.q_dim()) + 2 * kv_dim;
-  const size_t kv_head = head / static_cast<size_t>(c.num_heads / c.num_kv_heads);
+  const size_t heads = static_cast<size_t>(c.num_heads), kv_heads = static_cast<size_t>(c.num_kv_heads);
+  const size_t q_dim = static_cast<size_t>(c.q_dim());
+  const size_t qkv_stride = q_dim + 2 * static_cast<size_t>(c.kv_dim());
+  const size_t group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  float* scores = a.scores + head * static_cast<size_t>(a.max_seq);
-  for (int t = 0; t < a.n; ++t) {
-    const float* q = a.qkv + static_cast<size_t>(t) * qkv_stride + head * hd;
-    const int len = a.row_pos[t] + 1;
-    const size_t slot_off = static_cast<size_t>(a.row_seq[t]) * a.slot_stride;
-    const float* k_cache = a.k_cache + slot_off;
-    const float* v_cache = a.v_cache + slot_off;
-    for (int j = 0; j < len; ++j) {
-      scores[j] = ops::Dot(q, k_cache + static_cast<size_t>(j) * kv_dim + kv_head * hd, hd) * scale;
-    }
-    ops::Softmax(scores, static_cast<size_t>(len));
-    float* o = a.out + static_cast<size_t>(t) * static_cast<size_t>(c.q_dim()) + head * hd;
-    std::fill(o, o + hd, 0.0f);
-    for (int j = 0; j < len; ++j) {
-      const float p = scores[j];
-      const float* v = v_cache + static_cast<size_t>(j) * kv_dim + kv_head * hd;
-      for (size_t d = 0; d < hd; ++d) o[d] += p * v[d];
-    }
+  float* scores = a.scores + chunk * static_cast<size_t>(a.max_seq);
+  const size_t begin = chunk * a.items / a.chunks, end = (chunk + 1) * a.items / a.chunks;
+  for (size_t item = begin; item < end; ++item) {
+    const size_t t = item / heads, head = item % heads, kv_head = head / group;
+    const size_t first = static_cast<size_t>(a.row_seq[t]) * a.slot_heads + kv_head;  // (pos 0, kv_head)
+    KvHeadView kv{a.k + first * hd * a.elem,
+                  a.v + first * hd * a.elem,
+                  a.k_scale != nullptr ? a.k_scale + first : nullptr,
+                  a.v_scale != nullptr ? a.v_scale + first : nullptr,
+                  kv_heads * hd,
+                  kv_heads};
+    a.attend(a.qkv + t * qkv_stride + head * hd, &kv, hd, static_cast<size_t>(a.row_pos[t]) + 1, scale, scores,
+             a.out + t * q_dim + head * hd);
   }
 }
 
 }  // namespace
 
 void Engine::Attention(int layer, int n) {
-  const size_t slot = static_cast<size_t>(max_seq_) * static_cast<size_t>(config_.kv_dim());
-  const size_t layer_off = static_cast<size_t>(layer) * static_cast<size_t>(max_sequences_) * slot;
-  AttentionTask task{&config_,      qkv_.data(),     k_cache_.data() + layer_off, v_cache_.data() + layer_off,
-                     attn_.data(),  scores_.data(),  row_pos_.data(),             row_seq_.data(),
-                     slot,          max_seq_,        n};
-  pthreadpool_parallelize_1d(pool_, AttendHead, &task, static_cast<size_t>(config_.num_heads), 0);
+  const size_t slot_heads = static_cast<size_t>(max_seq_) * static_cast<size_t>(config_.num_kv_heads);
+  const size_t layer_heads = static_cast<size_t>(layer) * static_cast<size_t>(max_sequences_) * slot_heads;
+  const size_t elem = KvElementSize(kv_.type);
+  const size_t hd = static_cast<size_t>(config_.head_dim);
+  const bool scaled = kv_.type == KvType::kInt8;
+  const size_t items = static_cast<size_t>(n) * static_cast<size_t>(config_.num_heads);
+  AttentionTask task{&config_,
+                     attend_,
+                     qkv_.data(),
+                     kv_.k.data() + layer_heads * hd * elem,
+                     kv_.v.data() + layer_heads * hd * elem,
+                     scaled ? kv_.k_scale.data() + layer_heads : nullptr,
+                     scaled ? kv_.v_scale.data() + layer_heads : nullptr,
+                     attn_.data(),
+                     scores_.data(),
+                     row_pos_.data(),
+                     row_seq_.data(),
+                     elem,
+                     slot_heads,
+                     items,
+                     std::min(items, attn_chunks_),
+                     max_seq_};
+  pthreadpool_parallelize_1d(pool_, AttendChunk, &task, task.chunks, 0);
 }
 
 Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
@@ -451,14 +501,18 @@ Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
   for (int t = 0; t < n; ++t) ops::RmsNorm(&x[t * H], l.input_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
   FAMQ_RETURN_IF_ERROR(run(LinearSlot::kQkv, xn_.data(), qkv_.data()));
 
-  const size_t slot = static_cast<size_t>(max_seq_) * kv_dim;
-  const size_t layer_off = li * static_cast<size_t>(max_sequences_) * slot;
+  const size_t slot_heads = static_cast<size_t>(max_seq_) * static_cast<size_t>(c.num_kv_heads);
+  const size_t layer_heads = li * static_cast<size_t>(max_sequences_) * slot_heads;
+  const size_t elem = KvElementSize(kv_.type);
+  const bool scaled = kv_.type == KvType::kInt8;
   for (int t = 0; t < n; ++t) {
     float* q = &qkv_[t * qkv_stride];
     float* k = q + q_dim;
     const float* v = k + kv_dim;
     const size_t p = static_cast<size_t>(row_pos_[static_cast<size_t>(t)]);
-    const size_t cache_off = layer_off + static_cast<size_t>(row_seq_[static_cast<size_t>(t)]) * slot + p * kv_dim;
+    // (position, kv head 0) of this row in the cache.
+    const size_t cache_head = layer_heads + static_cast<size_t>(row_seq_[static_cast<size_t>(t)]) * slot_heads +
+                              p * static_cast<size_t>(c.num_kv_heads);
     const float* cs = &rope_cos_[p * half];
     const float* sn = &rope_sin_[p * half];
     for (int h = 0; h < c.num_heads; ++h) {
@@ -471,8 +525,11 @@ Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
       if (!l.k_norm.empty()) ops::RmsNorm(kh, l.k_norm.data(), c.rms_norm_eps, hd, kh);
       ops::ApplyRope(kh, cs, sn, half);
     }
-    std::copy(k, k + kv_dim, &k_cache_[cache_off]);
-    std::copy(v, v + kv_dim, &v_cache_[cache_off]);
+    for (size_t h = 0; h < static_cast<size_t>(c.num_kv_heads); ++h) {
+      const size_t at = cache_head + h;
+      StoreKv(kv_.type, k + h * hd, hd, &kv_.k[at * hd * elem], scaled ? &kv_.k_scale[at] : nullptr);
+      StoreKv(kv_.type, v + h * hd, hd, &kv_.v[at * hd * elem], scaled ? &kv_.v_scale[at] : nullptr);
+    }
   }
   Attention(layer, n);
   FAMQ_RETURN_IF_ERROR(run(LinearSlot::kOProj, attn_.data(), tmp_.data()));
@@ -508,9 +565,12 @@ Status Engine::ForwardChunk(const int32_t* tokens, int n, int pos, float* logits
 
 Result<KvCache> Engine::NewKvCache() const {
   KvCache c;
+  c.type = kv_.type;
   try {
-    c.k.assign(k_cache_.size(), 0.0f);
-    c.v.assign(v_cache_.size(), 0.0f);
+    c.k.assign(kv_.k.size(), 0);
+    c.v.assign(kv_.v.size(), 0);
+    c.k_scale.assign(kv_.k_scale.size(), 0.0f);
+    c.v_scale.assign(kv_.v_scale.size(), 0.0f);
   } catch (const std::bad_alloc&) {
     return OutOfMemory("KV cache of " + std::to_string(kv_cache_bytes()) + " bytes cannot be allocated");
   }
@@ -518,11 +578,12 @@ Result<KvCache> Engine::NewKvCache() const {
 }
 
 Status Engine::SwapKvCache(KvCache* cache) {
-  if (cache == nullptr || cache->k.size() != k_cache_.size() || cache->v.size() != v_cache_.size()) {
+  if (cache == nullptr || cache->type != kv_.type || cache->k.size() != kv_.k.size() ||
+      cache->v.size() != kv_.v.size() || cache->k_scale.size() != kv_.k_scale.size() ||
+      cache->v_scale.size() != kv_.v_scale.size()) {
     return InvalidArgument("SwapKvCache: the cache was not made by this engine's NewKvCache()");
   }
-  k_cache_.swap(cache->k);
-  v_cache_.swap(cache->v);
+  std::swap(kv_, *cache);
   return Status::Ok();
 }
 

@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "engine/layer_linear.h"
 #include "engine/linear.h"
+#include "kernels/attention.h"
 #include "model/checkpoint.h"
 
 namespace famq {
@@ -25,10 +26,16 @@ struct EngineOptions {
   int max_batch = 64;       // tokens per prefill chunk (and rows of all-logits output)
   // KV-cache sequence slots, for decoding several sequences in one batch
   // (ForwardRows). Each slot holds max_seq_len positions of every layer's
-  // keys and values: 2 * layers * max_seq_len * kv_dim floats.
+  // keys and values: 2 * layers * max_seq_len * kv_heads positions-heads.
   int max_sequences = 1;
-  // The KV cache (2 * layers * max_sequences * max_seq_len * kv_dim floats)
-  // may take at most this many bytes; a config asking for more (a crafted
+  // Element type of the KV cache (kernels/attention.h). The library's
+  // default is f32, the reference arithmetic (finalize's calibration, the
+  // host stage, golden tests); the device runtime's entry points (famq-rt
+  // generate/logits/bench/ppl --kv-type, the C API's famq_model_options)
+  // default to f16.
+  KvType kv_type = KvType::kF32;
+  // The KV cache (2 * layers * max_sequences * max_seq_len * kv_heads *
+  // KvHeadBytes(kv_type, head_dim) bytes) may take at most this many bytes; a config asking for more (a crafted
   // model can ask for far more than its weights) fails with OutOfMemory
   // before anything is allocated. 0: kDefaultMaxKvCacheBytes.
   uint64_t max_kv_cache_bytes = 0;
@@ -104,11 +111,14 @@ struct EngineWeights {
 };
 
 // A KV cache kept outside the engine (chat sessions keep one each and swap
-// it in for their turn): the same layout and size as the engine's own,
-// [layer][slot][pos][kv_head][head_dim] for keys and for values.
+// it in for their turn): the same type, layout and size as the engine's own.
+// k, v: [layer][slot][pos][kv_head][head_dim] elements of `type` (raw bytes);
+// int8 only: k_scale, v_scale [layer][slot][pos][kv_head] (kernels/attention.h).
 struct KvCache {
-  std::vector<float> k, v;
-  size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
+  KvType type = KvType::kF32;
+  std::vector<uint8_t> k, v;
+  std::vector<float> k_scale, v_scale;
+  size_t bytes() const { return k.size() + v.size() + (k_scale.size() + v_scale.size()) * sizeof(float); }
 };
 
 class Engine {
@@ -165,13 +175,15 @@ class Engine {
   }
 
   // A zeroed cache of this engine's size (kOutOfMemory when it cannot be
-  // allocated); its bytes: 2 * layers * max_sequences * max_seq_len * kv_dim * 4.
+  // allocated); its bytes: kv_cache_bytes().
   Result<KvCache> NewKvCache() const;
   // Exchanges the engine's cache with `cache` (O(1), no allocation): what
   // the engine computed so far moves into `cache`, and Forward continues on
-  // what `cache` held. kInvalidArgument when `cache` is not of this size.
+  // what `cache` held. kInvalidArgument when `cache` is not of this type and size.
   Status SwapKvCache(KvCache* cache);
-  size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  // 2 * layers * max_sequences * max_seq_len * kv_heads * KvHeadBytes(kv_type, head_dim).
+  size_t kv_cache_bytes() const { return kv_.bytes(); }
+  KvType kv_type() const { return kv_.type; }
   // Bytes of the weights one decode step reads: every block's linears and
   // the head as their kernels store them, plus the norms and one embedding row.
   size_t weight_bytes() const;
@@ -211,8 +223,10 @@ class Engine {
 
   // RoPE tables [max_seq][head_dim / 2].
   std::vector<float> rope_cos_, rope_sin_;
-  // KV cache: [layer][slot][pos][kv_head][head_dim].
-  std::vector<float> k_cache_, v_cache_;
+  // KV cache: [layer][slot][pos][kv_head][head_dim] (see KvCache).
+  KvCache kv_;
+  AttendFn attend_ = nullptr;  // the attention kernel for kv_.type (ActiveIsa at Create)
+  size_t attn_chunks_ = 1;     // work items of Attention() at most (rows x heads are split into these)
   // Where each row of the current chunk sits: position and sequence slot.
   std::vector<int32_t> row_pos_, row_seq_;
   // Activations for one chunk of max_batch tokens.
@@ -223,7 +237,7 @@ class Engine {
   std::vector<float> tmp_;     // [batch][hidden]
   std::vector<float> gu_;      // [batch][2 intermediate]
   std::vector<float> act_;     // [batch][intermediate]
-  std::vector<float> scores_;  // [num_heads][max_seq]
+  std::vector<float> scores_;  // [attn_chunks_][max_seq]
 };
 
 }  // namespace famq

@@ -39,10 +39,10 @@ bool CpuSupports(Isa isa) {
   switch (isa) {
     case Isa::kRef: return true;
 #if defined(FAMQ_HAVE_X86_KERNELS)
-    case Isa::kAvx2: return cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3();
+    case Isa::kAvx2: return cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3() && cpuinfo_has_x86_f16c();
     case Isa::kAvx512Vnni:
       // The AVX-512 file also uses AVX2/FMA encodings for its 256-bit helpers.
-      return cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3() && cpuinfo_has_x86_avx512f() &&
+      return cpuinfo_has_x86_avx2() && cpuinfo_has_x86_fma3() && cpuinfo_has_x86_f16c() && cpuinfo_has_x86_avx512f() &&
              cpuinfo_has_x86_avx512bw() && cpuinfo_has_x86_avx512vl() && cpuinfo_has_x86_avx512vnni();
 #endif
 #if defined(FAMQ_HAVE_ARM_KERNELS)

@@ -18,7 +18,7 @@ namespace famq {
 
 enum class Isa : int {
   kRef,         // portable scalar C++: the specification, and armhf's kernels
-  kAvx2,        // x86-64 AVX2 + FMA3
+  kAvx2,        // x86-64 AVX2 + FMA3 + F16C
   kAvx512Vnni,  // x86-64 AVX-512 F/BW/VL + VNNI (vpdpbusd)
   kNeon,        // AArch64 Advanced SIMD
   kNeonDot,     // AArch64 Advanced SIMD + dot product (sdot, armv8.2-a+dotprod)

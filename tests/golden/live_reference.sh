@@ -4,7 +4,8 @@
 # Qwen3-architecture model (other shapes than the fixtures), written by
 # scripts/reference/make_random_checkpoint.py.
 #   - famq-rt logits --prompt TEXT vs famq_ref.py logits on the same ids
-#     (ids from famq-rt tokenize): max |diff| / max |ref| <= 1e-4
+#     (ids from famq-rt tokenize; --kv-type f32, the reference arithmetic):
+#     max |diff| / max |ref| <= 1e-4
 #   - famq-rt generate --prompt-ids (greedy, 32 tokens, eos ignored) vs
 #     famq_ref.py generate --no-stop: identical ids
 #
@@ -34,7 +35,7 @@ fi
 
 prompt="Once upon a time, in 1987, a café owner counted 12,345 beans — and then some more; the end."
 "$famq_rt" tokenize --model "$model" --text "$prompt" >"$work/ids.json"
-"$famq_rt" logits --model "$model" --prompt "$prompt" --out "$work/famq.npy" --threads 2 2>/dev/null
+"$famq_rt" logits --model "$model" --prompt "$prompt" --out "$work/famq.npy" --threads 2 --kv-type f32 2>/dev/null
 $py "$repo/scripts/reference/famq_ref.py" logits --model "$model" --ids "$(cat "$work/ids.json")" --out "$work/ref.npy"
 $py - "$work/famq.npy" "$work/ref.npy" <<'PY'
 import sys
@@ -47,7 +48,7 @@ sys.exit(0 if rel <= 1e-4 else 1)
 PY
 
 ids=$($py -c 'import json,sys,random; r=random.Random(int(sys.argv[1])); print(json.dumps([r.randrange(8,300) for _ in range(48)]))' "$seed")
-"$famq_rt" generate --model "$model" --prompt-ids "$ids" -n 32 --ignore-eos --json --threads 2 |
+"$famq_rt" generate --model "$model" --prompt-ids "$ids" -n 32 --ignore-eos --json --threads 2 --kv-type f32 |
   $py -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["ids"]))' >"$work/famq_gen.json"
 $py "$repo/scripts/reference/famq_ref.py" generate --model "$model" --ids "$ids" -n 32 --no-stop >"$work/ref_gen.json"
 if [ "$(cat "$work/famq_gen.json")" = "$(cat "$work/ref_gen.json")" ]; then

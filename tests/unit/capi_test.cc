@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -416,6 +417,46 @@ TEST_F(CapiTest, BadPathsGiveTheRightStatusAndMessage) {
 }
 
 // --- options structs ---------------------------------------------------------------
+
+// famq_model_options.kv_type: f16 by default (also for a struct from before
+// the field), f32 and int8 on request, and the session's cache takes the
+// type's bytes: tiny-random-qwen3 has head_dim 16, so per (position, head)
+// f32 64 bytes, f16 32, int8 16 + a 4-byte scale.
+TEST_F(CapiTest, KvTypeOption) {
+  auto cache_bytes = [](const famq_model_options* mo) -> uint64_t {
+    famq_model* m = nullptr;
+    EXPECT_EQ(famq_model_open(kQwen3.c_str(), mo, &m), FAMQ_OK) << LastError();
+    if (m == nullptr) return 0;
+    famq_session* s = nullptr;
+    EXPECT_EQ(famq_session_create(m, nullptr, &s), FAMQ_OK) << LastError();
+    famq_session_stats st;
+    st.struct_size = sizeof st;
+    EXPECT_EQ(famq_session_get_stats(s, &st), FAMQ_OK) << LastError();
+    famq_session_free(s);
+    famq_model_close(m);
+    return st.kv_cache_bytes;
+  };
+  famq_model_options mo;
+  famq_model_options_init(&mo);
+  EXPECT_EQ(mo.kv_type, FAMQ_KV_F16);
+  mo.num_threads = 1;
+  mo.max_seq_len = 64;
+  const uint64_t f16 = cache_bytes(&mo);
+  EXPECT_EQ(f16, uint64_t{2} * 2 * 64 * 2 * 16 * 2);  // k and v x layers x positions x kv heads x head_dim x 2
+  mo.kv_type = FAMQ_KV_F32;
+  EXPECT_EQ(cache_bytes(&mo), 2 * f16);
+  mo.kv_type = FAMQ_KV_INT8;
+  EXPECT_EQ(cache_bytes(&mo), f16 * (16 + 4) / 32);
+  famq_model_options old = mo;  // a caller built before kv_type: reads as the default
+  old.kv_type = FAMQ_KV_INT8;   // beyond its struct_size: not read
+  old.struct_size = offsetof(famq_model_options, kv_type);
+  EXPECT_EQ(cache_bytes(&old), f16);
+  mo.kv_type = 3;
+  famq_model* m = nullptr;
+  EXPECT_EQ(famq_model_open(kQwen3.c_str(), &mo, &m), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("kv_type 3"), std::string::npos) << LastError();
+  EXPECT_EQ(m, nullptr);
+}
 
 TEST_F(CapiTest, OptionStructSizes) {
   famq_model* m = nullptr;
@@ -1088,7 +1129,8 @@ TEST_F(CapiTest, StructSizesOutOfRangeAreRefused) {
     EXPECT_EQ(famq_generate(m, "x", &g, nullptr, nullptr, buf, sizeof buf, nullptr), FAMQ_INVALID_ARGUMENT);
     EXPECT_NE(LastError().find("struct_size"), std::string::npos) << LastError();
   }
-  for (const size_t bad : bad_sizes(sizeof(famq_model_options))) {
+  // famq_model_options gained kv_type: its first version ends before it.
+  for (const size_t bad : bad_sizes(offsetof(famq_model_options, kv_type))) {
     SCOPED_TRACE(bad);
     famq_model_options mo;
     famq_model_options_init(&mo);

@@ -2,7 +2,11 @@
 // loops, the sampler's distributions and determinism) and the .npy codec.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <span>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -234,4 +238,90 @@ TEST(EngineBytes, WeightAndScratchBytesMatchTheModel) {
   }
 }
 
+}  // namespace famq
+
+namespace famq {
+namespace {
+
+// f16 and int8 KV caches against f32 on the trained famq-tiny-s: greedy
+// tokens from f32, then every cache type teacher-forced over the same 160
+// tokens (prefill in chunks of 64 and token by token), logits compared.
+// Tolerances: an f16 value carries a relative rounding error <= 2^-11
+// (4.9e-4), an int8 one an absolute error <= amax / 254 of its (position,
+// head) — about 8x f16's for a head whose values are of similar size. On
+// this model (max |logit| 15) the measured max |logit diff| is 0.0017 (f16)
+// and 0.038 (int8), about that 20x apart; the bounds leave ~5x headroom for
+// another ISA's std::exp and XNNPACK sums. Greedy tokens can flip only where
+// f32's top two logits are closer than the logit error: measured 160/160
+// agree (f16) and 159/160 (int8); the bounds allow 1 and 4 flips.
+constexpr double kF16LogitTol = 0.01, kInt8LogitTol = 0.2;
+constexpr int kF16Disagree = 1, kInt8Disagree = 4;
+TEST(EngineKvCache, F16AndInt8FollowF32) {
+  auto ck = Checkpoint::Open(std::string(FAMQ_SOURCE_DIR) + "/models/famq-tiny-s");
+  ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+  const int vocab = ck->config().vocab_size;
+  auto make = [&](KvType t) {
+    EngineOptions o;
+    o.num_threads = 2;
+    o.max_seq_len = 256;
+    o.kv_type = t;
+    auto e = Engine::Create(*ck, o);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return std::move(*e);
+  };
+  // A prompt of ordinary ids, then 128 greedy tokens in f32.
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 32; ++i) ids.push_back(static_cast<int32_t>((i * 97 + 13) % 4000 + 10));
+  auto ref = make(KvType::kF32);
+  EXPECT_EQ(ref->kv_type(), KvType::kF32);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  ASSERT_TRUE(ref->Forward(ids, 0, logits.data(), false).ok());
+  while (ids.size() < 160) {
+    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    ids.push_back(next);
+    ASSERT_TRUE(ref->Forward(std::span<const int32_t>(&ids.back(), 1), static_cast<int>(ids.size()) - 1,
+                             logits.data(), false)
+                    .ok());
+  }
+  // All logits of every position: chunks of 64 rows (the last one, 32).
+  auto all_logits = [&](Engine& e) {
+    std::vector<float> out(ids.size() * static_cast<size_t>(vocab));
+    for (size_t start = 0; start < ids.size(); start += 64) {
+      const size_t n = std::min<size_t>(64, ids.size() - start);
+      EXPECT_TRUE(e.Forward(std::span<const int32_t>(&ids[start], n), static_cast<int>(start),
+                            &out[start * static_cast<size_t>(vocab)], true)
+                      .ok());
+    }
+    return out;
+  };
+  const std::vector<float> f32 = all_logits(*ref);
+  for (KvType t : {KvType::kF16, KvType::kInt8}) {
+    auto e = make(t);
+    EXPECT_EQ(e->kv_type(), t);
+    EXPECT_EQ(e->kv_cache_bytes() * (t == KvType::kF16 ? 2 : 1),
+              ref->kv_cache_bytes() * (t == KvType::kF16 ? 1 : static_cast<size_t>(ck->config().head_dim + 4)) /
+                  (t == KvType::kF16 ? 1 : static_cast<size_t>(4 * ck->config().head_dim)));
+    const std::vector<float> got = all_logits(*e);
+    double max_diff = 0, max_abs = 0;
+    int agree = 0;
+    for (size_t p = 0; p < ids.size(); ++p) {
+      const float* a = &f32[p * static_cast<size_t>(vocab)];
+      const float* b = &got[p * static_cast<size_t>(vocab)];
+      for (int v = 0; v < vocab; ++v) {
+        max_diff = std::max(max_diff, static_cast<double>(std::fabs(a[v] - b[v])));
+        max_abs = std::max(max_abs, static_cast<double>(std::fabs(a[v])));
+      }
+      agree += std::max_element(a, a + vocab) == a + (std::max_element(b, b + vocab) - b);
+    }
+    std::printf("%s KV vs f32: max |logit diff| %.5f (max |logit| %.2f), argmax agrees at %d of %zu positions\n",
+                KvTypeName(t), max_diff, max_abs, agree, ids.size());
+    // Bounds: see the comment at the top of this test (tolerances in docs/DEVICE.md).
+    const double tol = t == KvType::kF16 ? kF16LogitTol : kInt8LogitTol;
+    EXPECT_LE(max_diff, tol) << KvTypeName(t);
+    EXPECT_GE(agree, static_cast<int>(ids.size()) - (t == KvType::kF16 ? kF16Disagree : kInt8Disagree))
+        << KvTypeName(t);
+  }
+}
+
+}  // namespace
 }  // namespace famq

@@ -174,10 +174,22 @@ FAMQ_API famq_status famq_active_isa(const char** out_name);
  * model file, its tokenizer, and an engine with its KV cache. */
 typedef struct famq_model famq_model;
 
+/* Element type of the KV caches (the model's own and every session's). */
+typedef enum famq_kv_type {
+  FAMQ_KV_F16 = 0,  /* IEEE half precision (default): 2 bytes per value */
+  FAMQ_KV_F32 = 1,  /* single precision, the reference arithmetic: 4 bytes per value */
+  FAMQ_KV_INT8 = 2, /* symmetric int8 with one float scale per (position, kv head):
+                       1 byte per value + 4 bytes per head_dim values */
+  FAMQ_KV_TYPE_FORCE_32BIT = 0x7FFFFFFF /* not a type: keeps the enum 32 bits wide */
+} famq_kv_type;
+
 typedef struct famq_model_options {
   size_t struct_size;  /* sizeof(famq_model_options), set by famq_model_options_init() */
   int32_t num_threads; /* engine threads; 0 (default): one per online CPU, at most 8 */
   int32_t max_seq_len; /* context (KV cache) in tokens; 0 (default): min(model's maximum, 2048) */
+  int32_t kv_type;     /* a famq_kv_type: the KV caches' element type; FAMQ_KV_F16 (default).
+                          Appended in API 2; a struct_size without it reads as FAMQ_KV_F16.
+                          Cost in perplexity: docs/DEVICE.md ("KV cache") */
 } famq_model_options;
 
 /* Fills `options` with the defaults above (NULL: does nothing). */
@@ -376,8 +388,10 @@ FAMQ_API famq_status famq_detokenize(const famq_model* model, const int32_t* tok
  * differing token (see docs/C_API.md).
  *
  * Memory: every session allocates one KV cache at famq_session_create(),
- * 2 * layers * max_seq_len * kv_heads * head_dim * 4 bytes (the number is
- * in famq_session_stats.kv_cache_bytes), in addition to the model's own.
+ * 2 * layers * max_seq_len * kv_heads * B bytes, B = head_dim * 2 for
+ * FAMQ_KV_F16 (the default), head_dim * 4 for FAMQ_KV_F32, head_dim + 4 for
+ * FAMQ_KV_INT8 (famq_model_options.kv_type; the number is in
+ * famq_session_stats.kv_cache_bytes), in addition to the model's own.
  * Threads: sessions share their model's engine and run one turn at a time
  * per model (a turn while another session or famq_generate runs on the same
  * model fails with FAMQ_INVALID_ARGUMENT, "busy"); one session is used by

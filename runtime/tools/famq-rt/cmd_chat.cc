@@ -1,5 +1,5 @@
 // famq-rt chat (--model DIR | --qmodel Q) [--system TEXT] [-n N] [--temp T] [--top-k K] [--top-p P]
-//   [--seed S] [--repeat-penalty R] [--no-think] [--stop S]... [--ctx N] [--threads N] [--stats]
+//   [--seed S] [--repeat-penalty R] [--no-think] [--stop S]... [--ctx N] [--threads N] [--kv-type T] [--stats]
 // A multi-turn terminal chat on the C API's chat sessions (famq.h): each line
 // of standard input is a user message, the reply streams to standard output.
 // Commands: /reset (forget the conversation, keep the system prompt),
@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ namespace {
 struct ChatArgs {
   std::string model, qmodel, system;
   int n = 512, threads = 0, ctx = 0;
+  int kv_type = FAMQ_KV_F16;
   float temperature = 0.0f, top_p = 1.0f, repeat_penalty = 1.0f;
   int top_k = 0;
   uint64_t seed = 0;
@@ -79,6 +81,7 @@ int RunChat(const ChatArgs& a) {
   famq_model_options_init(&mo);
   mo.num_threads = a.threads;
   mo.max_seq_len = a.ctx;
+  mo.kv_type = a.kv_type;
   famq_model* m = nullptr;
   famq_status st = a.qmodel.empty() ? famq_model_open(a.model.c_str(), &mo, &m)
                                     : famq_qmodel_open(a.qmodel.c_str(), &mo, &m);
@@ -196,6 +199,10 @@ void RegisterChat(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--stop", a->stops, "a stop string (repeatable)");
   cmd->add_option("--ctx", a->ctx, "context in tokens (0: min(model's, 2048))")->capture_default_str();
   cmd->add_option("--threads", a->threads, "engine threads (0: one per CPU, at most 8)")->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "KV-cache element type: f16 (default), f32, int8")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, int>{{"f16", FAMQ_KV_F16}, {"f32", FAMQ_KV_F32},
+                                                                    {"int8", FAMQ_KV_INT8}}))
+      ->default_str("f16");
   cmd->add_flag("--stats", a->stats, "one JSON line per turn on stderr (tokens reused/prefilled, time to first token)");
   cmd->callback([a, exit_code, model, qmodel]() {
     if (model->count() == 0 && qmodel->count() == 0) {

@@ -67,11 +67,13 @@ int RunPpl(PplArgs a) {
     j["top1_accuracy"] = acc;
     j["windows"] = windows;
     j["ctx"] = ctx;
+    j["kv_type"] = KvTypeName(a.engine.kv_type);
     j["seconds"] = secs;
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("ppl %.4f  (mean nll %.5f over %lld predicted tokens, %d windows of %d; top-1 %.2f%%; %.1f s)\n", ppl,
-                mean_nll, static_cast<long long>(predicted), windows, ctx, 100.0 * acc, secs);
+    std::printf("ppl %.4f  (mean nll %.5f over %lld predicted tokens, %d windows of %d; top-1 %.2f%%; %s KV; %.1f s)\n",
+                ppl, mean_nll, static_cast<long long>(predicted), windows, ctx, 100.0 * acc,
+                KvTypeName(a.engine.kv_type), secs);
   }
   return 0;
 }
@@ -87,6 +89,7 @@ void RegisterPpl(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--max-windows", a->max_windows, "Stop after this many windows (0: all)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--threads", a->engine.num_threads, "Worker threads (0: one per CPU, at most 8)")->check(CLI::Range(0, 256));
   cmd->add_option("--batch", a->engine.max_batch, "Prefill chunk size in tokens")->check(CLI::Range(1, 8192));
+  AddKvTypeFlag(cmd, &a->engine);
   cmd->add_flag("--json", a->json, "Print one JSON object {ppl, nll, tokens, ...}");
   cmd->callback([a, exit_code] { exit_code->value = RunPpl(*a); });
 }

@@ -1,0 +1,165 @@
+// Attention kernels: names, the cache writers, the shared softmax and the
+// per-ISA dispatch tables (the reference kernels are in attention_ref.cc,
+// SIMD ones in x86/ and arm/).
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace famq {
+namespace {
+
+constexpr AttentionKernels kRefAttention = {
+    Isa::kRef, {famq_attend_f32__ref, famq_attend_f16__ref, famq_attend_i8__ref}};
+#if defined(FAMQ_HAVE_X86_KERNELS)
+constexpr AttentionKernels kAvx2Attention = {
+    Isa::kAvx2, {famq_attend_f32__avx2, famq_attend_f16__avx2, famq_attend_i8__avx2}};
+// No AVX-512 variant: a head is 64-128 values and decode reads the cache
+// once, so 256-bit lanes already stream it; the AVX2 kernels serve this level.
+constexpr AttentionKernels kAvx512Attention = {
+    Isa::kAvx512Vnni, {famq_attend_f32__avx2, famq_attend_f16__avx2, famq_attend_i8__avx2}};
+#endif
+#if defined(FAMQ_HAVE_ARM_KERNELS)
+constexpr AttentionKernels kNeonAttention = {
+    Isa::kNeon, {famq_attend_f32__neon, famq_attend_f16__neon, famq_attend_i8__neon}};
+constexpr AttentionKernels kNeonDotAttention = {
+    Isa::kNeonDot, {famq_attend_f32__neon, famq_attend_f16__neon, famq_attend_i8__neon}};
+#endif
+
+}  // namespace
+
+const char* KvTypeName(KvType type) {
+  switch (type) {
+    case KvType::kF32: return "f32";
+    case KvType::kF16: return "f16";
+    case KvType::kInt8: return "int8";
+  }
+  return "?";
+}
+
+Result<KvType> ParseKvType(std::string_view name) {
+  for (KvType t : {KvType::kF32, KvType::kF16, KvType::kInt8}) {
+    if (name == KvTypeName(t)) return t;
+  }
+  std::string message = "KV cache type '";
+  message += name;
+  message += "' is not one of f16, f32, int8";
+  return InvalidArgument(message);
+}
+
+size_t KvElementSize(KvType type) {
+  switch (type) {
+    case KvType::kF32: return 4;
+    case KvType::kF16: return 2;
+    case KvType::kInt8: return 1;
+  }
+  return 4;
+}
+
+size_t KvHeadBytes(KvType type, size_t head_dim) {
+  return head_dim * KvElementSize(type) + (type == KvType::kInt8 ? sizeof(float) : 0);
+}
+
+uint16_t F32ToF16(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  const uint16_t sign = static_cast<uint16_t>((b >> 16) & 0x8000u);
+  const uint32_t abs = b & 0x7fffffffu;
+  if (abs >= 0x7f800000u) {  // inf, NaN (kept quiet, top payload bits kept)
+    return static_cast<uint16_t>(sign | (abs > 0x7f800000u ? 0x7e00u | ((abs >> 13) & 0x3ffu) : 0x7c00u));
+  }
+  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 rounds to inf
+  const uint32_t e = abs >> 23;
+  if (e < 113) {  // below 2^-14: a binary16 subnormal (or zero)
+    if (e < 102) return sign;  // below 2^-25: rounds to zero
+    const uint32_t m = (abs & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e;  // 14 .. 24: m * 2^(e - 150) in units of 2^-24
+    uint32_t r = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1u) != 0)) ++r;
+    return static_cast<uint16_t>(sign | r);
+  }
+  uint32_t h = (abs >> 13) - ((127u - 15u) << 10);
+  const uint32_t rem = abs & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) != 0)) ++h;  // a carry moves into the exponent correctly
+  return static_cast<uint16_t>(sign | h);
+}
+
+void StoreKv(KvType type, const float* x, size_t hd, void* dst, float* scale) {
+  switch (type) {
+    case KvType::kF32: std::memcpy(dst, x, hd * sizeof(float)); return;
+    case KvType::kF16: {
+      auto* h = static_cast<uint16_t*>(dst);
+      for (size_t d = 0; d < hd; ++d) h[d] = F32ToF16(x[d]);
+      return;
+    }
+    case KvType::kInt8: {
+      auto* q = static_cast<int8_t*>(dst);
+      float amax = 0.0f;
+      for (size_t d = 0; d < hd; ++d) amax = std::max(amax, std::fabs(x[d]));
+      if (!(amax >= kKvMinAmax)) {  // also NaN
+        std::memset(q, 0, hd);
+        *scale = 0.0f;
+        return;
+      }
+      *scale = amax / 127.0f;
+      const float inv = 127.0f / amax;
+      for (size_t d = 0; d < hd; ++d) {
+        const float r = std::rint(x[d] * inv);
+        // NaN compares false both ways and lands on 0 (no UB in the cast).
+        q[d] = static_cast<int8_t>(r >= 127.0f ? 127 : r <= -127.0f ? -127 : r == r ? static_cast<int>(r) : 0);
+      }
+      return;
+    }
+  }
+}
+
+void AttentionSoftmax(float* x, size_t n) {
+  // The maximum does not depend on the order: 8 independent lanes.
+  float mx[8];
+  for (size_t l = 0; l < 8; ++l) mx[l] = x[0];
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t l = 0; l < 8; ++l) mx[l] = std::max(mx[l], x[i + l]);
+  }
+  for (; i < n; ++i) mx[0] = std::max(mx[0], x[i]);
+  float m = mx[0];
+  for (size_t l = 1; l < 8; ++l) m = std::max(m, mx[l]);
+  for (size_t j = 0; j < n; ++j) x[j] = std::exp(x[j] - m);
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t l = 0; l < 8; ++l) s[l] = s[l] + x[i + l];
+  }
+  for (; i < n; ++i) s[i % 8] = s[i % 8] + x[i];
+  float t[4];
+  for (size_t l = 0; l < 4; ++l) t[l] = s[l] + s[l + 4];
+  const float sum = (t[0] + t[2]) + (t[1] + t[3]);
+  const float inv = 1.0f / sum;
+  for (size_t j = 0; j < n; ++j) x[j] *= inv;
+}
+
+const AttentionKernels* GetAttentionKernels(Isa isa) {
+  switch (isa) {
+    case Isa::kRef: return &kRefAttention;
+#if defined(FAMQ_HAVE_X86_KERNELS)
+    case Isa::kAvx2: return &kAvx2Attention;
+    case Isa::kAvx512Vnni: return &kAvx512Attention;
+#endif
+#if defined(FAMQ_HAVE_ARM_KERNELS)
+    case Isa::kNeon: return &kNeonAttention;
+    case Isa::kNeonDot: return &kNeonDotAttention;
+#endif
+    default: return nullptr;
+  }
+}
+
+AttendFn GetAttendFn(Isa isa, KvType type, size_t hd) {
+  const AttentionKernels* k = GetAttentionKernels(isa);
+  if (k == nullptr || hd % 8 != 0) k = &kRefAttention;
+  return k->attend[static_cast<int>(type)];
+}
+
+}  // namespace famq
