@@ -274,6 +274,15 @@ void EmbeddingSource::Row(int64_t token, float* out) const {
   ConvertToF32(fp.dtype, fp.data + static_cast<size_t>(token) * H * DTypeSize(fp.dtype), H, out);
 }
 
+size_t EmbeddingSource::RowBytes() const {
+  if (is_quantized()) {
+    const size_t groups = static_cast<size_t>(quantized.cols / quantized.group_size);
+    return static_cast<size_t>(quantized.cols) * static_cast<size_t>(quantized.bits) / 8 +
+           groups * (sizeof(float) + sizeof(int8_t));
+  }
+  return fp.shape.size() == 2 ? static_cast<size_t>(fp.shape[1]) * DTypeSize(fp.dtype) : 0;
+}
+
 Status Engine::Embed(std::span<const int32_t> tokens, float* x) const {
   const size_t H = static_cast<size_t>(config_.hidden_size);
   for (size_t t = 0; t < tokens.size(); ++t) {
@@ -589,7 +598,7 @@ Status Engine::SwapKvCache(KvCache* cache) {
 
 size_t Engine::weight_bytes() const {
   size_t b = lm_head_.weight_bytes() + final_norm_.size() * sizeof(float);
-  b += static_cast<size_t>(config_.hidden_size) * DTypeSize(embed_.dtype);  // one embedding row
+  b += embed_.RowBytes();  // one embedding row
   for (const EngineLayer& l : layers_) {
     for (const LayerLinear& lin : l.linears) b += lin.weight_bytes();
     b += (l.input_norm.size() + l.post_norm.size() + l.q_norm.size() + l.k_norm.size()) * sizeof(float);

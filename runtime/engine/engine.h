@@ -100,6 +100,8 @@ struct EmbeddingSource {
   int64_t cols() const { return is_quantized() ? quantized.cols : (fp.shape.size() == 2 ? fp.shape[1] : -1); }
   // out[cols] = row `token` (in range; unchecked).
   void Row(int64_t token, float* out) const;
+  // Bytes one lookup reads: a row's codes, scales and zero points, or its floats.
+  size_t RowBytes() const;
 };
 
 // Everything Engine runs, built from a checkpoint or from a quantized model.
