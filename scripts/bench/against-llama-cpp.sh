@@ -45,7 +45,7 @@ readonly VERSION="3.21.1"
 readonly HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly REPO="$(cd "$HERE/../.." && pwd)"
 readonly GGUF_DIR="$REPO/tests/gguf"
-readonly PREFIX="${FAMQ_CACHE_DIR:-$HOME/.cache/famq}/npm/gguf-oracle"
+readonly PREFIX="${FAMQ_CACHE_DIR:-${HOME:?is not set: set HOME or FAMQ_CACHE_DIR}/.cache/famq}/npm/gguf-oracle"
 readonly CTX=512 THREADS=2 PROMPT=64 GEN=32 PROMPT2=256 SEED=1
 
 runs=5 build="$REPO/build/host" checkpoint="" out="" keep=0
@@ -67,8 +67,9 @@ done
 readonly RT="$build/runtime/tools/famq-rt/famq-rt" MEMBW="$build/benchmarks/membw"
 [[ -x "$RT" ]] || die "$RT not found: cmake --preset host && cmake --build --preset host --target famq-rt membw"
 [[ -x "$MEMBW" ]] || die "$MEMBW not found (needs libbenchmark-dev for benchmarks/): cmake --build --preset host --target membw"
-command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   die "node and npm are needed for llama.cpp (node-llama-cpp $VERSION): apt-get install nodejs npm"
+fi
 readonly PY=/usr/bin/python3
 [[ -z "$checkpoint" ]] && ! "$PY" -c 'import numpy' 2>/dev/null &&
   die "numpy is needed to make the random checkpoint (apt-get install python3-numpy), or pass --checkpoint DIR"
