@@ -12,6 +12,9 @@
 //   C. quantize the four linears, swap them into the engine, and run block l
 //      quantized to produce the next X.
 // Weight-only RTN needs none of this: it quantizes the weights directly.
+// The forward passes, the Hessians and GPTQ run on the engine's threads
+// (FinalizeOptions::num_threads); the Hessians and GPTQ give the same bits
+// on any number of threads.
 // Peak memory: the fp32 model, X (samples x length x hidden floats) and one
 // block's statistics.
 #pragma once
