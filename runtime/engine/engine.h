@@ -26,7 +26,7 @@ struct EngineOptions {
   int max_batch = 64;       // tokens per prefill chunk (and rows of all-logits output)
   // KV-cache sequence slots, for decoding several sequences in one batch
   // (ForwardRows). Each slot holds max_seq_len positions of every layer's
-  // keys and values: 2 * layers * max_seq_len * kv_heads positions-heads.
+  // keys and values of every layer (see max_kv_cache_bytes for the bytes).
   int max_sequences = 1;
   // Element type of the KV cache (kernels/attention.h). The library's
   // default is f32, the reference arithmetic (finalize's calibration, the
