@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <deque>
 #include <future>
+#include <map>
 
 #include "bundle/bundle.h"
 #include "bundle/signing.h"
@@ -242,6 +243,7 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
     std::future<Result<std::vector<GeneratedCandidate>>> result;
   };
   std::deque<Pending> window;
+  std::map<std::string, long long> ids_from;  // an HTTP backend's sources of token ids, counted
   auto finish_front = [&]() -> Status {
     Pending p = std::move(window.front());
     window.pop_front();
@@ -252,6 +254,7 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
       tokens += static_cast<long long>(cand.ids.size());
       r.ids = std::move(cand.ids);
       r.finished = cand.finished;
+      if (!cand.ids_from.empty()) ++ids_from[cand.ids_from];
       r.ids_from = std::move(cand.ids_from);
       p.g.candidates.push_back(std::move(r));
     }
@@ -284,6 +287,17 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
   }
   while (!window.empty()) FAMQ_RETURN_IF_ERROR(finish_front());
   progress.Finish(tokens);
+  if (!ids_from.empty() && c.progress != ProgressMode::kQuiet) {
+    std::string line;
+    for (const auto& [source, count] : ids_from) {
+      line += line.empty() ? "" : ", ";
+      line += std::to_string(count);
+      line += " from ";
+      line += source;
+    }
+    std::fprintf(stderr, "[famq regenerate] candidates' token ids: %s (per candidate: \"ids_from\" in %s)\n",
+                 line.c_str(), out.c_str());
+  }
   return Status::Ok();
 }
 

@@ -65,4 +65,5 @@ if grep -rlF -e "$key" "$work"; then
 fi
 grep -q '"ids_from":"token_ids"' "$work/env.famqb.work/regenerate.jsonl" ||
   fail "the stage file does not record where the ids came from"
+grep -q "candidates' token ids: 6 from token_ids" "$work/env.log" || fail "no summary of the ids' sources on stderr"
 ok "the key is in no stage file, bundle, inspect output or log"
