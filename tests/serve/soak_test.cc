@@ -138,6 +138,13 @@ struct Tally {
   std::atomic<long long> malformed{0}, deep{0}, huge{0}, slow{0}, disconnects{0}, bad_refusals{0};
 };
 
+// Counts a hostile request that did not get its clean refusal and says which
+// one and what came back (status 0: no HTTP answer within the client's wait).
+void BadRefusal(Tally& t, const char* what, const Reply& r) {
+  ++t.bad_refusals;
+  std::fprintf(stderr, "soak: %s got HTTP %d: %s\n", what, r.status, r.body.substr(0, 200).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -256,15 +263,15 @@ int main(int argc, char** argv) {
           static const char* kBad[] = {"{\"prompt\": ", "not json", "{\"prompt\": [1, 2,]}", "\xff\xfe{}", ""};
           const Reply r = Exchange(port, Request("/v1/completions", kBad[rng() % 5]), 30);
           ++t.malformed;
-          if (r.status != 400 && r.status != 503) ++t.bad_refusals;
+          if (r.status != 400 && r.status != 503) BadRefusal(t, "malformed JSON", r);
         } else if (kind == 14) {  // 300,000 levels of nesting: a clean 400
           const Reply r = Exchange(port, Request(rng() % 2 ? "/v1/completions" : "/v1/chat/completions", deep), 30);
           ++t.deep;
-          if (r.status != 400 && r.status != 503) ++t.bad_refusals;
+          if (r.status != 400 && r.status != 503) BadRefusal(t, "deep nesting", r);
         } else if (kind == 15) {  // a body 4x over the cap: 413 (the server may close before reading it all)
           const Reply r = Exchange(port, Request("/v1/completions", huge), 30);
           ++t.huge;
-          if (r.status != 413 && r.status != 0) ++t.bad_refusals;
+          if (r.status != 413 && r.status != 0) BadRefusal(t, "huge body", r);
         } else if (kind == 16 || kind == 17) {  // slow headers: one byte every 2 s until the server cuts it
           const int fd = Connect(port);
           if (fd < 0) continue;
@@ -279,7 +286,7 @@ int main(int argc, char** argv) {
           }
           ::close(fd);
           ++t.slow;
-          if (!cut) ++t.bad_refusals;  // still reading after 30 s: no header deadline
+          if (!cut) BadRefusal(t, "slow header (not cut within 30 s)", Reply{});  // no header deadline
         } else {  // a valid, longer request, then the client goes away
           const int fd = Connect(port);
           if (fd < 0) continue;
