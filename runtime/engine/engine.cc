@@ -268,14 +268,28 @@ void PackedQuantRows::DequantRow(int r, float* out) const {
   }
 }
 
+int64_t EmbeddingSource::rows() const {
+  if (is_packed()) return static_cast<int64_t>(packed.weights.rows);
+  if (quantized.codes != nullptr) return quantized.rows;
+  return fp.shape.size() == 2 ? fp.shape[0] : -1;
+}
+
+int64_t EmbeddingSource::cols() const {
+  if (is_packed()) return static_cast<int64_t>(packed.weights.cols);
+  if (quantized.codes != nullptr) return quantized.cols;
+  return fp.shape.size() == 2 ? fp.shape[1] : -1;
+}
+
 void EmbeddingSource::Row(int64_t token, float* out) const {
-  if (is_quantized()) return quantized.DequantRow(static_cast<int>(token), out);
+  if (is_packed()) return DequantPackedRow(packed, static_cast<size_t>(token), out);
+  if (quantized.codes != nullptr) return quantized.DequantRow(static_cast<int>(token), out);
   const size_t H = static_cast<size_t>(fp.shape[1]);
   ConvertToF32(fp.dtype, fp.data + static_cast<size_t>(token) * H * DTypeSize(fp.dtype), H, out);
 }
 
 size_t EmbeddingSource::RowBytes() const {
-  if (is_quantized()) {
+  if (is_packed()) return PackedRowBytes(packed);
+  if (quantized.codes != nullptr) {
     const size_t groups = static_cast<size_t>(quantized.cols / quantized.group_size);
     return static_cast<size_t>(quantized.cols) * static_cast<size_t>(quantized.bits) / 8 +
            groups * (sizeof(float) + sizeof(int8_t));

@@ -16,6 +16,7 @@
 #include "engine/layer_linear.h"
 #include "engine/linear.h"
 #include "kernels/attention.h"
+#include "kernels/qgemm_pack.h"
 #include "model/checkpoint.h"
 
 namespace famq {
@@ -88,16 +89,20 @@ struct PackedQuantRows {
 };
 
 // The token embedding table [vocab][hidden]: floating-point rows (a
-// TensorView into a checkpoint or a quantized model) or quantized rows
-// (PackedQuantRows into a quantized model); one row is converted per token,
-// nothing is allocated. Either way the storage must outlive the engine.
+// TensorView into a checkpoint or a quantized model), quantized rows
+// (PackedQuantRows into a quantized model) or the packed weights of a tied
+// quantized head (QGemmPackedRows: the embedding is then held once, in the
+// kernels' layout); one row is converted per token, nothing is allocated.
+// Either way the storage must outlive the engine.
 struct EmbeddingSource {
-  TensorView fp;              // used when quantized.codes is null
-  PackedQuantRows quantized;  // a quantized model's QModel.embedding
+  TensorView fp;              // used when neither of the two below is set
+  PackedQuantRows quantized;  // a quantized model's QModel.embedding, read in place
+  QGemmPackedRows packed;     // the head's packed weights (weights.codes null: unused)
 
-  bool is_quantized() const { return quantized.codes != nullptr; }
-  int64_t rows() const { return is_quantized() ? quantized.rows : (fp.shape.size() == 2 ? fp.shape[0] : -1); }
-  int64_t cols() const { return is_quantized() ? quantized.cols : (fp.shape.size() == 2 ? fp.shape[1] : -1); }
+  bool is_packed() const { return packed.weights.codes != nullptr; }
+  bool is_quantized() const { return quantized.codes != nullptr || is_packed(); }
+  int64_t rows() const;
+  int64_t cols() const;
   // out[cols] = row `token` (in range; unchecked).
   void Row(int64_t token, float* out) const;
   // Bytes one lookup reads: a row's codes, scales and zero points, or its floats.

@@ -2,6 +2,7 @@
 #include "kernels/qgemm.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "kernels/qgemm_pack.h"
@@ -64,7 +65,7 @@ constexpr QGemmKernels kNeonDotKernels = {
 };
 #endif
 
-std::string Sizes(const QMatrix& w) {
+std::string Sizes(const QMatrixView& w) {
   std::string sizes = "(bits ";
   sizes += std::to_string(w.bits) + ", rows " + std::to_string(w.rows) + ", cols " + std::to_string(w.cols) +
            ", group_size " + std::to_string(w.group_size) + ")";
@@ -88,7 +89,25 @@ const QGemmKernels* GetQGemmKernels(Isa isa) {
   }
 }
 
-Status ValidateQMatrix(const QMatrix& w, const std::string& name) {
+Status ValidateQMatrix(const QMatrix& w, const std::string& name) { return ValidateQMatrixView(ViewOf(w), name); }
+
+QMatrixView ViewOf(const QMatrix& w) {
+  QMatrixView v;
+  v.bits = w.bits;
+  v.rows = w.rows;
+  v.cols = w.cols;
+  v.group_size = w.group_size;
+  v.codes = reinterpret_cast<const uint8_t*>(w.codes.data());
+  v.nibbles = false;
+  v.scales = w.scales.data();
+  v.zeros = w.zeros.data();
+  v.code_count = w.codes.size();
+  v.scale_count = w.scales.size();
+  v.zero_count = w.zeros.size();
+  return v;
+}
+
+Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
   if (w.bits != 4 && w.bits != 8) {
     return InvalidArgument(name + ": weight-only kernels take 4- or 8-bit codes, not " + std::to_string(w.bits) + " " +
                            Sizes(w));
@@ -100,21 +119,26 @@ Status ValidateQMatrix(const QMatrix& w, const std::string& name) {
     return InvalidArgument(name + ": cols and group_size must be multiples of 32 and group_size must divide cols " +
                            Sizes(w));
   }
+  if (w.nibbles && w.bits != 4) return InvalidArgument(name + ": only 4-bit codes can be stored two per byte");
   const size_t rows = static_cast<size_t>(w.rows);
   const size_t cols = static_cast<size_t>(w.cols);
-  const size_t groups = rows * static_cast<size_t>(w.groups_per_row());
-  if (w.codes.size() != rows * cols || w.scales.size() != groups || w.zeros.size() != groups) {
-    return InvalidArgument(name + ": expected " + std::to_string(rows * cols) + " codes and " + std::to_string(groups) +
-                           " scales and zeros, got " + std::to_string(w.codes.size()) + ", " +
-                           std::to_string(w.scales.size()) + ", " + std::to_string(w.zeros.size()) + " " + Sizes(w));
+  const size_t groups = rows * static_cast<size_t>(w.cols / w.group_size);
+  const size_t code_count = w.nibbles ? rows * cols / 2 : rows * cols;
+  if (w.code_count != code_count || w.scale_count != groups || w.zero_count != groups) {
+    return InvalidArgument(name + ": expected " + std::to_string(code_count) + " code bytes and " +
+                           std::to_string(groups) + " scales and zeros, got " + std::to_string(w.code_count) + ", " +
+                           std::to_string(w.scale_count) + ", " + std::to_string(w.zero_count) + " " + Sizes(w));
   }
-  const int lo = w.CodeMin();
-  const int hi = w.CodeMax();
-  for (size_t i = 0; i < w.codes.size(); ++i) {
-    if (w.codes[i] < lo || w.codes[i] > hi) {
-      return InvalidArgument(name + ": code " + std::to_string(w.codes[i]) + " at row " + std::to_string(i / cols) +
-                             ", col " + std::to_string(i % cols) + " is outside [" + std::to_string(lo) + ", " +
-                             std::to_string(hi) + "]");
+  const int lo = -(1 << (w.bits - 1));
+  const int hi = (1 << (w.bits - 1)) - 1;
+  if (w.bits == 4 && !w.nibbles) {
+    const auto* codes = reinterpret_cast<const int8_t*>(w.codes);
+    for (size_t i = 0; i < code_count; ++i) {
+      if (codes[i] < lo || codes[i] > hi) {
+        return InvalidArgument(name + ": code " + std::to_string(codes[i]) + " at row " + std::to_string(i / cols) +
+                               ", col " + std::to_string(i % cols) + " is outside [" + std::to_string(lo) + ", " +
+                               std::to_string(hi) + "]");
+      }
     }
   }
   for (size_t i = 0; i < groups; ++i) {
@@ -130,42 +154,61 @@ Status ValidateQMatrix(const QMatrix& w, const std::string& name) {
   return Status::Ok();
 }
 
-QGemmPackedSizes PackedSizes(const QMatrix& w, const QGemmPacking& p) {
+QGemmPackedSizes PackedSizes(const QMatrixView& w, const QGemmPacking& p) {
   const size_t tile_rows = static_cast<size_t>(p.tile_rows);
   const size_t tiles = (static_cast<size_t>(w.rows) + tile_rows - 1) / tile_rows;
   const size_t blocks = static_cast<size_t>(w.cols) / kQBlock;
-  const size_t groups = static_cast<size_t>(w.groups_per_row());
+  const size_t groups = static_cast<size_t>(w.cols / w.group_size);
   const size_t block_bytes = tile_rows * (p.nibbles ? kQBlock / 2 : kQBlock);
   return {tiles, tiles * blocks * block_bytes, tiles * groups * tile_rows, tiles * groups * tile_rows};
 }
 
+QGemmPackedSizes PackedSizes(const QMatrix& w, const QGemmPacking& p) { return PackedSizes(ViewOf(w), p); }
+
 void PackQMatrix(const QMatrix& w, const QGemmPacking& p, uint8_t* codes, float* scales, uint8_t* offsets) {
-  const QGemmPackedSizes sizes = PackedSizes(w, p);
+  const QMatrixView v = ViewOf(w);
+  PackQMatrixTiles(v, p, 0, PackedSizes(v, p).tiles, codes, scales, offsets);
+}
+
+void PackQMatrixTiles(const QMatrixView& w, const QGemmPacking& p, size_t tile_begin, size_t tile_end, uint8_t* codes,
+                      float* scales, uint8_t* offsets) {
   const size_t tile_rows = static_cast<size_t>(p.tile_rows);
   const size_t rows = static_cast<size_t>(w.rows);
   const size_t cols = static_cast<size_t>(w.cols);
   const size_t blocks = cols / kQBlock;
-  const size_t groups = static_cast<size_t>(w.groups_per_row());
+  const size_t groups = static_cast<size_t>(w.cols / w.group_size);
   const size_t block_bytes = tile_rows * (p.nibbles ? kQBlock / 2 : kQBlock);
-  // Stored byte of (row, col); padding rows store code 0.
-  auto stored = [&](size_t r, size_t c) -> uint8_t {
-    const int code = r < rows ? w.codes[r * cols + c] : 0;
-    return static_cast<uint8_t>(code + p.code_bias);
-  };
-  for (size_t t = 0; t < sizes.tiles; ++t) {
+  const auto bias = static_cast<uint8_t>(p.code_bias);
+  for (size_t t = tile_begin; t < tile_end; ++t) {
     for (size_t b = 0; b < blocks; ++b) {
       uint8_t* block = codes + (t * blocks + b) * block_bytes;
       for (size_t i = 0; i < tile_rows; ++i) {
         const size_t r = t * tile_rows + i;
+        // u[j] = code + code_bias of column 32 b + j (two's complement bytes; padding rows: code 0).
+        uint8_t u[kQBlock];
+        if (r >= rows) {
+          std::memset(u, bias, sizeof(u));
+        } else if (w.nibbles) {
+          const uint8_t* src = w.codes + (r * cols + b * kQBlock) / 2;
+          for (size_t j = 0; j < kQBlock / 2; ++j) {
+            // A signed nibble n (two's complement, 4 bits) as a byte: sign-extend.
+            const auto lo = static_cast<int8_t>(static_cast<uint8_t>(src[j] << 4)) >> 4;
+            const auto hi = static_cast<int8_t>(src[j]) >> 4;
+            u[2 * j] = static_cast<uint8_t>(lo + p.code_bias);
+            u[2 * j + 1] = static_cast<uint8_t>(hi + p.code_bias);
+          }
+        } else {
+          const uint8_t* src = w.codes + r * cols + b * kQBlock;
+          for (size_t j = 0; j < kQBlock; ++j) u[j] = static_cast<uint8_t>(src[j] + bias);
+        }
         for (size_t e = 0; e < 4; ++e) {
           if (p.nibbles) {
             for (size_t pair = 0; pair < 4; ++pair) {
-              const size_t c = b * kQBlock + 8 * pair + e;
               block[(pair * tile_rows + i) * 4 + e] =
-                  static_cast<uint8_t>((stored(r, c) & 0x0F) | ((stored(r, c + 4) & 0x0F) << 4));
+                  static_cast<uint8_t>((u[8 * pair + e] & 0x0F) | ((u[8 * pair + 4 + e] & 0x0F) << 4));
             }
           } else {
-            for (size_t q = 0; q < 8; ++q) block[(q * tile_rows + i) * 4 + e] = stored(r, b * kQBlock + 4 * q + e);
+            for (size_t q = 0; q < 8; ++q) block[(q * tile_rows + i) * 4 + e] = u[4 * q + e];
           }
         }
       }
@@ -180,6 +223,47 @@ void PackQMatrix(const QMatrix& w, const QGemmPacking& p, uint8_t* codes, float*
       }
     }
   }
+}
+
+void DequantPackedRow(const QGemmPackedRows& p, size_t r, float* out) {
+  const size_t R = static_cast<size_t>(p.packing.tile_rows);
+  const size_t cols = p.weights.cols;
+  const size_t blocks = cols / kQBlock;
+  const size_t t = r / R, i = r % R;
+  const size_t block_bytes = R * (p.packing.nibbles ? kQBlock / 2 : kQBlock);
+  const size_t bpg = p.weights.blocks_per_group;
+  const int bias = p.packing.code_bias;
+  // Offsets hold zero + code_bias: a uint8 when code_bias > 0, an int8 bit pattern when it is 0.
+  auto zero_of = [&](size_t g) {
+    const uint8_t o = p.weights.offsets[(t * p.groups + g) * R + i];
+    return bias > 0 ? static_cast<int>(o) - bias : static_cast<int>(static_cast<int8_t>(o));
+  };
+  auto code_of = [&](uint8_t stored) {
+    return bias > 0 ? static_cast<int>(stored) - bias : static_cast<int>(static_cast<int8_t>(stored));
+  };
+  for (size_t b = 0; b < blocks; ++b) {
+    const size_t g = b / bpg;
+    const float s = p.weights.scales[(t * p.groups + g) * R + i];
+    const int z = zero_of(g);
+    const uint8_t* block = p.weights.codes + (t * blocks + b) * block_bytes;
+    float* o = out + b * kQBlock;
+    for (size_t e = 0; e < 4; ++e) {
+      if (p.packing.nibbles) {
+        for (size_t pair = 0; pair < 4; ++pair) {
+          const uint8_t byte = block[(pair * R + i) * 4 + e];
+          o[8 * pair + e] = s * static_cast<float>(code_of(byte & 0x0F) - z);
+          o[8 * pair + 4 + e] = s * static_cast<float>(code_of(byte >> 4) - z);
+        }
+      } else {
+        for (size_t q = 0; q < 8; ++q) o[4 * q + e] = s * static_cast<float>(code_of(block[(q * R + i) * 4 + e]) - z);
+      }
+    }
+  }
+}
+
+size_t PackedRowBytes(const QGemmPackedRows& p) {
+  const size_t code_bytes = p.weights.cols * (p.packing.nibbles ? 1 : 2) / 2;
+  return code_bytes + p.groups * (sizeof(float) + 1);
 }
 
 }  // namespace famq

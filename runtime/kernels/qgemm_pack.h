@@ -15,6 +15,27 @@
 
 namespace famq {
 
+// A group-wise quantized matrix read in place: a QMatrix's vectors (codes one
+// per byte) or a quantized-model record (schema/qmodel.fbs QuantLinear: 4-bit
+// codes two per byte, even column in the low nibble). Same meaning as QMatrix.
+struct QMatrixView {
+  int bits = 0, rows = 0, cols = 0, group_size = 0;
+  const uint8_t* codes = nullptr;  // int8 bit patterns [rows][cols], or nibbles [rows][cols / 2] (4 bits, nibbles)
+  bool nibbles = false;            // 4-bit codes two per byte (signed nibbles, even column low)
+  const float* scales = nullptr;   // [rows][cols / group_size]
+  const int8_t* zeros = nullptr;   // [rows][cols / group_size]
+  size_t code_count = 0, scale_count = 0, zero_count = 0;  // the arrays' lengths, checked against the shape
+};
+
+// The view of a QMatrix (codes one per byte).
+QMatrixView ViewOf(const QMatrix& w);
+
+// ValidateQMatrix's checks on a view: bits 4 or 8, shape, array lengths,
+// zero points in the code range, scales finite and >= 0; codes stored one per
+// byte are range-checked for 4 bits (nibbles and 8-bit bytes are in range by
+// construction). Returns: Ok; InvalidArgument naming the first offending value.
+Status ValidateQMatrixView(const QMatrixView& w, const std::string& name);
+
 // Checks everything the kernels rely on: bits 4 or 8; rows, cols, group_size
 // positive; cols % 32, group_size % 32 and cols % group_size all 0; vector
 // sizes; codes and zeros within [CodeMin(), CodeMax()]; scales finite, >= 0.
@@ -30,8 +51,27 @@ struct QGemmPackedSizes {
   size_t offset_bytes;  // tiles * groups * tile_rows bytes
 };
 QGemmPackedSizes PackedSizes(const QMatrix& w, const QGemmPacking& p);
+QGemmPackedSizes PackedSizes(const QMatrixView& w, const QGemmPacking& p);
 
 // Writes w (valid) in packing p into caller-owned arrays of PackedSizes(w, p).
 void PackQMatrix(const QMatrix& w, const QGemmPacking& p, uint8_t* codes, float* scales, uint8_t* offsets);
+// The same for the tiles [tile_begin, tile_end) of a view (valid), so that
+// packing can be split across threads; the arrays are the whole matrix's.
+void PackQMatrixTiles(const QMatrixView& w, const QGemmPacking& p, size_t tile_begin, size_t tile_end, uint8_t* codes,
+                      float* scales, uint8_t* offsets);
+
+// Packed weights read back one row at a time (the tied embedding's lookup
+// reads the head's packed weights, so the file's copy can be dropped).
+struct QGemmPackedRows {
+  QGemmWeights weights{};  // all pointers null: none
+  QGemmPacking packing{};
+  int bits = 0;
+  size_t groups = 0;  // per row
+};
+// out[cols] = row r dequantized exactly as QMatrix::Dequant computes it:
+// scale * float(code - zero). r < rows (unchecked).
+void DequantPackedRow(const QGemmPackedRows& p, size_t r, float* out);
+// Bytes one DequantPackedRow reads (codes, scales, offsets of one row).
+size_t PackedRowBytes(const QGemmPackedRows& p);
 
 }  // namespace famq

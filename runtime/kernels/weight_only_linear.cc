@@ -81,13 +81,34 @@ void RunGemmItem(void* context, size_t item) {
   task->gemm(task->weights, task->activations, task->m, begin, end, task->bias, task->y, task->y_stride);
 }
 
+struct PackTask {
+  const QMatrixView* w;
+  const QGemmPacking* packing;
+  size_t tiles_per_item, tiles;
+  uint8_t* codes;
+  float* scales;
+  uint8_t* offsets;
+};
+
+void RunPackItem(void* context, size_t item) {
+  const auto* task = static_cast<const PackTask*>(context);
+  const size_t begin = item * task->tiles_per_item;
+  const size_t end = std::min(begin + task->tiles_per_item, task->tiles);
+  PackQMatrixTiles(*task->w, *task->packing, begin, end, task->codes, task->scales, task->offsets);
+}
+
 }  // namespace
 
 void WeightOnlyLinear::FreeDeleter::operator()(void* p) const { std::free(p); }
 
 Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrix& w, std::span<const float> bias, int max_batch, Isa isa,
                                                   const std::string& name) {
-  FAMQ_RETURN_IF_ERROR(ValidateQMatrix(w, name));
+  return Create(ViewOf(w), bias, max_batch, isa, name, nullptr);
+}
+
+Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrixView& w, std::span<const float> bias, int max_batch,
+                                                  Isa isa, const std::string& name, pthreadpool_t pack_pool) {
+  FAMQ_RETURN_IF_ERROR(ValidateQMatrixView(w, name));
   if (!bias.empty() && bias.size() != static_cast<size_t>(w.rows)) {
     return InvalidArgument(name + ": bias has " + std::to_string(bias.size()) + " values for " +
                            std::to_string(w.rows) + " output features");
@@ -109,6 +130,7 @@ Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrix& w, std::span<co
   const QGemmPacking& packing = w.bits == 4 ? kernels->w4_packing : kernels->w8_packing;
   lin.gemm_ = w.bits == 4 ? kernels->gemm_w4 : kernels->gemm_w8;
   lin.tile_rows_ = static_cast<size_t>(packing.tile_rows);
+  lin.packing_ = packing;
 
   // packed_: codes | scales | offsets | bias (padded to whole tiles).
   const QGemmPackedSizes sizes = PackedSizes(w, packing);
@@ -124,7 +146,15 @@ Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrix& w, std::span<co
   }
   uint8_t* base = lin.packed_.get();
   auto* scales = ArrayAt<float>(base, scales_at);
-  PackQMatrix(w, packing, base, scales, base + offsets_at);
+  PackTask pack{&w, &packing, sizes.tiles, sizes.tiles, base, scales, base + offsets_at};
+  const size_t pack_threads = pack_pool != nullptr ? pthreadpool_get_threads_count(pack_pool) : 1;
+  if (pack_threads > 1 && sizes.tiles > 1) {
+    pack.tiles_per_item = std::max<size_t>(1, (sizes.tiles + pack_threads * 4 - 1) / (pack_threads * 4));
+    const size_t items = (sizes.tiles + pack.tiles_per_item - 1) / pack.tiles_per_item;
+    pthreadpool_parallelize_1d(pack_pool, RunPackItem, &pack, items, /*flags=*/0);
+  } else {
+    RunPackItem(&pack, 0);
+  }
   lin.packed_bytes_ = sizes.code_bytes + sizes.scale_count * sizeof(float) + sizes.offset_bytes;
   if (!bias.empty()) {
     auto* padded_bias = ArrayAt<float>(base, bias_at);
@@ -154,6 +184,15 @@ Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrix& w, std::span<co
   lin.sx_ = ArrayAt<float>(lin.scratch_.get(), sx_at);
   lin.qsum_ = ArrayAt<int32_t>(lin.scratch_.get(), qsum_at);
   return lin;
+}
+
+QGemmPackedRows WeightOnlyLinear::packed_rows() const {
+  QGemmPackedRows p;
+  p.weights = weights_;
+  p.packing = packing_;
+  p.bits = bits_;
+  p.groups = weights_.blocks_per_group == 0 ? 0 : static_cast<size_t>(in_features_) / kQBlock / weights_.blocks_per_group;
+  return p;
 }
 
 Status WeightOnlyLinear::Run(const float* x, float* y, size_t batch, pthreadpool_t pool) const {

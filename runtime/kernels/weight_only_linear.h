@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
+#include "kernels/qgemm_pack.h"
 #include "quant/qmatrix.h"
 
 namespace famq {
@@ -36,6 +37,11 @@ class WeightOnlyLinear {
   // scratch cannot be allocated.
   static Result<WeightOnlyLinear> Create(const QMatrix& w, std::span<const float> bias, int max_batch, Isa isa,
                                          const std::string& name);
+  // The same from weights read in place (a quantized model's record, see
+  // QMatrixView; ValidateQMatrixView's checks), packed on `pack_pool`'s
+  // threads (nullptr: inline). The view is not referenced afterwards.
+  static Result<WeightOnlyLinear> Create(const QMatrixView& w, std::span<const float> bias, int max_batch, Isa isa,
+                                         const std::string& name, pthreadpool_t pack_pool);
 
   WeightOnlyLinear(WeightOnlyLinear&&) noexcept = default;
   WeightOnlyLinear& operator=(WeightOnlyLinear&&) noexcept = default;
@@ -56,6 +62,9 @@ class WeightOnlyLinear {
   Isa isa() const { return kernels_->isa; }
   // Bytes of packed weights a run streams: codes, scales, zero-point offsets.
   size_t packed_bytes() const { return packed_bytes_; }
+  // The packed weights, to read rows back (DequantPackedRow); valid while
+  // this object lives (moving it keeps them valid).
+  QGemmPackedRows packed_rows() const;
 
  private:
   WeightOnlyLinear() = default;
@@ -70,6 +79,7 @@ class WeightOnlyLinear {
   QGemmWeights weights_{};  // points into packed_
   size_t tiles_ = 0;
   size_t tile_rows_ = 0;
+  QGemmPacking packing_{};
   int in_features_ = 0;
   int out_features_ = 0;
   int bits_ = 0;

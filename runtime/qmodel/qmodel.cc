@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "core/checksum.h"
 
 namespace famq {
@@ -193,6 +196,52 @@ flatbuffers::Offset<fb::QuantLinear> BuildLinear(flatbuffers::FlatBufferBuilder&
   lb.add_act_in(&in);
   lb.add_act_out(&out);
   return lb.Finish();
+}
+
+}  // namespace
+
+namespace {
+
+Status Released(const std::string& at) {
+  return InvalidArgument(at + ": released (its weights now live only in the engine built from this model)");
+}
+
+// Gives the whole pages inside [p, p + n) back to the system: the memory is
+// private and anonymous (a read file or a vector), so the pages read as zeros
+// afterwards; callers mark the record released first.
+void ReleaseBytes(const void* p, size_t n) {
+#if defined(MADV_DONTNEED)
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
+QMatrixView ViewOfRecord(const fb::QuantLinear& l) {
+  QMatrixView v;
+  v.bits = l.bits();
+  v.rows = static_cast<int>(l.rows());
+  v.cols = static_cast<int>(l.cols());
+  v.group_size = static_cast<int>(l.group_size());
+  v.codes = l.codes()->data();
+  v.code_count = l.codes()->size();
+  v.nibbles = l.bits() == 4;
+  v.scales = l.scales()->data();
+  v.scale_count = l.scales()->size();
+  v.zeros = l.zeros()->data();
+  v.zero_count = l.zeros()->size();
+  return v;
+}
+
+Result<QMatrixView> ViewIfKernelWidth(const fb::QuantLinear& l, const std::string& at) {
+  if (l.bits() != 4 && l.bits() != 8) {
+    return Unsupported(at + ": " + std::to_string(l.bits()) + "-bit codes are read through Matrix(), not in place");
+  }
+  return ViewOfRecord(l);
 }
 
 }  // namespace
@@ -553,7 +602,9 @@ Status QModel::VerifyLinear(int index) const {
   if (index < 0 || static_cast<uint32_t>(index) >= root_->linears()->size()) {
     return InvalidArgument(origin_ + ": no quantized linear " + std::to_string(index));
   }
-  if (linear_ok_[index].load(std::memory_order_acquire) != 0) return Status::Ok();
+  if (const uint8_t state = linear_ok_[index].load(std::memory_order_acquire); state != 0) {
+    return state == 1 ? Status::Ok() : Released(origin_ + ": " + QLinearName(index / 4, index % 4));
+  }
   const uint64_t stored = root_->integrity()->linears()->Get(static_cast<uint32_t>(index));
   const uint64_t computed = LinearDigest(*root_->linears()->Get(static_cast<uint32_t>(index)));
   if (computed != stored) return ChecksumMismatch(origin_ + ": " + QLinearName(index / 4, index % 4), stored, computed);
@@ -583,10 +634,38 @@ Result<QMatrix> QModel::Matrix(int index) const {
   return UnpackQuantLinear(*root_->linears()->Get(static_cast<uint32_t>(index)));
 }
 
+Result<QMatrixView> QModel::MatrixView(int index) const {
+  FAMQ_RETURN_IF_ERROR(VerifyLinear(index));
+  return ViewIfKernelWidth(*root_->linears()->Get(static_cast<uint32_t>(index)),
+                           origin_ + ": " + QLinearName(index / 4, index % 4));
+}
+
+void QModel::ReleaseLinear(int index) {
+  if (index < 0 || static_cast<uint32_t>(index) >= root_->linears()->size()) return;
+  linear_ok_[index].store(2, std::memory_order_release);
+  const auto* codes = root_->linears()->Get(static_cast<uint32_t>(index))->codes();
+  if (codes != nullptr) ReleaseBytes(codes->data(), codes->size());
+}
+
+void QModel::ReleaseEmbedding() {
+  if (root_->embedding() == nullptr) return;
+  embedding_ok_->store(2, std::memory_order_release);
+  if (const auto* codes = root_->embedding()->codes()) ReleaseBytes(codes->data(), codes->size());
+}
+
+void QModel::ReleaseLmHead() {
+  if (root_->lm_head() == nullptr) return;
+  lm_head_ok_->store(2, std::memory_order_release);
+  if (const auto* codes = root_->lm_head()->codes()) ReleaseBytes(codes->data(), codes->size());
+}
+
 namespace {
 
 Status VerifyExtra(const fb::QuantLinear* l, uint64_t stored, std::atomic<uint8_t>* ok, const std::string& at) {
-  if (l == nullptr || ok->load(std::memory_order_acquire) != 0) return Status::Ok();
+  if (l == nullptr) return Status::Ok();
+  if (const uint8_t state = ok->load(std::memory_order_acquire); state != 0) {
+    return state == 1 ? Status::Ok() : Released(at);
+  }
   const uint64_t computed = LinearDigest(*l);
   if (computed != stored) return ChecksumMismatch(at, stored, computed);
   ok->store(1, std::memory_order_release);
@@ -628,6 +707,17 @@ Result<QMatrix> QModel::HeadMatrix() const {
   }
   if (FindTensor("lm_head.weight").ok()) return NotFound(origin_ + ": the head is not quantized");
   return EmbeddingMatrix();
+}
+
+Result<QMatrixView> QModel::HeadView() const {
+  if (root_->lm_head() != nullptr) {
+    FAMQ_RETURN_IF_ERROR(VerifyLmHead());
+    return ViewIfKernelWidth(*root_->lm_head(), origin_ + ": " + kQLmHeadName);
+  }
+  if (FindTensor("lm_head.weight").ok()) return NotFound(origin_ + ": the head is not quantized");
+  if (root_->embedding() == nullptr) return NotFound(origin_ + ": the embedding is not quantized");
+  FAMQ_RETURN_IF_ERROR(VerifyEmbedding());
+  return ViewIfKernelWidth(*root_->embedding(), origin_ + ": " + kQEmbeddingName);
 }
 
 std::string QModel::HeadDescription() const {

@@ -44,6 +44,7 @@
 #include "model/config.h"
 #include "model/dtype.h"
 #include "model/safetensors.h"
+#include "kernels/qgemm_pack.h"
 #include "quant/qmatrix.h"
 #include "schema/qmodel_generated.h"
 
@@ -134,6 +135,9 @@ class QModel {
   Status VerifyLinear(int index) const;
   // Linear `index` (4 per layer), verified and unpacked to the canonical form.
   Result<QMatrix> Matrix(int index) const;
+  // Linear `index` verified and read in place (4- and 8-bit codes; other
+  // widths: Matrix()); valid while this model lives and the record is not released.
+  Result<QMatrixView> MatrixView(int index) const;
   // A floating-point tensor by its Hugging Face name, verified (data points into the model's bytes).
   Result<TensorView> Tensor(const std::string& name) const;
   // Every record's digest (what Open leaves to first use), e.g. for `famq-rt info --verify`.
@@ -149,6 +153,16 @@ class QModel {
   // The quantized head: the untied record, else the tied quantized
   // embedding (kNotFound when the head is kept in floating point).
   Result<QMatrix> HeadMatrix() const;
+  // The quantized head read in place (as HeadMatrix, 4 or 8 bits).
+  Result<QMatrixView> HeadView() const;
+  // Releases the memory of a record's codes once its weights live elsewhere
+  // (packed by the engine): the pages go back to the system, and any later
+  // use of the record (Matrix, MatrixView, Verify*, the export) is refused
+  // with kInvalidArgument ("released"). Header fields stay readable. Lowers a
+  // running model's memory to one copy of its weights (docs/DEVICE.md).
+  void ReleaseLinear(int index);
+  void ReleaseEmbedding();  // the quantized embedding record (the tied head's too)
+  void ReleaseLmHead();
   // Checks the quantized embedding's / head's digest (once); Ok when absent.
   Status VerifyEmbedding() const;
   Status VerifyLmHead() const;
@@ -168,7 +182,8 @@ class QModel {
   std::string origin_;
   const fb::QModel* root_ = nullptr;
   ModelConfig config_;
-  // 1 once the record's digest matched; written by const accessors, possibly from several threads.
+  // 1 once the record's digest matched, 2 once released; written by const
+  // accessors, possibly from several threads.
   std::unique_ptr<std::atomic<uint8_t>[]> linear_ok_, tensor_ok_;
   std::unique_ptr<std::atomic<uint8_t>> embedding_ok_, lm_head_ok_;
 };

@@ -1,6 +1,12 @@
 #include "qmodel/qmodel_engine.h"
 
+#include <pthreadpool.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <optional>
+#include <span>
+#include <thread>
 
 #include "kernels/weight_only_linear.h"
 
@@ -21,26 +27,86 @@ std::vector<T> ToVector(const flatbuffers::Vector<T>* v) {
 
 }  // namespace
 
-Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const EngineOptions& options, Isa isa) {
+namespace {
+
+// A pthreadpool for packing, destroyed with the scope.
+struct PackPool {
+  explicit PackPool(int threads) : pool(threads > 1 ? pthreadpool_create(static_cast<size_t>(threads)) : nullptr) {}
+  ~PackPool() {
+    if (pool != nullptr) pthreadpool_destroy(pool);
+  }
+  PackPool(const PackPool&) = delete;
+  PackPool& operator=(const PackPool&) = delete;
+  pthreadpool_t pool;
+};
+
+// A weight-only linear packed from the record in place when its width allows
+// (no canonical copy in between), else through the canonical form.
+Result<WeightOnlyLinear> PackWeightOnly(const QModel& q, int index, std::span<const float> bias, int max_batch, Isa isa,
+                                        const std::string& name, pthreadpool_t pool) {
+  auto view = q.MatrixView(index);  // verifies the record before its fields are read
+  if (view.ok()) return WeightOnlyLinear::Create(*view, bias, max_batch, isa, name, pool);
+  if (view.status().code() != StatusCode::kUnsupported) return view.status();
+  FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.Matrix(index));
+  return WeightOnlyLinear::Create(m, bias, max_batch, isa, name);
+}
+
+// Every weight-only linear verified, packed and (optionally) released, one
+// record per work item on the pack pool's threads: digests and packing of
+// different records run side by side.
+struct PackLinearsTask {
+  const QModel* q;
+  QModel* release;
+  int max_batch;
+  Isa isa;
+  std::vector<std::optional<WeightOnlyLinear>>* out;
+  std::vector<std::vector<float>>* multipliers;
+  std::vector<Status>* status;
+};
+
+void RunPackLinear(void* context, size_t index) {
+  const auto* t = static_cast<const PackLinearsTask*>(context);
+  const int i = static_cast<int>(index);
+  Status& status = (*t->status)[index];
+  status = t->q->VerifyLinear(i);  // before any field of the record is read
+  if (!status.ok()) return;
+  const fb::QuantLinear& ql = *t->q->root().linears()->Get(static_cast<uint32_t>(i));
+  const std::vector<float> bias = ToVector(ql.bias());
+  (*t->multipliers)[index] = ToVector(ql.input_multiplier());
+  auto lin = PackWeightOnly(*t->q, i, bias, t->max_batch, t->isa, t->q->origin() + ": " + QLinearName(i / 4, i % 4),
+                            nullptr);
+  if (!lin.ok()) {
+    status = lin.status();
+    return;
+  }
+  (*t->out)[index].emplace(std::move(*lin));
+  if (t->release != nullptr) t->release->ReleaseLinear(i);
+}
+
+Result<std::unique_ptr<Engine>> BuildQuantizedEngine(const QModel& q, QModel* release, const EngineOptions& options,
+                                                     Isa isa) {
   const ModelConfig& c = q.config();
   FAMQ_ASSIGN_OR_RETURN(const int max_batch, Engine::ResolveMaxBatch(c, options));
+  int threads = options.num_threads;
+  if (threads <= 0) threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
+  PackPool pack(std::min(threads, 256));
   const fb::QModel& r = q.root();
   const bool w8a8 = r.scheme() == fb::QScheme::W8A8Static;
   EngineWeights w;
-  if (const fb::QuantLinear* e = q.embedding_record()) {
-    FAMQ_RETURN_IF_ERROR(q.VerifyEmbedding());  // before its bytes are read
-    PackedQuantRows& p = w.embed.quantized;
-    p.bits = e->bits();
-    p.rows = static_cast<int>(e->rows());
-    p.cols = static_cast<int>(e->cols());
-    p.group_size = static_cast<int>(e->group_size());
-    p.codes = e->codes()->data();
-    p.scales = e->scales()->data();
-    p.zeros = e->zeros()->data();
-  } else {
-    FAMQ_ASSIGN_OR_RETURN(w.embed.fp, q.Tensor("model.embed_tokens.weight"));
-  }
   FAMQ_ASSIGN_OR_RETURN(w.final_norm, TensorF32(q, "model.norm.weight"));
+  const size_t linear_count = static_cast<size_t>(c.num_layers) * kLinearSlots;
+  std::vector<std::optional<WeightOnlyLinear>> packed(w8a8 ? 0 : linear_count);
+  std::vector<std::vector<float>> multipliers(w8a8 ? 0 : linear_count);
+  if (!w8a8) {
+    std::vector<Status> status(linear_count);
+    PackLinearsTask task{&q, release, max_batch, isa, &packed, &multipliers, &status};
+    if (pack.pool != nullptr) {
+      pthreadpool_parallelize_1d(pack.pool, RunPackLinear, &task, linear_count, PTHREADPOOL_FLAG_YIELD_WORKERS);
+    } else {
+      for (size_t i = 0; i < linear_count; ++i) RunPackLinear(&task, i);
+    }
+    for (const Status& st : status) FAMQ_RETURN_IF_ERROR(st);
+  }
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     EngineLayer l;
@@ -52,20 +118,20 @@ Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const Eng
     }
     for (int s = 0; s < kLinearSlots; ++s) {
       const int index = 4 * i + s;
+      if (!w8a8) {  // packed above
+        l.linears[s] = LayerLinear(std::move(*packed[static_cast<size_t>(index)]),
+                                   std::move(multipliers[static_cast<size_t>(index)]));
+        continue;
+      }
       const fb::QuantLinear& ql = *r.linears()->Get(static_cast<uint32_t>(index));
       const std::string name = q.origin() + ": " + QLinearName(i, s);
       FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.Matrix(index));  // verifies the record before its fields are read
       const std::vector<float> bias = ToVector(ql.bias());
-      std::vector<float> mult = ToVector(ql.input_multiplier());
-      if (w8a8) {
-        const ActQuantParams in{ql.act_in()->scale(), ql.act_in()->zero_point()};
-        const ActQuantParams out{ql.act_out()->scale(), ql.act_out()->zero_point()};
-        FAMQ_ASSIGN_OR_RETURN(StaticInt8Linear lin, StaticInt8Linear::Create(m, bias, in, out, max_batch, name));
-        l.linears[s] = LayerLinear(std::move(lin), std::move(mult));
-      } else {
-        FAMQ_ASSIGN_OR_RETURN(WeightOnlyLinear lin, WeightOnlyLinear::Create(m, bias, max_batch, isa, name));
-        l.linears[s] = LayerLinear(std::move(lin), std::move(mult));
-      }
+      const ActQuantParams in{ql.act_in()->scale(), ql.act_in()->zero_point()};
+      const ActQuantParams out{ql.act_out()->scale(), ql.act_out()->zero_point()};
+      FAMQ_ASSIGN_OR_RETURN(StaticInt8Linear lin, StaticInt8Linear::Create(m, bias, in, out, max_batch, name));
+      l.linears[s] = LayerLinear(std::move(lin), ToVector(ql.input_multiplier()));
+      if (release != nullptr) release->ReleaseLinear(index);
     }
     w.layers.push_back(std::move(l));
   }
@@ -74,11 +140,46 @@ Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const Eng
   auto head = q.Tensor("lm_head.weight");
   // Absent: tied to the embedding. Present but failing its checksum: refused, never replaced.
   if (!head.ok() && head.status().code() != StatusCode::kNotFound) return head.status();
-  if (q.lm_head_record() != nullptr || (!head.ok() && w.embed.is_quantized())) {
-    FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.HeadMatrix());
-    FAMQ_ASSIGN_OR_RETURN(WeightOnlyLinear lin, WeightOnlyLinear::Create(m, {}, max_batch, isa, q.origin() + ": lm_head"));
-    w.lm_head = LayerLinear(std::move(lin), {});
-  } else {
+  const bool quantized_head = q.lm_head_record() != nullptr || (!head.ok() && q.embedding_record() != nullptr);
+  // A tied quantized head serves the embedding lookup from its packed weights:
+  // the embedding is then held once, in the kernels' layout.
+  const bool tied_quantized = quantized_head && q.lm_head_record() == nullptr;
+  if (quantized_head) {
+    const std::string name = q.origin() + ": lm_head";
+    auto view = q.HeadView();
+    Result<WeightOnlyLinear> lin = Internal(name + ": not packed");
+    if (view.ok()) {
+      lin = WeightOnlyLinear::Create(*view, {}, max_batch, isa, name, pack.pool);
+    } else if (view.status().code() == StatusCode::kUnsupported) {
+      FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.HeadMatrix());
+      lin = WeightOnlyLinear::Create(m, {}, max_batch, isa, name);
+    } else {
+      return view.status();
+    }
+    if (!lin.ok()) return lin.status();
+    if (tied_quantized) w.embed.packed = lin->packed_rows();  // the buffer stays put when lin moves
+    w.lm_head = LayerLinear(std::move(*lin), {});
+    if (release != nullptr) {
+      if (tied_quantized) release->ReleaseEmbedding();
+      else release->ReleaseLmHead();
+    }
+  }
+  if (!tied_quantized) {
+    if (const fb::QuantLinear* e = q.embedding_record()) {
+      FAMQ_RETURN_IF_ERROR(q.VerifyEmbedding());  // before its bytes are read
+      PackedQuantRows& p = w.embed.quantized;
+      p.bits = e->bits();
+      p.rows = static_cast<int>(e->rows());
+      p.cols = static_cast<int>(e->cols());
+      p.group_size = static_cast<int>(e->group_size());
+      p.codes = e->codes()->data();
+      p.scales = e->scales()->data();
+      p.zeros = e->zeros()->data();
+    } else {
+      FAMQ_ASSIGN_OR_RETURN(w.embed.fp, q.Tensor("model.embed_tokens.weight"));
+    }
+  }
+  if (!quantized_head) {
     const TensorView head_view = head.ok() ? *head : w.embed.fp;
     FAMQ_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create({&head_view}, {}, "lm_head"));
     w.lm_head = LayerLinear(std::move(lm_head));
@@ -86,10 +187,20 @@ Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const Eng
   return Engine::Create(c, std::move(w), options);
 }
 
+}  // namespace
+
+Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const EngineOptions& options, Isa isa) {
+  return BuildQuantizedEngine(q, nullptr, options, isa);
+}
+
+Result<std::unique_ptr<Engine>> CreateQuantizedEngineReleasing(QModel& q, const EngineOptions& options, Isa isa) {
+  return BuildQuantizedEngine(q, &q, options, isa);
+}
+
 Result<std::unique_ptr<Engine>> RunnableModel::CreateEngine(const EngineOptions& options) const {
   if (qmodel != nullptr) {
     FAMQ_ASSIGN_OR_RETURN(const Isa isa, ActiveIsa());
-    return CreateQuantizedEngine(*qmodel, options, isa);
+    return CreateQuantizedEngineReleasing(*qmodel, options, isa);
   }
   return Engine::Create(*checkpoint, options);
 }

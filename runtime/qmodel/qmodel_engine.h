@@ -19,7 +19,16 @@ namespace famq {
 // embedding is looked up where it is stored (fp or quantized rows) and a
 // quantized head runs on the weight-only kernels for `isa` (an fp head on
 // XNNPACK f32). `q` must outlive the engine.
+// Weight-only linears are packed from the records in place on up to
+// options.num_threads threads; a tied quantized head also serves the
+// embedding lookup (its packed rows), so the embedding is held once.
 Result<std::unique_ptr<Engine>> CreateQuantizedEngine(const QModel& q, const EngineOptions& options, Isa isa);
+
+// The same, releasing each record's codes as soon as the engine holds its
+// weights (QModel::ReleaseLinear): a running model then holds one copy of its
+// weights, and peak memory while loading is about the file plus one record.
+// Afterwards `q` serves its header fields only (Matrix() etc. are refused).
+Result<std::unique_ptr<Engine>> CreateQuantizedEngineReleasing(QModel& q, const EngineOptions& options, Isa isa);
 
 // A model ready to run: a Hugging Face directory or a quantized model file.
 struct RunnableModel : ModelText {
@@ -30,7 +39,9 @@ struct RunnableModel : ModelText {
   std::string tokenizer_sha256;            // the family identity
 
   bool quantized() const { return qmodel != nullptr; }
-  // fp32 engine for a directory, the quantized engine (kernels of ActiveIsa()) for a file.
+  // fp32 engine for a directory, the quantized engine (kernels of ActiveIsa())
+  // for a file, which releases the file's copy of the weights it packed: one
+  // engine per RunnableModel (a second CreateEngine is refused as "released").
   Result<std::unique_ptr<Engine>> CreateEngine(const EngineOptions& options) const;
   // "famq-tiny-s (fp32)" / "q.famq (W4 g32 gptq, weight-only)"
   std::string Describe() const;

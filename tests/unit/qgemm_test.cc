@@ -437,6 +437,93 @@ TEST(QGemmPack, LayoutMatchesHeaderComment) {
   }
 }
 
+// The file's 4-bit layout (two signed codes per byte, even column low).
+std::vector<uint8_t> NibblesOf(const QMatrix& w) {
+  std::vector<uint8_t> out(w.codes.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<uint8_t>((w.codes[2 * i] & 0x0F) | ((w.codes[2 * i + 1] & 0x0F) << 4));
+  }
+  return out;
+}
+
+// Packing from a view in place (a record's nibbles, or a QMatrix) and in tile
+// ranges (as threads split it) writes exactly PackQMatrix's bytes.
+TEST(QGemmPack, ViewsAndTileRangesPackLikeTheQMatrix) {
+  for (QGemmPacking packing : {QGemmPacking{8, true, 8}, QGemmPacking{16, true, 8}, QGemmPacking{1, false, 0},
+                               QGemmPacking{8, false, 0}, QGemmPacking{16, false, 128}}) {
+    for (int bits : {4, 8}) {
+      if (packing.nibbles && bits == 8) continue;
+      for (bool asym : {false, true}) {
+        const QMatrix w = RandomQMatrix(bits, 37, 128, 64, asym, 17);
+        const QGemmPackedSizes sizes = PackedSizes(w, packing);
+        std::vector<uint8_t> codes(sizes.code_bytes), offsets(sizes.offset_bytes);
+        std::vector<float> scales(sizes.scale_count);
+        PackQMatrix(w, packing, codes.data(), scales.data(), offsets.data());
+
+        std::vector<uint8_t> nibbles;
+        QMatrixView v = ViewOf(w);
+        if (bits == 4) {
+          nibbles = NibblesOf(w);
+          v.codes = nibbles.data();
+          v.nibbles = true;
+          v.code_count = nibbles.size();
+        }
+        ASSERT_TRUE(ValidateQMatrixView(v, "v").ok());
+        std::vector<uint8_t> codes2(sizes.code_bytes, 0xAA), offsets2(sizes.offset_bytes, 0xAA);
+        std::vector<float> scales2(sizes.scale_count, -1.0f);
+        // Uneven ranges, as pthreadpool items split them.
+        for (size_t t = 0; t < sizes.tiles; t += 2) {
+          PackQMatrixTiles(v, packing, t, std::min(t + 2, sizes.tiles), codes2.data(), scales2.data(),
+                           offsets2.data());
+        }
+        EXPECT_EQ(codes, codes2) << "tile_rows " << packing.tile_rows << " bits " << bits << " asym " << asym;
+        EXPECT_EQ(scales, scales2);
+        EXPECT_EQ(offsets, offsets2);
+
+        // Rows read back from the packed form equal QMatrix::Dequant bit for bit.
+        QGemmPackedRows rows;
+        rows.weights = QGemmWeights{codes.data(), scales.data(), offsets.data(), 37, 128, 2};
+        rows.packing = packing;
+        rows.bits = bits;
+        rows.groups = 2;
+        std::vector<float> row(128);
+        for (int r = 0; r < 37; ++r) {
+          DequantPackedRow(rows, static_cast<size_t>(r), row.data());
+          for (int c = 0; c < 128; ++c) {
+            ASSERT_EQ(row[static_cast<size_t>(c)], w.Dequant(r, c)) << "row " << r << " col " << c;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(QGemmPack, ViewValidationNamesWhatIsWrong) {
+  const QMatrix w = RandomQMatrix(4, 4, 64, 32, true, 3);
+  std::vector<uint8_t> nibbles = NibblesOf(w);
+  QMatrixView v = ViewOf(w);
+  v.codes = nibbles.data();
+  v.nibbles = true;
+  v.code_count = nibbles.size() - 1;  // a short record
+  Status s = ValidateQMatrixView(v, "rec");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("rec: expected 128 code bytes"), std::string::npos) << s.message();
+  v.code_count = nibbles.size();
+  std::vector<int8_t> zeros = w.zeros;
+  zeros[5] = 9;  // outside [-8, 7]
+  v.zeros = zeros.data();
+  s = ValidateQMatrixView(v, "rec");
+  EXPECT_NE(s.message().find("zero point 9 of group 5"), std::string::npos) << s.message();
+  v.zeros = w.zeros.data();
+  std::vector<float> scales = w.scales;
+  scales[2] = std::nanf("");
+  v.scales = scales.data();
+  EXPECT_EQ(ValidateQMatrixView(v, "rec").code(), StatusCode::kInvalidArgument);
+  v.scales = w.scales.data();
+  v.bits = 8;  // nibbles are 4-bit only
+  EXPECT_EQ(ValidateQMatrixView(v, "rec").code(), StatusCode::kInvalidArgument);
+}
+
 // ---------------------------------------------------------------------------
 // Shape and argument checks.
 

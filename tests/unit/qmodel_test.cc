@@ -313,6 +313,50 @@ TEST(QModelFile, ATruncationAfterOpenDoesNotReachTheRunningModel) {
   std::remove(path.c_str());
 }
 
+// The engine packs straight from the records (on several threads) and may
+// release the file's copy: same logits as packing from unpacked matrices on
+// one thread, and a released record is refused by name, never read as zeros.
+TEST(QModelFile, ReleasingEngineHasTheSameLogitsAndRefusesReleasedRecords) {
+  auto active = ActiveIsa();
+  ASSERT_TRUE(active.ok());
+  for (const char* fixture : {"tiny-random-qwen3", "tiny-random-llama"})
+  for (int head_bits : {8, 4, 16}) {
+    SCOPED_TRACE(std::string(fixture) + " head " + std::to_string(head_bits));
+    const std::vector<uint8_t> bytes = Finalized(kSourceDir + "/tests/data/" + fixture, 4, 32, head_bits);
+    auto kept = QModel::FromBytes(bytes, "kept.famq");
+    auto released = QModel::FromBytes(bytes, "released.famq");
+    ASSERT_TRUE(kept.ok() && released.ok());
+    EngineOptions one;
+    one.num_threads = 1;
+    one.max_seq_len = 16;
+    EngineOptions three = one;
+    three.num_threads = 3;
+    auto a = CreateQuantizedEngine(*kept, one, *active);
+    auto b = CreateQuantizedEngineReleasing(*released, three, *active);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    const size_t V = static_cast<size_t>((*a)->vocab_size());
+    std::vector<float> la(kPrompt.size() * V), lb(kPrompt.size() * V);
+    ASSERT_TRUE((*a)->Forward(kPrompt, 0, la.data(), true).ok());
+    ASSERT_TRUE((*b)->Forward(kPrompt, 0, lb.data(), true).ok());
+    EXPECT_EQ(la, lb);
+    // The kept model still serves its records; the released one names them.
+    EXPECT_TRUE(kept->Matrix(0).ok());
+    auto m = released->Matrix(0);
+    ASSERT_FALSE(m.ok());
+    EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(m.status().message().find("layers.0.qkv: released"), std::string::npos) << m.status().ToString();
+    EXPECT_FALSE(released->VerifyAll().ok());
+    if (head_bits != 16 && released->lm_head_record() == nullptr) {
+      auto h = released->HeadMatrix();
+      ASSERT_FALSE(h.ok());
+      EXPECT_NE(h.status().message().find("released"), std::string::npos) << h.status().ToString();
+    }
+    // A second engine from the released model is refused, not built from zeros.
+    EXPECT_FALSE(CreateQuantizedEngine(*released, one, *active).ok());
+  }
+}
+
 // --- the quantized embedding and head (--head-bits) -----------------------
 
 std::vector<float> F32(const TensorView& t) {
@@ -403,14 +447,19 @@ TEST(QModelQuantizedHead, AnOlderFpHeadFileStillLoadsAndRuns) {
   EXPECT_EQ(*now, *logits);
 }
 
+// Tied, the lookup reads the head's packed weights (each ISA's layout).
 TEST(QModelQuantizedHead, EmbeddingLookupIsExactlyQMatrixDequant) {
-  for (int bits : {8, 4}) {
+  auto active = ActiveIsa();
+  ASSERT_TRUE(active.ok());
+  for (int bits : {8, 4})
+  for (Isa isa : {Isa::kRef, *active}) {
+    SCOPED_TRACE(IsaName(isa));
     auto q = QModel::FromBytes(Finalized(kSourceDir + "/tests/data/tiny-random-qwen3", 4, 32, bits), "e.famq");
     ASSERT_TRUE(q.ok());
     EngineOptions eo;
     eo.num_threads = 1;
     eo.max_seq_len = 16;
-    auto e = CreateQuantizedEngine(*q, eo, Isa::kRef);
+    auto e = CreateQuantizedEngine(*q, eo, isa);
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     const int V = q->config().vocab_size, H = q->config().hidden_size;
     std::vector<int32_t> tokens(static_cast<size_t>(V));
