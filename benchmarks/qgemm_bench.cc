@@ -28,10 +28,10 @@
 #include <utility>
 #include <vector>
 
-#include "engine/linear.h"
+#include "linear/fp32_linear.h"
 #include "kernels/isa.h"
-#include "kernels/weight_only_linear.h"
-#include "quant/qmatrix.h"
+#include "linear/weight_only_linear.h"
+#include "core/qmatrix.h"
 
 namespace famq {
 namespace {

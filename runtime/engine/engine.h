@@ -14,7 +14,7 @@
 
 #include "core/status.h"
 #include "engine/layer_linear.h"
-#include "engine/linear.h"
+#include "linear/fp32_linear.h"
 #include "kernels/attention.h"
 #include "kernels/qgemm_pack.h"
 #include "model/checkpoint.h"

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "core/status.h"
-#include "engine/int8_linear.h"
-#include "engine/linear.h"
-#include "kernels/weight_only_linear.h"
+#include "linear/int8_linear.h"
+#include "linear/fp32_linear.h"
+#include "linear/weight_only_linear.h"
 
 namespace famq {
 

@@ -12,7 +12,7 @@
 
 #include "core/file.h"
 #include "engine/engine.h"
-#include "kernels/weight_only_linear.h"
+#include "linear/weight_only_linear.h"
 #include "quant/awq.h"
 #include "quant/gptq.h"
 #include "quant/input_stats.h"

@@ -11,7 +11,7 @@
 
 #include "core/status.h"
 #include "kernels/qgemm.h"
-#include "quant/qmatrix.h"
+#include "core/qmatrix.h"
 
 namespace famq {
 

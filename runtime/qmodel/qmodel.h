@@ -40,12 +40,12 @@
 
 #include "core/file.h"
 #include "core/status.h"
-#include "engine/int8_linear.h"
+#include "linear/int8_linear.h"
 #include "model/config.h"
 #include "model/dtype.h"
 #include "model/safetensors.h"
 #include "kernels/qgemm_pack.h"
-#include "quant/qmatrix.h"
+#include "core/qmatrix.h"
 #include "schema/qmodel_generated.h"
 
 namespace famq {

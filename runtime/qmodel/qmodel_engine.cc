@@ -8,7 +8,7 @@
 #include <span>
 #include <thread>
 
-#include "kernels/weight_only_linear.h"
+#include "linear/weight_only_linear.h"
 
 namespace famq {
 namespace {

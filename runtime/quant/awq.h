@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "quant/qmatrix.h"
+#include "core/qmatrix.h"
 #include "quant/quant_spec.h"
 
 namespace famq::quant {

@@ -28,7 +28,7 @@
 #include <string>
 
 #include "core/status.h"
-#include "quant/qmatrix.h"
+#include "core/qmatrix.h"
 #include "quant/quant_spec.h"
 
 namespace famq::quant {

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "quant/qmatrix.h"
+#include "core/qmatrix.h"
 
 namespace famq::quant {
 

@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "kernels/isa.h"
-#include "kernels/weight_only_linear.h"
-#include "quant/qmatrix.h"
+#include "linear/weight_only_linear.h"
+#include "core/qmatrix.h"
 
 namespace famq {
 

@@ -1,4 +1,4 @@
-#include "engine/int8_linear.h"
+#include "linear/int8_linear.h"
 
 #include <xnnpack.h>
 
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "engine/linear.h"
+#include "linear/fp32_linear.h"
 
 namespace famq {
 

@@ -1,4 +1,4 @@
-#include "kernels/weight_only_linear.h"
+#include "linear/weight_only_linear.h"
 
 #include <algorithm>
 #include <cstdlib>

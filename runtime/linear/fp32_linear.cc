@@ -1,4 +1,4 @@
-#include "engine/linear.h"
+#include "linear/fp32_linear.h"
 
 #include <xnnpack.h>
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "quant/qmatrix.h"
+#include "core/qmatrix.h"
 
 struct xnn_operator;
 

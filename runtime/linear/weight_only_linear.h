@@ -19,7 +19,7 @@
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
 #include "kernels/qgemm_pack.h"
-#include "quant/qmatrix.h"
+#include "core/qmatrix.h"
 
 namespace famq {
 
