@@ -1,4 +1,4 @@
-// famq eval (--model DIR | --qmodel FILE) [--suite default] [--eval-dir DIR] [--json]
+// famq eval (--model DIR | --qmodel FILE) [--suite default] [--eval-dir DIR] [--kv-type f32|f16|int8] [--json]
 // Perplexity and next-token accuracy per text domain, reasoning exact match
 // with greedy chain-of-thought decoding; a table on stdout, or one JSON object.
 #include <unistd.h>
@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/eval_suite.h"
+#include "kernels/attention.h"
 #include "tools/famq/commands.h"
 
 namespace famq::host_cli {
@@ -17,6 +18,7 @@ struct EvalArgs {
   int limit = -1;
   int max_windows = -1;
   EngineOptions engine;
+  std::string kv_type = "f32";
   bool json = false, quiet = false;
 };
 
@@ -26,6 +28,10 @@ nlohmann::ordered_json TallyJson(const ReasoningTally& t) {
 
 int RunEval(const EvalArgs& a) {
   if (a.model.empty() == a.qmodel.empty()) return Fail(InvalidArgument("give exactly one of --model and --qmodel"));
+  auto kv = ParseKvType(a.kv_type);
+  if (!kv.ok()) return Fail(kv.status());
+  EngineOptions engine = a.engine;
+  engine.kv_type = *kv;
   auto suite = LoadEvalSuite(a.suite, a.eval_dir);
   if (!suite.ok()) return Fail(suite.status());
   if (a.limit >= 0) suite->reasoning_limit = a.limit;
@@ -44,7 +50,7 @@ int RunEval(const EvalArgs& a) {
       std::fprintf(stderr, "[famq eval] %.*s: %d done\n", static_cast<int>(stage.size()), stage.data(), total);
     }
   };
-  auto r = RunEvalSuite(*suite, *model, a.engine, progress);
+  auto r = RunEvalSuite(*suite, *model, engine, progress);
   if (!r.ok()) return Fail(r.status());
 
   if (a.json) {
@@ -54,6 +60,7 @@ int RunEval(const EvalArgs& a) {
     j["description"] = model->Describe();
     j["suite"] = suite->name;
     j["ctx"] = suite->ctx;
+    j["kv_type"] = a.kv_type;
     j["text"] = nlohmann::ordered_json::object();
     for (const auto& [domain, t] : r->text) {
       j["text"][domain] = {{"ppl", t.ppl}, {"nll", t.nll}, {"top1_accuracy", t.top1_accuracy}, {"tokens", t.tokens},
@@ -73,7 +80,8 @@ int RunEval(const EvalArgs& a) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("famq eval: %s, suite %s (ctx %d)\n", model->Describe().c_str(), suite->name.c_str(), suite->ctx);
+  std::printf("famq eval: %s, suite %s (ctx %d, KV cache %s)\n", model->Describe().c_str(), suite->name.c_str(),
+              suite->ctx, a.kv_type.c_str());
   if (!r->text.empty()) {
     std::printf("  %-14s %12s %10s %10s\n", "domain", "perplexity", "top-1", "tokens");
     for (const auto& [domain, t] : r->text) {
@@ -105,6 +113,9 @@ void RegisterEval(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--limit", a->limit, "Evaluate only the first N reasoning problems")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--max-windows", a->max_windows, "Text windows per domain (0: all)")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--threads", a->engine.num_threads, "Worker threads (0: one per CPU, at most 8)")->check(CLI::Range(0, 256));
+  cmd->add_option("--kv-type", a->kv_type, "KV-cache element type: f32 (the reference), f16, int8")
+      ->check(CLI::IsMember({"f32", "f16", "int8"}))
+      ->capture_default_str();
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress on stderr");
   cmd->callback([a, exit_code] { exit_code->value = RunEval(*a); });
