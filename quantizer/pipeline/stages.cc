@@ -573,9 +573,9 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
       float max_cos = 0.0f;
       for (const auto& k : kept_embeddings) {
         if (!emb.empty() && !k.empty() && emb.size() != k.size()) {
-          return InvalidFormat("select: group " + std::to_string(i) + ": a pooled vector of " +
-                               std::to_string(emb.size()) + " numbers against a kept one of " +
-                               std::to_string(k.size()));
+          return InvalidFormat("select: group " + std::to_string(i) + ": the pooled vectors differ in length (" +
+                               std::to_string(emb.size()) + " numbers against a kept candidate's " +
+                               std::to_string(k.size()) + ")");
         }
         max_cos = std::max(max_cos, Cosine(emb, k));
       }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1234,6 +1235,73 @@ TEST(OpenAIBackend, SampledLogprobsAreKeptAllOrNone) {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ((*r)[0].logprobs, c.logprobs) << c.reply;
   }
+}
+
+// A server whose embeddings change length between requests: select stops
+// with a clear error; one without any fidelity path scores fidelity in
+// process and records why.
+TEST(OpenAIBackend, SelectRefusesEmbeddingsOfDifferentLengths) {
+  RegenerateConfig rc;
+  rc.target = rc.regenerator = kModel;
+  rc.self_calibration = true;
+  auto calib = LoadCalibration(TempFile("lengths.jsonl", "{\"text\": \"one two three\"}\n{\"text\": \"four five\"}\n"));
+  ASSERT_TRUE(calib.ok());
+  rc.calib = *calib;
+  rc.prompt.style = PromptStyle::kBase;
+  rc.group.n = 2;
+  rc.group.max_new_tokens = 4;
+  rc.engine.num_threads = 1;
+  rc.progress = ProgressMode::kQuiet;
+  const std::string regen = ::testing::TempDir() + "/lengths-regen-" + std::to_string(::getpid()) + ".jsonl";
+  std::remove(regen.c_str());
+  ASSERT_TRUE(RunRegenerate(rc, regen).ok());
+  std::atomic<int> calls{0};
+  std::atomic<bool> varying{true};
+  FakeServer server(
+      [](const httplib::Request&, httplib::Response& res) {
+        res.status = 400;
+        res.set_content(R"({"error":{"message":"Only no echo is supported"}})", "application/json");
+      },
+      nullptr,
+      [&](const httplib::Request&, httplib::Response& res) {
+        const bool longer = varying && calls++ % 2 == 1;
+        res.set_content(longer ? R"({"data":[{"index":0,"embedding":[0.5,0.25,0.125]}]})"
+                               : R"({"data":[{"index":0,"embedding":[0.5,0.25]}]})",
+                        "application/json");
+      });
+  SelectConfig sc;
+  sc.scoring_backend = "openai:" + server.url();
+  sc.retries = 0;
+  sc.penalties.min_new_tokens = 0;
+  sc.engine.num_threads = 1;
+  sc.progress = ProgressMode::kQuiet;
+  const std::string sel = ::testing::TempDir() + "/lengths-select-" + std::to_string(::getpid()) + ".jsonl";
+  std::remove(sel.c_str());
+  const Status st = RunSelect(sc, regen, sel);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("the pooled vectors differ in length"), std::string::npos) << st.ToString();
+  // The same server with one length: scored, fidelity in process (the reason recorded).
+  varying = false;
+  std::remove(sel.c_str());
+  ASSERT_TRUE(RunSelect(sc, regen, sel).ok());
+  auto f = ReadStageFile(sel, "select");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->header["scoring_paths"], (nlohmann::ordered_json{{"fidelity", "engine"}, {"consistency", "embeddings"}}));
+  const std::string backend = f->header["scoring_backend"];
+  EXPECT_NE(backend.find("(fidelity: engine (fallback: " + server.url() +
+                         " has no /v1/completions with echo logprobs or prompt_logprobs, and "),
+            std::string::npos)
+      << backend;
+  EXPECT_NE(backend.find("; consistency: embeddings)"), std::string::npos) << backend;
+  ASSERT_EQ(f->groups.size(), 2u);
+  for (const auto& g : f->groups) {
+    for (const auto& c : g.candidates) {
+      ASSERT_TRUE(c.scores.has_value());
+      EXPECT_LT(c.scores->fidelity, 0.0f);  // the in-process expert's mean logprob
+    }
+  }
+  std::remove(regen.c_str());
+  std::remove(sel.c_str());
 }
 
 // The sampled logprobs survive the stage file; a positive one is refused.
