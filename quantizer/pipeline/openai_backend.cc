@@ -297,6 +297,7 @@ class OpenAIBackend : public GroupBackend {
 
   Status ToCandidate(const Json& ch, const char* text_field, const GroupParams& p, GeneratedCandidate* c) {
     FAMQ_ASSIGN_OR_RETURN(c->ids_from, TokenIds(ch, text_field, &c->ids));
+    if (c->ids_from != "retokenized") c->logprobs = SampledLogprobs(ch, c->ids.size());
     c->finished = ch.contains("finish_reason") && ch["finish_reason"].is_string() &&
                   ch["finish_reason"].get<std::string>() == "stop";
     // Servers leave the stop token out of the ids; the candidate record keeps it like the engine does.
@@ -333,6 +334,31 @@ class OpenAIBackend : public GroupBackend {
                            std::to_string(counted) + " completion tokens");
     }
     return Status::Ok();
+  }
+
+  // The logprobs the server reported for the `n` sampled tokens it named:
+  // llama-server's logprobs.content[].logprob, vLLM's logprobs.token_logprobs.
+  // All or none: a missing, non-number or positive value, or another count,
+  // gives none (select then cannot use them and says so).
+  static std::vector<double> SampledLogprobs(const Json& ch, size_t n) {
+    std::vector<double> out;
+    if (!ch.contains("logprobs") || !ch["logprobs"].is_object() || n == 0) return out;
+    const Json& lp = ch["logprobs"];
+    const auto take = [&](const Json& v) {
+      if (!v.is_number() || !(v.get<double>() <= 0.0)) return false;
+      out.push_back(v.get<double>());
+      return true;
+    };
+    bool good = false;
+    if (lp.contains("content") && lp["content"].is_array() && lp["content"].size() == n) {
+      good = true;
+      for (const auto& e : lp["content"]) good = good && e.is_object() && e.contains("logprob") && take(e["logprob"]);
+    } else if (lp.contains("token_logprobs") && lp["token_logprobs"].is_array() && lp["token_logprobs"].size() == n) {
+      good = true;
+      for (const auto& v : lp["token_logprobs"]) good = good && take(v);
+    }
+    if (!good) out.clear();
+    return out;
   }
 
   // A token id of the server's: in [0, the tokenizer's vocabulary), else a clear error.
@@ -469,63 +495,96 @@ Result<Json> PromptLogprobs(const Json& r, size_t n, const std::string& where) {
   return InvalidFormat(where + " answered without the prompt's token_logprobs: " + Snippet(r.dump()));
 }
 
+// The numbers of an embedding array (finite, within float's range, at least one).
+Status EmbeddingNumbers(const Json& e, const std::string& where, std::vector<float>* out) {
+  if (!e.is_array() || e.empty()) return InvalidFormat(where + ": the embedding is not a non-empty array of numbers");
+  out->clear();
+  for (const auto& v : e) {
+    // A double past float's range converted to float is undefined behaviour: refuse it.
+    if (!v.is_number() || !(std::abs(v.get<double>()) <= FLT_MAX)) {
+      return InvalidFormat(where + ": the embedding holds a non-number or one outside float's range");
+    }
+    out->push_back(static_cast<float>(v.get<double>()));
+  }
+  return Status::Ok();
+}
+
 // data[0].embedding of an embeddings response with the pool_from it echoes.
 Status PooledEmbedding(const Json& r, int pool_from, const std::string& where, std::vector<float>* out) {
   if (r.contains("data") && r["data"].is_array() && !r["data"].empty() && r["data"][0].is_object()) {
     const Json& d = r["data"][0];
     const bool echoed = d.contains("pool_from") && d["pool_from"].is_number_integer() &&
                         d["pool_from"].get<int64_t>() == pool_from;
-    if (echoed && d.contains("embedding") && d["embedding"].is_array() && !d["embedding"].empty()) {
-      out->clear();
-      for (const auto& v : d["embedding"]) {
-        // A double past float's range converted to float is undefined behaviour: refuse it.
-        if (!v.is_number() || !(std::abs(v.get<double>()) <= FLT_MAX)) {
-          return InvalidFormat(where + ": the embedding holds a non-number or one outside float's range");
-        }
-        out->push_back(static_cast<float>(v.get<double>()));
-      }
-      return Status::Ok();
-    }
+    if (echoed && d.contains("embedding")) return EmbeddingNumbers(d["embedding"], where, out);
   }
   return InvalidFormat(where + " answered without an embedding pooled from " + std::to_string(pool_from) + ": " +
                        Snippet(r.dump()));
 }
 
-class OpenAIScorer : public ScoringBackend {
+// data[0].embedding of a standard embeddings response (one input).
+Status PlainEmbedding(const Json& r, const std::string& where, std::vector<float>* out) {
+  if (r.contains("data") && r["data"].is_array() && r["data"].size() == 1 && r["data"][0].is_object() &&
+      r["data"][0].contains("embedding")) {
+    return EmbeddingNumbers(r["data"][0]["embedding"], where, out);
+  }
+  return InvalidFormat(where + " answered without one embedding: " + Snippet(r.dump()));
+}
+
+// vLLM's choices[0].prompt_logprobs: [null, {"<id>": {"logprob": x, ...}, ...}, ...];
+// out[t] = log p(prompt[t] | prompt[..t)) for t >= 1.
+Result<std::vector<double>> VllmPromptLogprobs(const Json& r, const std::vector<int32_t>& prompt,
+                                               const std::string& where) {
+  const auto bad = [&] {
+    return InvalidFormat(where + " answered without the prompt's prompt_logprobs: " + Snippet(r.dump()));
+  };
+  if (!r.contains("choices") || !r["choices"].is_array() || r["choices"].empty() || !r["choices"][0].is_object() ||
+      !r["choices"][0].contains("prompt_logprobs") || !r["choices"][0]["prompt_logprobs"].is_array()) {
+    return bad();
+  }
+  const Json& pl = r["choices"][0]["prompt_logprobs"];
+  if (pl.size() < prompt.size()) return bad();
+  std::vector<double> out(prompt.size(), 0.0);
+  for (size_t t = 1; t < prompt.size(); ++t) {
+    const std::string key = std::to_string(prompt[t]);
+    if (!pl[t].is_object() || !pl[t].contains(key) || !pl[t][key].is_object() || !pl[t][key].contains("logprob") ||
+        !pl[t][key]["logprob"].is_number() || !(pl[t][key]["logprob"].get<double>() <= 0.0)) {
+      return bad();
+    }
+    out[t] = pl[t][key]["logprob"].get<double>();
+  }
+  return out;
+}
+
+class OpenAIScorer : public ServerScorer {
  public:
   OpenAIScorer(std::unique_ptr<OpenAIClient> client, int max_seq_len)
       : client_(std::move(client)), max_seq_len_(max_seq_len) {}
 
   Status Run(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
              std::vector<float>* pooled) override {
-    return client_->Redacted(RunUnredacted(ids, score_from, pool_from, mean_logprob, pooled));
+    if (mean_logprob) FAMQ_RETURN_IF_ERROR(Fidelity(ids, score_from, mean_logprob));
+    if (pooled) FAMQ_RETURN_IF_ERROR(PoolIds(ids, pool_from, pooled));
+    return Status::Ok();
   }
 
-  Status RunUnredacted(std::span<const int32_t> ids, int score_from, int pool_from, double* mean_logprob,
-                       std::vector<float>* pooled) {
+  Status Fidelity(std::span<const int32_t> ids, int score_from, double* mean_logprob) override {
+    return client_->Redacted(FidelityUnredacted(ids, score_from, mean_logprob));
+  }
+  Status PoolIds(std::span<const int32_t> ids, int pool_from, std::vector<float>* pooled) override {
     const int n = static_cast<int>(ids.size());
-    if (n == 0) return InvalidArgument("expert: no tokens");
-    if (n > max_seq_len_) {
-      return InvalidArgument("expert: " + std::to_string(n) + " tokens exceed the context of " +
-                             std::to_string(max_seq_len_));
-    }
-    // The clamps and the sum order of RunExpertPass: the same doubles, the same mean.
-    score_from = std::clamp(score_from, 1, n);
-    pool_from = std::clamp(pool_from, 0, n - 1);
-    const std::vector<int32_t> prompt(ids.begin(), ids.end());
-    if (mean_logprob) {
-      FAMQ_ASSIGN_OR_RETURN(Json lp, Logprobs(prompt));
-      double sum = 0.0;
-      int count = 0;
-      for (int t = score_from; t < n; ++t, ++count) sum += lp[static_cast<size_t>(t)].get<double>();
-      *mean_logprob = count > 0 ? sum / count : 0.0;
-    }
-    if (pooled) FAMQ_RETURN_IF_ERROR(Pool(prompt, pool_from, pooled));
-    return Status::Ok();
+    FAMQ_RETURN_IF_ERROR(CheckLength(n));
+    return client_->Redacted(Pool(std::vector<int32_t>(ids.begin(), ids.end()), std::clamp(pool_from, 0, n - 1),
+                                  pooled));
+  }
+  Status EmbedText(const std::string& text, std::vector<float>* pooled) override {
+    return client_->Redacted(Embed(text, pooled));
   }
 
   int max_seq_len() const override { return max_seq_len_; }
   std::string Describe() const override { return "openai:" + client_->base(); }
+  const std::string& fidelity_path() const override { return fidelity_path_; }
+  const std::string& pool_path() const override { return pool_path_; }
+  const std::string& model() const override { return client_->model(); }
   const OpenAIClient& client() const { return *client_; }
   bool concurrent() const override { return true; }  // a client per request
 
@@ -537,6 +596,15 @@ class OpenAIScorer : public ScoringBackend {
     return PromptLogprobs(r, prompt.size(), client_->base() + "/v1/completions");
   }
 
+  // vLLM: one generated token (max_tokens 0 is not accepted there) and the prompt's logprobs.
+  Result<std::vector<double>> PromptLogprobsVllm(const std::vector<int32_t>& prompt, int retries = -1,
+                                                 int* http_status = nullptr) const {
+    const Json req{{"model", client_->model()}, {"prompt", prompt}, {"max_tokens", 1}, {"temperature", 0},
+                   {"prompt_logprobs", 0}};
+    FAMQ_ASSIGN_OR_RETURN(Json r, client_->Call("POST", "/v1/completions", req.dump(), http_status, retries));
+    return VllmPromptLogprobs(r, prompt, client_->base() + "/v1/completions");
+  }
+
   Status Pool(const std::vector<int32_t>& input, int pool_from, std::vector<float>* pooled, int retries = -1,
               int* http_status = nullptr) const {
     const Json req{{"model", client_->model()}, {"input", input}, {"encoding_format", "float"},
@@ -545,7 +613,47 @@ class OpenAIScorer : public ScoringBackend {
     return PooledEmbedding(r, pool_from, client_->base() + "/v1/embeddings", pooled);
   }
 
+  Status Embed(const std::string& text, std::vector<float>* pooled, int retries = -1,
+               int* http_status = nullptr) const {
+    const Json req{{"model", client_->model()}, {"input", text}, {"encoding_format", "float"}};
+    FAMQ_ASSIGN_OR_RETURN(Json r, client_->Call("POST", "/v1/embeddings", req.dump(), http_status, retries));
+    return PlainEmbedding(r, client_->base() + "/v1/embeddings", pooled);
+  }
+
+  std::string fidelity_path_, pool_path_;
+
  private:
+  Status CheckLength(int n) const {
+    if (n == 0) return InvalidArgument("expert: no tokens");
+    if (n > max_seq_len_) {
+      return InvalidArgument("expert: " + std::to_string(n) + " tokens exceed the context of " +
+                             std::to_string(max_seq_len_));
+    }
+    return Status::Ok();
+  }
+
+  Status FidelityUnredacted(std::span<const int32_t> ids, int score_from, double* mean_logprob) const {
+    const int n = static_cast<int>(ids.size());
+    FAMQ_RETURN_IF_ERROR(CheckLength(n));
+    // The clamps and the sum order of RunExpertPass: the same doubles, the same mean.
+    score_from = std::clamp(score_from, 1, n);
+    const std::vector<int32_t> prompt(ids.begin(), ids.end());
+    std::vector<double> lps(prompt.size(), 0.0);
+    if (fidelity_path_ == "echo") {
+      FAMQ_ASSIGN_OR_RETURN(Json lp, Logprobs(prompt));
+      for (int t = score_from; t < n; ++t) lps[static_cast<size_t>(t)] = lp[static_cast<size_t>(t)].get<double>();
+    } else if (fidelity_path_ == "prompt_logprobs") {
+      FAMQ_ASSIGN_OR_RETURN(lps, PromptLogprobsVllm(prompt));
+    } else {
+      return Unsupported(client_->base() + " offers no prompt log-probabilities");
+    }
+    double sum = 0.0;
+    int count = 0;
+    for (int t = score_from; t < n; ++t, ++count) sum += lps[static_cast<size_t>(t)];
+    *mean_logprob = count > 0 ? sum / count : 0.0;
+    return Status::Ok();
+  }
+
   std::unique_ptr<OpenAIClient> client_;
   int max_seq_len_;
 };
@@ -558,7 +666,8 @@ Result<std::unique_ptr<GroupBackend>> MakeOpenAIBackend(const OpenAIBackendOptio
   return std::unique_ptr<GroupBackend>(std::move(b));
 }
 
-Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options, int default_max_seq_len) {
+Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options, int default_max_seq_len,
+                                            bool want_fidelity) {
   auto client = std::make_unique<OpenAIClient>(options);
   FAMQ_RETURN_IF_ERROR(client->Redacted(client->Connect()));
   const std::string base = client->base();
@@ -569,20 +678,36 @@ Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options,
   int http_status = 0;  // 0 after a failure: no answer came (an error, not a missing feature)
   // No answer (0) or a refused key (401/403) is an error, not a missing feature.
   const auto is_error = [&] { return http_status == 0 || http_status == 401 || http_status == 403; };
-  if (auto lp = scorer->Logprobs(two, 0, &http_status); !lp.ok()) {
-    if (is_error()) return lp.status();
-    probe.missing = base + " has no /v1/completions with echo logprobs";
-    probe.detail = scorer->client().Redacted(lp.status()).message();
-    return probe;
+  const auto redacted = [&](const Status& st) { return scorer->client().Redacted(st).message(); };
+  if (want_fidelity) {
+    if (auto lp = scorer->Logprobs(two, 0, &http_status); lp.ok()) {
+      scorer->fidelity_path_ = "echo";
+    } else if (is_error()) {
+      return scorer->client().Redacted(lp.status());
+    } else if (auto pl = scorer->PromptLogprobsVllm(two, 0, &http_status); pl.ok()) {
+      scorer->fidelity_path_ = "prompt_logprobs";
+    } else if (is_error()) {
+      return scorer->client().Redacted(pl.status());
+    } else {
+      probe.fidelity_missing = base + " has no /v1/completions with echo logprobs or prompt_logprobs";
+      probe.fidelity_detail = redacted(lp.status()) + "; " + redacted(pl.status());
+    }
   }
   std::vector<float> pooled;
-  if (Status s = scorer->Pool(two, 1, &pooled, 0, &http_status); !s.ok()) {
-    if (is_error()) return s;
-    probe.missing = base + " has no /v1/embeddings with pool_from";
-    probe.detail = scorer->client().Redacted(s).message();
-    return probe;
+  if (Status st = scorer->Pool(two, 1, &pooled, 0, &http_status); st.ok()) {
+    scorer->pool_path_ = "pool_from";
+  } else if (is_error()) {
+    return scorer->client().Redacted(st);
+  } else if (Status plain = scorer->Embed("famq", &pooled, 0, &http_status); plain.ok()) {
+    scorer->pool_path_ = "embeddings";
+    probe.pool_missing.clear();
+  } else if (is_error()) {
+    return scorer->client().Redacted(plain);
+  } else {
+    probe.pool_missing = base + " has no /v1/embeddings (with pool_from or plain)";
+    probe.pool_detail = redacted(st) + "; " + redacted(plain);
   }
-  probe.scorer = std::move(scorer);
+  probe.server = std::move(scorer);
   return probe;
 }
 

@@ -26,10 +26,18 @@
 // that disagree, and more ids than usage.completion_tokens counts (+2 per
 // choice) are InvalidFormat errors.
 //
-// Scoring: fidelity through POST /v1/completions {prompt: ids, max_tokens: 0,
-// echo: true, logprobs: 0}, the pooled state through POST /v1/embeddings
-// with famq's `pool_from` extension; the numbers equal the in-process
-// expert's when the server is `famq serve` with the same model.
+// Scoring (docs/DESIGN.md §1.2): fidelity through POST /v1/completions
+// {prompt: ids, max_tokens: 0, echo: true, logprobs: 0}, else vLLM's
+// {prompt: ids, max_tokens: 1, prompt_logprobs: 0}; the pooled state through
+// POST /v1/embeddings with famq's `pool_from` extension, else a standard
+// /v1/embeddings of the text (the server's own pooling). The exact paths
+// (echo or prompt_logprobs, pool_from) equal the in-process expert's numbers
+// when the server is `famq serve` with the same model.
+//
+// Sampled-token logprobs: a choice's logprobs.content[].logprob
+// (llama-server) or logprobs.token_logprobs (vLLM), one per id the server
+// sent, become GeneratedCandidate::logprobs when every one is a number <= 0
+// (else none are kept: the candidate then has no sampled logprobs).
 #pragma once
 
 #include <memory>
@@ -63,18 +71,50 @@ struct OpenAIBackendOptions {
 Result<std::unique_ptr<GroupBackend>> MakeOpenAIBackend(const OpenAIBackendOptions& options,
                                                         const Tokenizer* tokenizer);
 
-// The outcome of probing a server for scoring.
-struct OpenAIScorerProbe {
-  std::unique_ptr<ScoringBackend> scorer;  // null: the server cannot score
-  std::string missing;                     // then why: "URL has no /v1/embeddings with pool_from"
-  std::string detail;                      // and what the server answered
+// A scoring server and the paths it offers (docs/DESIGN.md §1.2). Run() (the
+// ScoringBackend call) needs both exact paths; the per-quantity calls work
+// with what the server has.
+class ServerScorer : public ScoringBackend {
+ public:
+  // Fidelity: "echo" (echo + logprobs on /v1/completions: vLLM, famq serve),
+  // "prompt_logprobs" (vLLM's prompt_logprobs field), "" (neither).
+  virtual const std::string& fidelity_path() const = 0;
+  // Pooled states: "pool_from" (famq's exact extension), "embeddings" (a
+  // standard /v1/embeddings: the server's pooling of the input it is
+  // given), "" (neither).
+  virtual const std::string& pool_path() const = 0;
+  // Mean log-probability of ids[score_from..n) given their prefix (the
+  // clamps of RunExpertPass), through fidelity_path().
+  virtual Status Fidelity(std::span<const int32_t> ids, int score_from, double* mean_logprob) = 0;
+  // famq's pool_from path: the mean last hidden state over [pool_from, n).
+  virtual Status PoolIds(std::span<const int32_t> ids, int pool_from, std::vector<float>* pooled) = 0;
+  // The standard path: the server's own pooled vector of `text` (finite
+  // numbers, at least one).
+  virtual Status EmbedText(const std::string& text, std::vector<float>* pooled) = 0;
+  // The model id the server serves.
+  virtual const std::string& model() const = 0;
 };
 
-// Connects and probes echo logprobs and embeddings with pool_from on two
-// tokens. max_seq_len() is the server's max_model_len, else
-// `default_max_seq_len`. Errors: InvalidArgument (bad URL, HTTP 401/403),
-// IoError (the server cannot be reached), InvalidFormat (no model id); a
-// server that answers without the features is not an error (see `missing`).
-Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options, int default_max_seq_len);
+// The outcome of probing a server for scoring.
+struct OpenAIScorerProbe {
+  std::unique_ptr<ServerScorer> server;  // connected, whatever it offers
+  // Why a path is missing ("" when the server has it): e.g. "URL has no
+  // /v1/completions with echo logprobs or prompt_logprobs", and what it answered.
+  std::string fidelity_missing, pool_missing, fidelity_detail, pool_detail;
+  // Both exact paths: the server alone gives the in-process expert's numbers.
+  bool exact() const { return server && !server->fidelity_path().empty() && server->pool_path() == "pool_from"; }
+  // Kept for the callers that want both exact paths: why not ("" when exact()).
+  std::string missing() const { return !fidelity_missing.empty() ? fidelity_missing : pool_missing; }
+};
+
+// Connects and probes, on two tokens: echo logprobs, then vLLM's
+// prompt_logprobs (when `want_fidelity`); /v1/embeddings with pool_from,
+// then a standard /v1/embeddings of a short text. max_seq_len() is the
+// server's max_model_len, else `default_max_seq_len`. Errors:
+// InvalidArgument (bad URL, HTTP 401/403), IoError (the server cannot be
+// reached), InvalidFormat (no model id); a server that answers without a
+// feature is not an error (see the *_missing fields).
+Result<OpenAIScorerProbe> ProbeOpenAIScorer(const OpenAIBackendOptions& options, int default_max_seq_len,
+                                            bool want_fidelity = true);
 
 }  // namespace famq

@@ -49,6 +49,7 @@ nlohmann::ordered_json GroupToJson(const GroupRecord& g) {
     cj["finished"] = c.finished;
     cj["text"] = c.text;
     if (!c.ids_from.empty()) cj["ids_from"] = c.ids_from;
+    if (!c.logprobs.empty()) cj["logprobs"] = c.logprobs;
     if (c.scores) cj["scores"] = ScoresJson(*c.scores);
     if (!c.embedding.empty()) cj["embedding"] = c.embedding;
     cands.push_back(std::move(cj));
@@ -78,6 +79,12 @@ Result<GroupRecord> GroupFromJson(const Json& j, const std::string& where) {
     c.finished = cj.value("finished", false);
     c.text = cj.value("text", std::string());
     if (cj.contains("ids_from") && cj["ids_from"].is_string()) c.ids_from = cj["ids_from"].get<std::string>();
+    if (cj.contains("logprobs")) {
+      FAMQ_RETURN_IF_ERROR(GetVec(cj, "logprobs", &c.logprobs, where));
+      for (double l : c.logprobs) {
+        if (!(l <= 0.0)) return InvalidFormat(where + ": \"logprobs\" holds a positive number");
+      }
+    }
     if (cj.contains("scores")) {
       const auto& s = cj["scores"];
       ScoreTerms t;

@@ -21,6 +21,9 @@ struct CandidateRecord {
   bool finished = false;
   std::string text;               // decoded ids (inspection)
   std::string ids_from;           // an HTTP regenerator's source of the ids ("" = the engine; not written)
+  // The log-probabilities an HTTP regenerator reported for the sampled tokens
+  // (GeneratedCandidate::logprobs; empty = none, not written).
+  std::vector<double> logprobs;
   std::optional<ScoreTerms> scores;
   std::vector<float> embedding;   // expert's pooled hidden state; kept candidates only (diversity on resume)
 };

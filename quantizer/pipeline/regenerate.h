@@ -63,6 +63,9 @@ struct GeneratedCandidate {
   // Where the ids came from ("" = the in-process engine): an HTTP backend's
   // source, e.g. "token_ids" or "retokenized" (openai_backend.h).
   std::string ids_from;
+  // The log-probabilities an HTTP server reported for the sampled tokens, one
+  // per id it sent (a stop token famq adds back has none); empty: none.
+  std::vector<double> logprobs;
 };
 
 // KV-cache sequence slots for an engine that decodes `wanted` candidates at

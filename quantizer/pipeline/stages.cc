@@ -5,14 +5,13 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <mutex>
 
 #include "bundle/bundle.h"
 #include "bundle/signing.h"
 #include "core/file.h"
 #include "pipeline/family.h"
-#ifdef FAMQ_HAVE_HTTP
 #include "pipeline/openai_backend.h"
-#endif
 #include "engine/sampler.h"
 #include "pipeline/records.h"
 
@@ -43,6 +42,7 @@ OJson Comparable(OJson h) {
   h.erase("tool");
   h.erase("backend");
   h.erase("scoring_backend");
+  h.erase("scoring_paths");  // checked by RunSelect (files from before it was recorded hold none)
   if (h.contains("regenerate")) h["regenerate"] = Comparable(h["regenerate"]);
   return h;
 }
@@ -50,10 +50,11 @@ OJson Comparable(OJson h) {
 // Opens `out` for a stage: a new file with `header`, or the continuation of
 // an existing one made with the same settings. *done: groups already there.
 Result<std::unique_ptr<StageWriter>> OpenStage(const std::string& out, const std::string& stage, const OJson& header,
-                                               std::vector<GroupRecord>* done) {
+                                               std::vector<GroupRecord>* done, OJson* existing = nullptr) {
   done->clear();
   if (!FileExists(out)) return StageWriter::Create(out, header);
   FAMQ_ASSIGN_OR_RETURN(StageFile f, ReadStageFile(out, stage));
+  if (existing) *existing = f.header;
   if (Comparable(f.header) != Comparable(header)) {
     return InvalidArgument(out + " holds a `famq " + stage +
                            "` run with other inputs or settings; remove it or choose another output to start afresh");
@@ -101,43 +102,172 @@ Result<std::unique_ptr<GroupBackend>> MakeHttpGroupBackend(const RegenerateConfi
 #endif
 }
 
-// The scorer of c.scoring_backend: a server that passed the probe, or null
-// (the in-process expert, created once there is work) with *description
-// saying why when a server was asked for.
-Result<std::unique_ptr<ScoringBackend>> MakeHttpScorer(const SelectConfig& c, const ModelDir& expert,
-                                                       std::string* description) {
-  *description = "engine";
-  if (c.scoring_backend == "engine") return std::unique_ptr<ScoringBackend>();
-  if (c.scoring_backend.rfind("openai:", 0) != 0) {
+// How select computes each score (docs/DESIGN.md §1.2), and with what.
+struct ScoringPlan {
+  std::string fidelity = "engine";     // echo | prompt_logprobs | sampled_logprobs | engine
+  std::string consistency = "engine";  // pool_from | embeddings | engine
+  std::string fidelity_why, consistency_why;  // why a term fell back to the engine ("": asked for)
+  std::unique_ptr<ServerScorer> server;       // --score-backend's server (null: none)
+  std::unique_ptr<ServerScorer> embed_server; // --embed-backend's server (null: none)
+  std::unique_ptr<ScoringBackend> engine;     // the in-process expert, when a term needs it
+  std::mutex engine_mu;                       // the engine takes one pass at a time
+  const Tokenizer* tokenizer = nullptr;       // the expert's (texts for the embeddings path)
+  std::vector<int32_t> stop_tokens;           // the expert's (left out of a candidate's text)
+
+  ServerScorer* fidelity_server() const { return fidelity == "echo" || fidelity == "prompt_logprobs" ? server.get() : nullptr; }
+  ServerScorer* pool_server() const {
+    if (consistency == "engine") return nullptr;
+    return embed_server ? embed_server.get() : server.get();
+  }
+  bool needs_engine() const { return fidelity == "engine" || consistency == "engine"; }
+  // Whether the groups may be scored several at a time (any server in use).
+  bool concurrent() const { return fidelity_server() != nullptr || pool_server() != nullptr; }
+  // The longest sequence every backend in use accepts.
+  int max_seq_len() const {
+    int m = INT32_MAX;
+    if (engine && needs_engine()) m = std::min(m, engine->max_seq_len());
+    if (fidelity_server()) m = std::min(m, fidelity_server()->max_seq_len());
+    if (pool_server()) m = std::min(m, pool_server()->max_seq_len());
+    return m;
+  }
+  // The engine's pass (serialized).
+  Status EngineRun(std::span<const int32_t> ids, int score_from, int pool_from, double* mean, std::vector<float>* pooled) {
+    std::lock_guard<std::mutex> lock(engine_mu);
+    return engine->Run(ids, score_from, pool_from, mean, pooled);
+  }
+  // The scoring_backend string of the select header and the bundle's provenance.
+  std::string Describe() const {
+    if (fidelity == "engine" && consistency == "engine") {
+      std::string why = fidelity_why;
+      if (!consistency_why.empty() && consistency_why != fidelity_why) why += (why.empty() ? "" : "; ") + consistency_why;
+      return why.empty() ? std::string("engine") : "engine (fallback: " + why + ")";
+    }
+    std::string d = server ? server->Describe() : std::string("engine");
+    d += " (fidelity: ";
+    d += fidelity;
+    if (fidelity == "sampled_logprobs") d += " reported by the regenerator";
+    if (fidelity == "engine" && !fidelity_why.empty()) d += " (fallback: " + fidelity_why + ")";
+    d += "; consistency: ";
+    d += consistency;
+    if (consistency == "engine" && !consistency_why.empty()) d += " (fallback: " + consistency_why + ")";
+    if (consistency != "engine" && embed_server) d += " from " + embed_server->Describe() + " (model " + embed_server->model() + ")";
+    return d + ")";
+  }
+};
+
+// Why the regenerator's sampled-token logprobs cannot stand for the
+// expert's fidelity ("" when they can): the expert must be the regenerator,
+// served by the scoring server that regenerated through /v1/completions,
+// sampling from the model's raw distribution (temperature 1, top_p 1, no
+// top_k; famq sends no penalties), and every candidate must carry them.
+std::string SampledLogprobsRefusal(const StageFile& regen, const FamilyMember& em, const ServerScorer& server) {
+  const OJson& h = regen.header;
+  const std::string backend = h.value("backend", std::string());
+  const std::string want = server.Describe();
+  if (backend != want && backend.rfind(want + " (", 0) != 0) {
+    return "the candidates were not regenerated through /v1/completions of " + want + " (backend: " + backend + ")";
+  }
+  const OJson& r = h["family"]["regenerator"];
+  if (r.value("config_sha256", std::string()) != em.config_sha256 || r.value("name", std::string()) != em.name) {
+    return "the expert is not the regenerator";
+  }
+  const OJson& o = h["options"];
+  if (o.value("temperature", 0.0) != 1.0 || o.value("top_p", 0.0) != 1.0 || o.value("top_k", 0) > 0) {
+    return "the regenerator sampled with temperature " + o["temperature"].dump() + ", top_p " + o["top_p"].dump() +
+           ", top_k " + o["top_k"].dump() +
+           ": its reported logprobs need not be the model's raw distribution (regenerate with --temperature 1 "
+           "--top-p 1 --top-k 0)";
+  }
+  for (const auto& g : regen.groups) {
+    for (size_t j = 0; j < g.candidates.size(); ++j) {
+      const CandidateRecord& c = g.candidates[j];
+      const size_t n = c.ids.size(), k = c.logprobs.size();
+      const bool aligned = k == n || (c.finished && n > 0 && k == n - 1);
+      if (!aligned || (k == 0 && n > (c.finished ? 1u : 0u))) {
+        return "group " + std::to_string(g.group) + " candidate " + std::to_string(j) +
+               " has no sampled logprobs from the server";
+      }
+    }
+  }
+  return "";
+}
+
+// Builds the plan of c.scoring_backend and c.embed_backend (probing the
+// servers once). The engine is created by the caller when the plan needs it.
+Result<std::unique_ptr<ScoringPlan>> MakeScoringPlan(const SelectConfig& c, const ModelDir& expert,
+                                                     const FamilyMember& em, const StageFile& regen) {
+  auto plan = std::make_unique<ScoringPlan>();
+  plan->tokenizer = &expert.tokenizer;
+  plan->stop_tokens = expert.stop_tokens;
+  const bool server_asked = c.scoring_backend != "engine";
+  if (server_asked && c.scoring_backend.rfind("openai:", 0) != 0) {
     return InvalidArgument("select: unknown scoring backend '" + c.scoring_backend + "' (engine or openai:URL)");
   }
+  if (!c.embed_backend.empty() && c.embed_backend.rfind("openai:", 0) != 0 &&
+      c.embed_backend.rfind("http", 0) != 0) {
+    return InvalidArgument("select: --embed-backend '" + c.embed_backend + "' must be openai:URL or a URL");
+  }
+  if (!server_asked && c.embed_backend.empty()) return plan;
 #ifndef FAMQ_HAVE_HTTP
   (void)expert;
+  (void)em;
+  (void)regen;
   return Unsupported("select: this famq was built without HTTP support (cpp-httplib)");
 #else
-  OpenAIBackendOptions bo;
-  bo.url = c.scoring_backend.substr(7);
-  bo.timeout_s = c.timeout_s;
-  bo.retries = c.retries;
-  bo.api_key = c.api_key;
   const int local_max_seq = c.engine.max_seq_len > 0
                                 ? c.engine.max_seq_len
                                 : std::min(expert.checkpoint.config().max_position_embeddings, 2048);
-  FAMQ_ASSIGN_OR_RETURN(OpenAIScorerProbe probe, ProbeOpenAIScorer(bo, local_max_seq));
-  if (probe.scorer) {
-    *description = probe.scorer->Describe();
-    return std::move(probe.scorer);
+  OpenAIBackendOptions bo;
+  bo.timeout_s = c.timeout_s;
+  bo.retries = c.retries;
+  bo.api_key = c.api_key;
+  std::string pool_missing, pool_detail;
+  if (server_asked) {
+    bo.url = c.scoring_backend.substr(7);
+    FAMQ_ASSIGN_OR_RETURN(OpenAIScorerProbe probe, ProbeOpenAIScorer(bo, local_max_seq));
+    plan->server = std::move(probe.server);
+    if (!plan->server->fidelity_path().empty()) {
+      plan->fidelity = plan->server->fidelity_path();
+    } else {
+      const std::string refusal = SampledLogprobsRefusal(regen, em, *plan->server);
+      if (refusal.empty()) {
+        plan->fidelity = "sampled_logprobs";
+      } else {
+        plan->fidelity_why = probe.fidelity_missing + ", and " + refusal;
+        std::fprintf(stderr, "[famq select] %s (%s); %s: fidelity falls back to the in-process expert\n",
+                     probe.fidelity_missing.c_str(), probe.fidelity_detail.c_str(), refusal.c_str());
+      }
+    }
+    if (c.embed_backend.empty()) {
+      plan->consistency = plan->server->pool_path().empty() ? "engine" : plan->server->pool_path();
+      pool_missing = probe.pool_missing;
+      pool_detail = probe.pool_detail;
+    }
   }
-  *description = "engine (fallback: " + probe.missing + ")";
-  std::fprintf(stderr, "[famq select] %s (%s): scoring falls back to the in-process expert\n", probe.missing.c_str(),
-               probe.detail.c_str());
-  return std::unique_ptr<ScoringBackend>();
+  if (!c.embed_backend.empty()) {
+    bo.url = c.embed_backend.rfind("openai:", 0) == 0 ? c.embed_backend.substr(7) : c.embed_backend;
+    FAMQ_ASSIGN_OR_RETURN(OpenAIScorerProbe probe, ProbeOpenAIScorer(bo, local_max_seq, false));
+    plan->embed_server = std::move(probe.server);
+    plan->consistency = plan->embed_server->pool_path().empty() ? "engine" : plan->embed_server->pool_path();
+    pool_missing = probe.pool_missing;
+    pool_detail = probe.pool_detail;
+  }
+  if (plan->consistency == "engine") {
+    plan->consistency_why = pool_missing;
+    std::fprintf(stderr, "[famq select] %s (%s): consistency falls back to the in-process expert\n",
+                 pool_missing.c_str(), pool_detail.c_str());
+  }
+  if (plan->fidelity == "engine" && plan->consistency == "engine") {
+    std::fprintf(stderr, "[famq select] scoring falls back to the in-process expert\n");
+  }
+  return plan;
 #endif
 }
 
 // The expert's view of one group: the original's pooled state and each
 // candidate's fidelity and pooled state (prompt + candidate, cut to the
-// expert's context; both from the end of the prompt).
+// expert's context; both from the end of the prompt), each through the
+// plan's path for it.
 struct GroupPasses {
   std::vector<float> original;
   std::vector<double> fidelity;
@@ -145,13 +275,24 @@ struct GroupPasses {
   long long tokens = 0;
 };
 
-Result<GroupPasses> RunGroupPasses(ScoringBackend& expert, const GroupRecord& g, const std::string& where) {
+Result<GroupPasses> RunGroupPasses(ScoringPlan& plan, const GroupRecord& g, const std::string& where) {
   GroupPasses out;
-  const int max_seq = expert.max_seq_len();
+  const int max_seq = plan.max_seq_len();
   std::vector<int32_t> orig = Cut(g.original_ids, max_seq);
   if (orig.empty()) return InvalidFormat(where + ": group " + std::to_string(g.group) + " has no original tokens");
-  FAMQ_RETURN_IF_ERROR(expert.Run(orig, static_cast<int>(orig.size()), orig.size() > 1 ? 1 : 0, nullptr,
-                                  &out.original));
+  const int orig_pool = orig.size() > 1 ? 1 : 0;
+  if (plan.consistency == "engine") {
+    FAMQ_RETURN_IF_ERROR(plan.EngineRun(orig, static_cast<int>(orig.size()), orig_pool, nullptr, &out.original));
+  } else if (plan.consistency == "pool_from") {
+    FAMQ_RETURN_IF_ERROR(plan.pool_server()->PoolIds(orig, orig_pool, &out.original));
+  } else {
+    FAMQ_RETURN_IF_ERROR(plan.pool_server()->EmbedText(plan.tokenizer->Decode(orig), &out.original));
+  }
+  const auto check_length = [&](const std::vector<float>& v) -> Status {
+    if (v.empty() || v.size() == out.original.size()) return Status::Ok();
+    return InvalidFormat(where + ": group " + std::to_string(g.group) + ": the pooled vectors differ in length (" +
+                         std::to_string(v.size()) + " and " + std::to_string(out.original.size()) + ")");
+  };
   for (const auto& cand : g.candidates) {
     std::vector<int32_t> ids = g.prompt_ids;
     ids.insert(ids.end(), cand.ids.begin(), cand.ids.end());
@@ -159,7 +300,36 @@ Result<GroupPasses> RunGroupPasses(ScoringBackend& expert, const GroupRecord& g,
     const int p = static_cast<int>(std::min(g.prompt_ids.size(), ids.size() - 1));
     double fidelity = 0.0;
     std::vector<float> emb;
-    FAMQ_RETURN_IF_ERROR(expert.Run(ids, p, p, &fidelity, &emb));
+    if (plan.fidelity == "engine" && plan.consistency == "engine") {
+      FAMQ_RETURN_IF_ERROR(plan.EngineRun(ids, p, p, &fidelity, &emb));  // one pass, as before
+    } else if (plan.fidelity_server() && plan.consistency == "pool_from" && plan.pool_server() == plan.fidelity_server()) {
+      FAMQ_RETURN_IF_ERROR(plan.server->Run(ids, p, p, &fidelity, &emb));  // the exact server
+    } else {
+      if (plan.fidelity == "engine") {
+        FAMQ_RETURN_IF_ERROR(plan.EngineRun(ids, p, p, &fidelity, nullptr));
+      } else if (plan.fidelity == "sampled_logprobs") {
+        double sum = 0.0;
+        for (double l : cand.logprobs) sum += l;
+        fidelity = cand.logprobs.empty() ? 0.0 : sum / static_cast<double>(cand.logprobs.size());
+      } else {
+        FAMQ_RETURN_IF_ERROR(plan.fidelity_server()->Fidelity(ids, p, &fidelity));
+      }
+      if (plan.consistency == "engine") {
+        FAMQ_RETURN_IF_ERROR(plan.EngineRun(ids, p, p, nullptr, &emb));
+      } else if (plan.consistency == "pool_from") {
+        FAMQ_RETURN_IF_ERROR(plan.pool_server()->PoolIds(ids, p, &emb));
+      } else {
+        // The generated text alone (a final stop token left out): the server pools what it is given.
+        std::vector<int32_t> gen = cand.ids;
+        if (!gen.empty() && std::find(plan.stop_tokens.begin(), plan.stop_tokens.end(), gen.back()) !=
+                                plan.stop_tokens.end()) {
+          gen.pop_back();
+        }
+        const std::string text = plan.tokenizer->Decode(gen);
+        if (!text.empty()) FAMQ_RETURN_IF_ERROR(plan.pool_server()->EmbedText(text, &emb));
+      }
+    }
+    FAMQ_RETURN_IF_ERROR(check_length(emb));
     out.tokens += static_cast<long long>(ids.size());
     out.fidelity.push_back(fidelity);
     out.embeddings.push_back(std::move(emb));
@@ -256,6 +426,7 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
       r.finished = cand.finished;
       if (!cand.ids_from.empty()) ++ids_from[cand.ids_from];
       r.ids_from = std::move(cand.ids_from);
+      r.logprobs = std::move(cand.logprobs);
       p.g.candidates.push_back(std::move(r));
     }
     FAMQ_RETURN_IF_ERROR(writer->Append(GroupToJson(p.g)));
@@ -318,8 +489,8 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
   tm.tokenizer_sha256 = regen.header["family"].value("tokenizer_sha256", std::string());
   FAMQ_RETURN_IF_ERROR(CheckSameFamily(tm, em, "expert", c.allow_foreign_family));
   const uint64_t seed = regen.header["options"].value("seed", uint64_t{0});
-  std::string scoring;
-  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<ScoringBackend> scorer, MakeHttpScorer(c, expert_model, &scoring));
+  FAMQ_ASSIGN_OR_RETURN(std::unique_ptr<ScoringPlan> plan, MakeScoringPlan(c, expert_model, em, regen));
+  const OJson paths{{"fidelity", plan->fidelity}, {"consistency", plan->consistency}};
   OJson header{{"famq_stage", "select"},
                {"version", 1},
                {"tool", kTool},
@@ -333,9 +504,32 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
                             {"unfinished_penalty", c.penalties.unfinished},
                             {"keep", c.keep},
                             {"no_compete", c.no_compete}}},
-               {"scoring_backend", scoring}};
+               {"scoring_backend", plan->Describe()},
+               {"scoring_paths", paths}};
   std::vector<GroupRecord> done;
-  FAMQ_ASSIGN_OR_RETURN(auto writer, OpenStage(out, "select", header, &done));
+  OJson existing;
+  FAMQ_ASSIGN_OR_RETURN(auto writer, OpenStage(out, "select", header, &done, &existing));
+  // A resumed run scores the rest the same way: the paths give other
+  // quantities. (A file from before scoring_paths was recorded: the exact ones.)
+  if (existing.is_object()) {
+    const OJson before = existing.contains("scoring_paths")
+                             ? existing["scoring_paths"]
+                             : OJson{{"fidelity", "exact"}, {"consistency", "exact"}};
+    const auto exact = [](const OJson& p, const char* k, const char* a, const char* b) {
+      const std::string v = p.value(k, std::string());
+      return v == "exact" || v == "engine" || v == a || v == b;
+    };
+    const bool same = existing.contains("scoring_paths")
+                          ? before == paths
+                          : exact(paths, "fidelity", "echo", "prompt_logprobs") &&
+                                exact(paths, "consistency", "pool_from", "pool_from");
+    if (!same) {
+      return InvalidArgument(out + " was scored with fidelity " + before.value("fidelity", std::string()) +
+                             " and consistency " + before.value("consistency", std::string()) + ", this run has " +
+                             plan->fidelity + " and " + plan->consistency +
+                             ": resume with the same servers, or remove it to start afresh");
+    }
+  }
   if (done.size() >= n) {
     if (c.progress != ProgressMode::kQuiet) std::fprintf(stderr, "[famq select] %s is complete\n", out.c_str());
     return Status::Ok();
@@ -344,17 +538,17 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
   for (const auto& g : done) {
     for (uint32_t k : g.kept) kept_embeddings.push_back(g.candidates[k].embedding);
   }
-  if (!scorer) {
-    FAMQ_ASSIGN_OR_RETURN(scorer, Expert::Create(expert_model, c.engine));
+  if (plan->needs_engine()) {
+    FAMQ_ASSIGN_OR_RETURN(plan->engine, Expert::Create(expert_model, c.engine));
   }
-  ScoringBackend* expert = scorer.get();
+  ScoringPlan* expert = plan.get();
   Progress progress("select", static_cast<int>(n), c.progress);
   long long tokens = 0;
   // The expert's passes over a group depend on nothing but the group, so a
   // server (which may take several requests at once) scores up to
   // max_inflight groups ahead; diversity, which depends on the candidates
   // kept before, is combined in group order below.
-  const int ahead = expert->concurrent() ? std::max(1, c.max_inflight) : 1;
+  const int ahead = expert->concurrent() ? std::max(1, c.max_inflight) : 1;  // the engine's passes: serialized
   std::deque<std::future<Result<GroupPasses>>> window;
   size_t next = done.size();
   auto launch = [&] {
@@ -377,7 +571,14 @@ Status RunSelect(const SelectConfig& c, const std::string& regenerate_jsonl, con
       CandidateRecord& cand = g.candidates[j];
       const std::vector<float>& emb = embs[j];
       float max_cos = 0.0f;
-      for (const auto& k : kept_embeddings) max_cos = std::max(max_cos, Cosine(emb, k));
+      for (const auto& k : kept_embeddings) {
+        if (!emb.empty() && !k.empty() && emb.size() != k.size()) {
+          return InvalidFormat("select: group " + std::to_string(i) + ": the pooled vectors differ in length (" +
+                               std::to_string(emb.size()) + " numbers against a kept candidate's " +
+                               std::to_string(k.size()) + ")");
+        }
+        max_cos = std::max(max_cos, Cosine(emb, k));
+      }
       const float diversity = kept_embeddings.empty() ? 1.0f : 1.0f - max_cos;
       cand.scores = CombineScore(passes.fidelity[j], Cosine(emb, passes.original), diversity, cand.ids,
                                  cand.finished, c.weights, c.penalties);

@@ -95,11 +95,19 @@ struct SelectConfig {
   bool no_compete = false;           // random pick of k (seeded), scores still computed
   EngineOptions engine;
   // "engine" (the in-process expert) or "openai:URL": fidelity and pooled
-  // states from the server, which must serve the expert. A server without
-  // echo logprobs or /v1/embeddings with pool_from falls back to the
-  // in-process expert (one line on stderr; the header's scoring_backend says
-  // "engine (fallback: why)").
+  // states from the server, which must serve the expert, through the paths
+  // it offers (docs/DESIGN.md §1.2): fidelity from echo logprobs, vLLM's
+  // prompt_logprobs, or the regenerator's sampled-token logprobs (when the
+  // expert is the regenerator on this server, sampled at temperature 1,
+  // top_p 1, no top_k); pooled states from /v1/embeddings with pool_from,
+  // else the server's own pooling of the original's and the candidate's
+  // texts. A term with no path falls back to the in-process expert (a line
+  // on stderr). The header's scoring_paths and scoring_backend record each
+  // term's path ("engine (fallback: why)" when both fell back).
   std::string scoring_backend = "engine";
+  // "" or openai:URL (a bare URL too): the pooled states from this server
+  // instead (pool_from where offered, else its own pooling of the texts).
+  std::string embed_backend;
   double timeout_s = 120.0;          // per scoring request
   int retries = 3;
   int max_inflight = 4;              // groups scored at a time through a server (the engine: 1)

@@ -608,6 +608,12 @@ Result<OJson> CompletionService::Complete(const Json& req, const RequestControl*
   }
   const auto check = [control] { return control ? control->Check() : Status::Ok(); };
   const int n = sp.n;
+  const bool standard = limits_.api == ServeApi::kStandard;
+  // llama-server's answer (tools/server/README.md; server-common.cpp
+  // oaicompat_completion_params_parse): echo is refused.
+  if (standard && echo) return InvalidArgument("Only no echo is supported");
+  // llama-server sends logprobs for logprobs >= 1 only (n_probs).
+  if (standard && logprobs == 0) logprobs = -1;
 
   const size_t V = static_cast<size_t>(engine_->vocab_size());
   // Prompt logprobs (echo with logprobs): every prompt token given its prefix,
@@ -661,8 +667,43 @@ Result<OJson> CompletionService::Complete(const Json& req, const RequestControl*
     std::string text, finish;
     FinalChoice(sp, cands[static_cast<size_t>(j)], &ids, &text, &finish);
     completion_tokens += static_cast<long long>(ids.size());
-    OJson choice{{"index", j}, {"text", prompt_text + text}, {"token_ids", ids}};
-    if (logprobs >= 0) {
+    OJson choice{{"index", j}, {"text", prompt_text + text}};
+    if (!standard) choice["token_ids"] = ids;
+    if (logprobs >= 0 && standard) {
+      // llama-server's shape: {content: [{id, token, bytes, logprob, top_logprobs: [{id, token, bytes, logprob}]}]}.
+      OJson content = OJson::array();
+      const auto entry = [&](int32_t id, double l) {
+        const std::string piece = model_->tokenizer.Decode({id});
+        OJson bytes = OJson::array();
+        for (unsigned char ch : piece) bytes.push_back(static_cast<int>(ch));
+        return OJson{{"id", id}, {"token", piece}, {"bytes", bytes}, {"logprob", l}};
+      };
+      const Status st = ids.empty() ? Status::Ok() : decoder_->RunExclusive([&](Engine& engine) -> Status {
+        std::vector<float> all(static_cast<size_t>(engine.max_batch()) * V);
+        std::vector<int32_t> seq = prompt;
+        seq.insert(seq.end(), ids.begin(), ids.end());
+        for (size_t start = 0; start + 1 < seq.size(); start += static_cast<size_t>(engine.max_batch())) {
+          const size_t len = std::min(seq.size() - 1 - start, static_cast<size_t>(engine.max_batch()));
+          FAMQ_RETURN_IF_ERROR(check());
+          FAMQ_RETURN_IF_ERROR(engine.Forward(std::span<const int32_t>(seq).subspan(start, len),
+                                              static_cast<int>(start), all.data(), true));
+          for (size_t t = 0; t < len; ++t) {
+            const size_t pos = start + t;
+            if (pos + 1 < prompt.size()) continue;
+            const int32_t id = seq[pos + 1];
+            const double lse = ops::LogSumExp(&all[t * V], V);
+            OJson e = entry(id, double(all[t * V + static_cast<size_t>(id)]) - lse);
+            OJson top = OJson::array();
+            for (const auto& [tid, l] : TopLogprobs(&all[t * V], V, lse, logprobs)) top.push_back(entry(tid, l));
+            e["top_logprobs"] = std::move(top);
+            content.push_back(std::move(e));
+          }
+        }
+        return Status::Ok();
+      });
+      if (!st.ok()) return st;
+      choice["logprobs"] = OJson{{"content", std::move(content)}};
+    } else if (logprobs >= 0) {
       // Logprobs of the generated tokens under the model (unscaled distribution).
       OJson lp = echo ? prompt_lp : OJson{{"tokens", OJson::array()}, {"token_logprobs", OJson::array()},
                                           {"top_logprobs", OJson::array()}, {"text_offset", OJson::array()}};
@@ -764,10 +805,9 @@ Result<OJson> CompletionService::ChatComplete(const Json& req, const RequestCont
     std::string text, finish;
     FinalChoice(sp, cands[static_cast<size_t>(j)], &ids, &text, &finish);
     completion_tokens += static_cast<long long>(ids.size());
-    choices.push_back(OJson{{"index", j},
-                            {"message", {{"role", "assistant"}, {"content", text}}},
-                            {"finish_reason", finish},
-                            {"token_ids", ids}});
+    OJson choice{{"index", j}, {"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", finish}};
+    if (limits_.api != ServeApi::kStandard) choice["token_ids"] = ids;
+    choices.push_back(std::move(choice));
   }
   return OJson{{"id", "chatcmpl-famq-" + std::to_string(next_id_++)},
                {"object", "chat.completion"},
@@ -784,8 +824,13 @@ Result<OJson> CompletionService::Embed(const Json& req, const RequestControl* co
   if (format != "float" && format != "base64") {
     return InvalidArgument("\"encoding_format\" must be \"float\" or \"base64\"");
   }
-  FAMQ_ASSIGN_OR_RETURN(const int64_t pool_from,
-                        IntField(req, "pool_from", 0, 0, std::numeric_limits<int64_t>::max()));
+  const bool standard = limits_.api == ServeApi::kStandard;
+  // The standard mode ignores pool_from like any field it does not know
+  // (llama-server and vLLM do): mean pooling over the whole input.
+  int64_t pool_from = 0;
+  if (!standard) {
+    FAMQ_ASSIGN_OR_RETURN(pool_from, IntField(req, "pool_from", 0, 0, std::numeric_limits<int64_t>::max()));
+  }
   if (control) FAMQ_RETURN_IF_ERROR(control->Check());
   const int n = static_cast<int>(ids.size());
   const int used = static_cast<int>(std::min<int64_t>(pool_from, n - 1));  // RunExpertPass's clamp
@@ -793,12 +838,21 @@ Result<OJson> CompletionService::Embed(const Json& req, const RequestControl* co
   FAMQ_RETURN_IF_ERROR(decoder_->RunExclusive([&](Engine& engine) {
     return RunExpertPass(engine, ids, n, used, nullptr, &pooled, &expert_buffers_);
   }));
+  if (standard) {
+    // llama-server `--embeddings --pooling mean` normalizes (Euclidean, embd_normalize 2) by default.
+    double norm = 0.0;
+    for (float v : pooled) norm += double(v) * v;
+    norm = std::sqrt(norm);
+    if (norm > 0.0) {
+      for (float& v : pooled) v = static_cast<float>(v / norm);
+    }
+  }
+  OJson item{{"object", "embedding"},
+             {"index", 0},
+             {"embedding", format == "base64" ? OJson(Base64(LittleEndianFloats(pooled))) : OJson(pooled)}};
+  if (!standard) item["pool_from"] = used;
   return OJson{{"object", "list"},
-               {"data", OJson::array({{{"object", "embedding"},
-                                       {"index", 0},
-                                       {"embedding", format == "base64" ? OJson(Base64(LittleEndianFloats(pooled)))
-                                                                        : OJson(pooled)},
-                                       {"pool_from", used}}})},
+               {"data", OJson::array({std::move(item)})},
                {"model", name_},
                {"usage", {{"prompt_tokens", ids.size()}, {"total_tokens", ids.size()}}}};
 }

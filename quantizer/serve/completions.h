@@ -59,8 +59,16 @@ namespace famq {
 // Which routes a server offers. kChatOnly mimics servers such as
 // distributed-llama's API server: GET /v1/models and POST
 // /v1/chat/completions only, n = 1 only (a test aid for the clients'
-// fallback paths).
-enum class ServeApi { kFull, kChatOnly };
+// fallback paths). kStandard offers every route but only what llama.cpp's
+// llama-server offers (tools/server/README.md): no token_ids in choices,
+// echo refused with llama-server's "Only no echo is supported" (400),
+// completion logprobs (logprobs >= 1) in llama-server's shape
+// {content: [{id, token, bytes, logprob, top_logprobs}]} (the model's
+// unscaled distribution, like llama-server without post_sampling_probs),
+// and /v1/embeddings pooled over the whole input (mean, pool_from ignored
+// and not echoed) and L2-normalized, like `llama-server --embeddings
+// --pooling mean`. A test aid for the host stage's standard scoring paths.
+enum class ServeApi { kFull, kChatOnly, kStandard };
 
 // Per-request cost limits (docs/HOST_STAGE.md "famq serve": the limits and
 // why). A request past one gets InvalidArgument (400) before any work.

@@ -228,7 +228,7 @@ class HttpServer::Impl : public httplib::Server {
       res.set_content(service_.Models().dump(), "application/json");
     });
     Route("/v1/chat/completions", &CompletionService::ChatComplete, Streams::kChat);
-    if (service.api() == ServeApi::kFull) {
+    if (service.api() != ServeApi::kChatOnly) {
       Route("/v1/completions", &CompletionService::Complete, Streams::kCompletions);
       Route("/v1/embeddings", &CompletionService::Embed, Streams::kNo);
     }

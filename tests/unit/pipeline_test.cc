@@ -2,6 +2,9 @@
 // regeneration prompts and groups, scoring, re-normalization, the
 // completions service, and the OpenAI backend against misbehaving servers.
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
 #include <unistd.h>
 
 #include <algorithm>
@@ -701,8 +704,9 @@ TEST(OpenAIBackend, JunkRepliesAreClearErrors) {
     o.url = bad_embed.url();
     auto p = ProbeOpenAIScorer(o, 512);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
-    EXPECT_EQ(p->scorer, nullptr);  // refused: no scorer from this server
-    EXPECT_FALSE(p->detail.empty());
+    EXPECT_FALSE(p->exact());  // refused: neither embeddings path from this server
+    EXPECT_EQ(p->server->pool_path(), "");
+    EXPECT_FALSE(p->pool_detail.empty());
   }
 }
 
@@ -989,10 +993,10 @@ TEST(OpenAIBackend, ApiKeyIsSentAndNeverShown) {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     auto p = ProbeOpenAIScorer(o, 512);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
-    ASSERT_NE(p->scorer, nullptr) << p->missing;
+    ASSERT_TRUE(p->exact()) << p->missing();
     double mean = 0;
     std::vector<float> pooled;
-    ASSERT_TRUE(p->scorer->Run(std::vector<int32_t>{4, 5}, 1, 1, &mean, &pooled).ok());
+    ASSERT_TRUE(p->server->Run(std::vector<int32_t>{4, 5}, 1, 1, &mean, &pooled).ok());
     std::lock_guard<std::mutex> lock(mu);
     ASSERT_GE(seen.size(), 6u);
     for (const auto& s : seen) EXPECT_NE(s.find(" Bearer " + key), std::string::npos) << s;
@@ -1060,11 +1064,13 @@ TEST(OpenAIBackend, ScoringProbeSaysWhatTheServerLacks) {
     o.url = full.url();
     auto p = ProbeOpenAIScorer(o, 512);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
-    ASSERT_NE(p->scorer, nullptr) << p->missing;
-    EXPECT_EQ(p->scorer->Describe(), "openai:" + full.url());
+    ASSERT_TRUE(p->exact()) << p->missing();
+    EXPECT_EQ(p->server->fidelity_path(), "echo");
+    EXPECT_EQ(p->server->pool_path(), "pool_from");
+    EXPECT_EQ(p->server->Describe(), "openai:" + full.url());
     double mean = 0.0;
     std::vector<float> pooled;
-    ASSERT_TRUE(p->scorer->Run(std::vector<int32_t>{4, 5}, 1, 1, &mean, &pooled).ok());
+    ASSERT_TRUE(p->server->Run(std::vector<int32_t>{4, 5}, 1, 1, &mean, &pooled).ok());
     EXPECT_EQ(mean, -1.5);
     EXPECT_EQ(pooled, (std::vector<float>{0.5f, 0.25f}));
   }
@@ -1073,27 +1079,249 @@ TEST(OpenAIBackend, ScoringProbeSaysWhatTheServerLacks) {
     o.url = chat_only.url();
     auto p = ProbeOpenAIScorer(o, 512);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
-    EXPECT_EQ(p->scorer, nullptr);
-    EXPECT_EQ(p->missing, chat_only.url() + " has no /v1/completions with echo logprobs");
+    EXPECT_FALSE(p->exact());
+    EXPECT_EQ(p->server->fidelity_path(), "");
+    EXPECT_EQ(p->server->pool_path(), "pool_from");
+    EXPECT_EQ(p->fidelity_missing, chat_only.url() + " has no /v1/completions with echo logprobs or prompt_logprobs");
   }
   {
     FakeServer null_logprobs(no_logprobs, nullptr, embeddings);
     o.url = null_logprobs.url();
     auto p = ProbeOpenAIScorer(o, 512);
     ASSERT_TRUE(p.ok());
-    EXPECT_EQ(p->scorer, nullptr);
-    EXPECT_NE(p->missing.find("echo logprobs"), std::string::npos);
+    EXPECT_FALSE(p->exact());
+    EXPECT_NE(p->fidelity_missing.find("echo logprobs"), std::string::npos);
   }
-  for (FakeHandler emb : {FakeHandler(), plain_embeddings}) {
-    FakeServer no_pool(echo, nullptr, emb);
-    o.url = no_pool.url();
+  {
+    FakeServer no_embeddings(echo, nullptr, nullptr);
+    o.url = no_embeddings.url();
     auto p = ProbeOpenAIScorer(o, 512);
     ASSERT_TRUE(p.ok());
-    EXPECT_EQ(p->scorer, nullptr);
-    EXPECT_EQ(p->missing, no_pool.url() + " has no /v1/embeddings with pool_from");
+    EXPECT_FALSE(p->exact());
+    EXPECT_EQ(p->pool_missing, no_embeddings.url() + " has no /v1/embeddings (with pool_from or plain)");
+  }
+  {
+    // A standard /v1/embeddings (no pool_from echoed): the server's pooling of a text.
+    std::vector<nlohmann::json> seen;
+    std::mutex mu;
+    FakeServer standard(echo, nullptr, [&](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu);
+      seen.push_back(nlohmann::json::parse(req.body));
+      plain_embeddings(req, res);
+    });
+    o.url = standard.url();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok());
+    EXPECT_FALSE(p->exact());
+    EXPECT_EQ(p->server->pool_path(), "embeddings");
+    std::vector<float> v;
+    ASSERT_TRUE(p->server->EmbedText("some text", &v).ok());
+    EXPECT_EQ(v, (std::vector<float>{0.5f, 0.25f}));
+    EXPECT_EQ(seen.back()["input"], "some text");
+    EXPECT_FALSE(seen.back().contains("pool_from"));
+  }
+  {
+    // vLLM's prompt_logprobs (no echo): fidelity from the prompt's own logprobs.
+    const std::string vllm = Fixture("vllm_prompt_logprobs.json");
+    FakeServer prompt_lp([&](const httplib::Request& req, httplib::Response& res) {
+      const auto body = nlohmann::json::parse(req.body);
+      if (body.value("echo", false)) {
+        res.status = 400;
+        res.set_content(R"({"error":{"message":"echo not supported"}})", "application/json");
+        return;
+      }
+      res.set_content(body.contains("prompt_logprobs") ? vllm : R"({"choices":[]})", "application/json");
+    }, nullptr, embeddings);
+    o.url = prompt_lp.url();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    EXPECT_EQ(p->server->fidelity_path(), "prompt_logprobs");
+    EXPECT_TRUE(p->exact());
+    double mean = 0.0;
+    ASSERT_TRUE(p->server->Fidelity(std::vector<int32_t>{0, 64, 64}, 1, &mean).ok());
+    EXPECT_DOUBLE_EQ(mean, (-0.4 + -0.75) / 2);
+    ASSERT_TRUE(p->server->Fidelity(std::vector<int32_t>{0, 64, 64}, 2, &mean).ok());
+    EXPECT_DOUBLE_EQ(mean, -0.75);
+    // The fixture names no logprob for token 1 at position 1: an error, not a guess.
+    EXPECT_FALSE(p->server->Fidelity(std::vector<int32_t>{0, 2, 64}, 1, &mean).ok());
   }
   o.url = "http://127.0.0.1:1";
   EXPECT_FALSE(ProbeOpenAIScorer(o, 512).ok());  // down: an error, not a fallback
+}
+
+// Bad answers on the standard paths: clear errors, never a crash or a silent number.
+TEST(OpenAIBackend, StandardScoringPathsRefuseBadAnswers) {
+  FakeHandler echo = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"choices":[{"index":0,"text":"","logprobs":{"token_logprobs":[null,-1.5]}}]})",
+                    "application/json");
+  };
+  OpenAIBackendOptions o;
+  o.retries = 0;
+  o.timeout_s = 5;
+  const struct {
+    std::string reply, error;
+  } bad[] = {
+      {R"({"data":[]})", "without one embedding"},
+      {R"({"object":"list"})", "without one embedding"},
+      {R"({"data":[{"embedding":[0.1],"index":0},{"embedding":[0.2],"index":1}]})", "without one embedding"},
+      {R"({"data":[{"embedding":"AAAA","index":0}]})", "not a non-empty array of numbers"},
+      {R"({"data":[{"embedding":[],"index":0}]})", "not a non-empty array of numbers"},
+      {R"({"data":[{"embedding":[0.1,"x"],"index":0}]})", "non-number"},
+      {R"({"data":[{"embedding":[0.1,null],"index":0}]})", "non-number"},
+      {R"({"data":[{"embedding":[1e300],"index":0}]})", "outside float's range"},
+      {R"({"data":[{"embedding":[NaN],"index":0}]})", "garbage"},
+      {R"({"data": )" + std::string(100000, '[') + std::string(100000, ']') + "}", "garbage"},
+  };
+  for (const auto& c : bad) {
+    std::atomic<int> calls{0};
+    FakeServer server(echo, nullptr, [&](const httplib::Request&, httplib::Response& res) {
+      // The probe's two requests (pool_from, plain) get a good answer; the scoring request the bad one.
+      res.set_content(calls++ >= 2 ? c.reply : R"({"data":[{"index":0,"embedding":[0.5]}]})", "application/json");
+    });
+    o.url = server.url();
+    auto p = ProbeOpenAIScorer(o, 512);
+    ASSERT_TRUE(p.ok());
+    ASSERT_EQ(p->server->pool_path(), "embeddings");
+    std::vector<float> v;
+    const Status st = p->server->EmbedText("text", &v);
+    ASSERT_FALSE(st.ok()) << c.reply.substr(0, 80);
+    EXPECT_NE(st.message().find(c.error), std::string::npos) << st.ToString();
+  }
+  // A server that dies after the probe: an IoError naming it.
+  auto server = std::make_unique<FakeServer>(echo, nullptr, [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"data":[{"index":0,"embedding":[0.5]}]})", "application/json");
+  });
+  o.url = server->url();
+  auto p = ProbeOpenAIScorer(o, 512);
+  ASSERT_TRUE(p.ok());
+  server.reset();
+  std::vector<float> v;
+  const Status gone = p->server->EmbedText("text", &v);
+  EXPECT_EQ(gone.code(), StatusCode::kIoError) << gone.ToString();
+  EXPECT_NE(gone.message().find("cannot reach the server"), std::string::npos) << gone.ToString();
+}
+
+// The logprobs servers report for sampled tokens are kept per candidate, all or none.
+TEST(OpenAIBackend, SampledLogprobsAreKeptAllOrNone) {
+  auto m = OpenModelDir(kModel);
+  ASSERT_TRUE(m.ok());
+  OpenAIBackendOptions o;
+  o.retries = 0;
+  o.timeout_s = 5;
+  GroupParams g;
+  g.n = 1;
+  g.max_new_tokens = 4;
+  g.stop_tokens = m->stop_tokens;
+  const struct {
+    std::string reply;
+    std::vector<double> logprobs;
+  } cases[] = {
+      {Fixture("llama_server_completions.json"), {-0.51, -1.2, -0.7, -2.0}},
+      {R"({"choices":[{"index":0,"text":"ab","finish_reason":"stop","logprobs":{"tokens":["token_id:64","token_id:65"],"token_logprobs":[-0.25,-0.5]}}]})",
+       {-0.25, -0.5}},
+      {R"({"choices":[{"index":0,"text":"ab","logprobs":{"content":[{"id":64,"logprob":-0.1},{"id":65,"logprob":0.3}]}}]})",
+       {}},  // a positive "logprob"
+      {R"({"choices":[{"index":0,"text":"ab","logprobs":{"content":[{"id":64,"logprob":-0.1},{"id":65}]}}]})", {}},
+      {R"({"choices":[{"index":0,"text":"ab","logprobs":{"content":[{"id":64,"logprob":-0.1},{"id":65,"logprob":"-1"}]}}]})",
+       {}},
+      {R"({"choices":[{"index":0,"text":"ab","token_ids":[64,65],"logprobs":null}]})", {}},
+  };
+  for (const auto& c : cases) {
+    FakeServer server([&](const httplib::Request&, httplib::Response& res) { res.set_content(c.reply, "application/json"); });
+    o.url = server.url();
+    auto b = MakeOpenAIBackend(o, &m->tokenizer);
+    ASSERT_TRUE(b.ok());
+    auto r = (*b)->Generate(GroupRequest{{1, 2}, "hi", false}, g);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ((*r)[0].logprobs, c.logprobs) << c.reply;
+  }
+}
+
+// A server whose embeddings change length between requests: select stops
+// with a clear error; one without any fidelity path scores fidelity in
+// process and records why.
+TEST(OpenAIBackend, SelectRefusesEmbeddingsOfDifferentLengths) {
+  RegenerateConfig rc;
+  rc.target = rc.regenerator = kModel;
+  rc.self_calibration = true;
+  auto calib = LoadCalibration(TempFile("lengths.jsonl", "{\"text\": \"one two three\"}\n{\"text\": \"four five\"}\n"));
+  ASSERT_TRUE(calib.ok());
+  rc.calib = *calib;
+  rc.prompt.style = PromptStyle::kBase;
+  rc.group.n = 2;
+  rc.group.max_new_tokens = 4;
+  rc.engine.num_threads = 1;
+  rc.progress = ProgressMode::kQuiet;
+  const std::string regen = ::testing::TempDir() + "/lengths-regen-" + std::to_string(::getpid()) + ".jsonl";
+  std::remove(regen.c_str());
+  ASSERT_TRUE(RunRegenerate(rc, regen).ok());
+  std::atomic<int> calls{0};
+  std::atomic<bool> varying{true};
+  FakeServer server(
+      [](const httplib::Request&, httplib::Response& res) {
+        res.status = 400;
+        res.set_content(R"({"error":{"message":"Only no echo is supported"}})", "application/json");
+      },
+      nullptr,
+      [&](const httplib::Request&, httplib::Response& res) {
+        const bool longer = varying && calls++ % 2 == 1;
+        res.set_content(longer ? R"({"data":[{"index":0,"embedding":[0.5,0.25,0.125]}]})"
+                               : R"({"data":[{"index":0,"embedding":[0.5,0.25]}]})",
+                        "application/json");
+      });
+  SelectConfig sc;
+  sc.scoring_backend = "openai:" + server.url();
+  sc.retries = 0;
+  sc.penalties.min_new_tokens = 0;
+  sc.engine.num_threads = 1;
+  sc.progress = ProgressMode::kQuiet;
+  const std::string sel = ::testing::TempDir() + "/lengths-select-" + std::to_string(::getpid()) + ".jsonl";
+  std::remove(sel.c_str());
+  const Status st = RunSelect(sc, regen, sel);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("the pooled vectors differ in length"), std::string::npos) << st.ToString();
+  // The same server with one length: scored, fidelity in process (the reason recorded).
+  varying = false;
+  std::remove(sel.c_str());
+  ASSERT_TRUE(RunSelect(sc, regen, sel).ok());
+  auto f = ReadStageFile(sel, "select");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->header["scoring_paths"], (nlohmann::ordered_json{{"fidelity", "engine"}, {"consistency", "embeddings"}}));
+  const std::string backend = f->header["scoring_backend"];
+  EXPECT_NE(backend.find("(fidelity: engine (fallback: " + server.url() +
+                         " has no /v1/completions with echo logprobs or prompt_logprobs, and "),
+            std::string::npos)
+      << backend;
+  EXPECT_NE(backend.find("; consistency: embeddings)"), std::string::npos) << backend;
+  ASSERT_EQ(f->groups.size(), 2u);
+  for (const auto& g : f->groups) {
+    for (const auto& c : g.candidates) {
+      ASSERT_TRUE(c.scores.has_value());
+      EXPECT_LT(c.scores->fidelity, 0.0f);  // the in-process expert's mean logprob
+    }
+  }
+  std::remove(regen.c_str());
+  std::remove(sel.c_str());
+}
+
+// The sampled logprobs survive the stage file; a positive one is refused.
+TEST(Records, LogprobsRoundTrip) {
+  GroupRecord g;
+  g.prompt_ids = {1};
+  g.template_mask = {1};
+  g.candidates.resize(2);
+  g.candidates[0].ids = {5, 6};
+  g.candidates[0].logprobs = {-0.125, -2.5};
+  g.candidates[1].ids = {6};
+  const nlohmann::ordered_json j = GroupToJson(g);
+  EXPECT_FALSE(j["candidates"][1].contains("logprobs"));
+  auto back = GroupFromJson(nlohmann::json::parse(j.dump()), "t");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->candidates[0].logprobs, (std::vector<double>{-0.125, -2.5}));
+  EXPECT_TRUE(back->candidates[1].logprobs.empty());
+  nlohmann::json bad = nlohmann::json::parse(j.dump());
+  bad["candidates"][0]["logprobs"][1] = 0.5;
+  EXPECT_FALSE(GroupFromJson(bad, "t").ok());
 }
 #endif
 

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -500,6 +503,127 @@ TEST(ServeRequest, Base64Embeddings) {
   }
   EXPECT_FALSE(s->Embed(Patched(req, {{"encoding_format", "int8"}})).ok());
 }
+
+// Issue 19: `famq serve --api standard` answers in llama-server's shapes
+// (tests/unit/openai_fixtures/llama_server_*.json) and nothing more: no
+// token_ids, no pool_from, no echo.
+std::string ReadFixture(const std::string& name) {
+  std::ifstream f(std::string(FAMQ_SOURCE_DIR) + "/tests/unit/openai_fixtures/" + name);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  EXPECT_FALSE(ss.str().empty()) << name;
+  return ss.str();
+}
+
+std::string TypeName(const Json& j) {
+  if (j.is_number()) return "number";
+  return j.type_name();
+}
+
+// The differences between `got` and the engine's `want`: fields `got` has
+// that `want` lacks or has with another type, and fields `want` has that
+// `got` lacks (unless their path is in `may_lack`). Arrays compare their
+// first elements.
+void ShapeDiff(const Json& want, const Json& got, const std::string& path, const std::set<std::string>& may_lack,
+               std::vector<std::string>* diffs) {
+  if (want.is_null() || got.is_null()) return;  // a null field may hold anything
+  if (TypeName(want) != TypeName(got)) {
+    diffs->push_back(path + ": " + TypeName(got) + " where the engine sends " + TypeName(want));
+    return;
+  }
+  if (got.is_object()) {
+    for (const auto& [k, v] : got.items()) {
+      if (!want.contains(k)) {
+        diffs->push_back(path + "." + k + ": not sent by the engine");
+      } else {
+        ShapeDiff(want[k], v, path + "." + k, may_lack, diffs);
+      }
+    }
+    for (const auto& [k, v] : want.items()) {
+      if (!got.contains(k) && !may_lack.count(path + "." + k)) diffs->push_back(path + "." + k + ": missing");
+    }
+  } else if (got.is_array() && !got.empty() && !want.empty()) {
+    ShapeDiff(want[0], got[0], path + "[]", may_lack, diffs);
+  }
+}
+
+std::vector<std::string> ShapeDiffs(const std::string& fixture, const nlohmann::ordered_json& got,
+                                    std::set<std::string> may_lack = {}) {
+  may_lack.insert({".system_fingerprint", ".timings", ".usage.prompt_tokens_details"});
+  std::vector<std::string> diffs;
+  ShapeDiff(Json::parse(ReadFixture(fixture)), Json::parse(got.dump()), "", may_lack, &diffs);
+  return diffs;
+}
+
+TEST(ServeStandard, ResponsesHaveTheShapesOfLlamaServer) {
+  ServeLimits standard;
+  standard.api = ServeApi::kStandard;
+  auto s = MakeService(standard);
+  auto full = MakeService();
+  ASSERT_NE(s, nullptr);
+  ASSERT_NE(full, nullptr);
+  const Json completion{{"prompt", Json::array({1, 2, 3})}, {"max_tokens", 4}, {"n", 2}, {"seed", 7},
+                        {"logprobs", 1}, {"stop_token_ids", Json::array()}};
+  auto c = s->Complete(completion);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(ShapeDiffs("llama_server_completions.json", *c), std::vector<std::string>());
+  // The ids and logprobs are the model's: the same tokens as full mode's token_ids.
+  auto cf = full->Complete(completion);
+  ASSERT_TRUE(cf.ok());
+  for (size_t j = 0; j < 2; ++j) {
+    const auto& content = (*c)["choices"][j]["logprobs"]["content"];
+    const auto& ids = (*cf)["choices"][j]["token_ids"];
+    ASSERT_EQ(content.size(), ids.size());
+    for (size_t t = 0; t < ids.size(); ++t) {
+      EXPECT_EQ(content[t]["id"], ids[t]);
+      EXPECT_EQ(content[t]["logprob"], (*cf)["choices"][j]["logprobs"]["token_logprobs"][t]);
+      EXPECT_LE(content[t]["logprob"].get<double>(), 0.0);
+    }
+  }
+  // The full mode's answer is not the engine's shape: the check can fail.
+  EXPECT_FALSE(ShapeDiffs("llama_server_completions.json", *cf).empty());
+
+  const Json chat{{"messages", kMsgs}, {"max_tokens", 3}, {"seed", 1}};
+  auto ch = s->ChatComplete(chat);
+  ASSERT_TRUE(ch.ok()) << ch.status().ToString();
+  EXPECT_EQ(ShapeDiffs("llama_server_chat.json", *ch, {".choices[].logprobs"}), std::vector<std::string>());
+  auto chf = full->ChatComplete(chat);
+  ASSERT_TRUE(chf.ok());
+  EXPECT_EQ(ShapeDiffs("llama_server_chat.json", *chf, {".choices[].logprobs"}),
+            std::vector<std::string>({".choices[].token_ids: not sent by the engine"}));
+
+  const Json embed{{"input", Json::array({4, 5, 6})}, {"pool_from", 2}};
+  auto e = s->Embed(embed);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(ShapeDiffs("llama_server_embeddings.json", *e), std::vector<std::string>());
+  auto ef = full->Embed(embed);
+  ASSERT_TRUE(ef.ok());
+  EXPECT_EQ(ShapeDiffs("llama_server_embeddings.json", *ef),
+            std::vector<std::string>({".data[].pool_from: not sent by the engine"}));
+  // Standard pooling: the mean over the whole input (pool_from ignored), L2-normalized.
+  auto e0 = full->Embed(Json{{"input", Json::array({4, 5, 6})}});
+  ASSERT_TRUE(e0.ok());
+  const auto& v = (*e)["data"][0]["embedding"];
+  const auto& raw = (*e0)["data"][0]["embedding"];
+  ASSERT_EQ(v.size(), raw.size());
+  double norm = 0.0, raw_norm = 0.0;
+  for (size_t d = 0; d < v.size(); ++d) {
+    norm += v[d].get<double>() * v[d].get<double>();
+    raw_norm += raw[d].get<double>() * raw[d].get<double>();
+  }
+  EXPECT_NEAR(norm, 1.0, 1e-5);
+  for (size_t d = 0; d < v.size(); ++d) EXPECT_NEAR(v[d].get<double>(), raw[d].get<double>() / std::sqrt(raw_norm), 1e-6);
+
+  // Echo is refused as llama-server refuses it; logprobs 0 gives none (llama-server's n_probs 0).
+  auto echo = s->Complete(Json{{"prompt", Json::array({1, 2})}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 0}});
+  ASSERT_FALSE(echo.ok());
+  EXPECT_EQ(echo.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(echo.status().message(), "Only no echo is supported");
+  auto lp0 = s->Complete(Json{{"prompt", Json::array({1, 2})}, {"max_tokens", 2}, {"logprobs", 0}});
+  ASSERT_TRUE(lp0.ok());
+  EXPECT_TRUE((*lp0)["choices"][0]["logprobs"].is_null());
+}
+
 
 #ifdef FAMQ_HAVE_HTTP
 TEST(ServeHttp, ApiKeyRequiredOffLoopback) {

@@ -30,6 +30,7 @@ struct PipelineArgs {
   std::string api_key;  // --api-key, else $FAMQ_BACKEND_API_KEY (BackendApiKey)
   // select
   std::string score_backend;  // "": engine (select), or the --backend server when it serves the expert (bundle)
+  std::string embed_backend;  // "": the pooled states from the scoring backend
   int keep = 1;
   ScoreWeights weights;
   PenaltyOptions penalties;
@@ -115,6 +116,7 @@ SelectConfig MakeSelectConfig(const PipelineArgs& a, bool bundle) {
   SelectConfig c;
   c.expert = a.expert;
   c.scoring_backend = ScoreBackendArg(a, bundle);
+  c.embed_backend = a.embed_backend;
   c.timeout_s = a.timeout_s;
   c.retries = a.retries;
   c.api_key = BackendApiKey(a);
@@ -205,9 +207,15 @@ void AddRegenerateOptions(CLI::App* cmd, PipelineArgs* a) {
 void AddSelectOptions(CLI::App* cmd, PipelineArgs* a, bool bundle) {
   cmd->add_option("--expert", a->expert, "Scoring model directory (default: the regenerator)");
   cmd->add_option("--score-backend", a->score_backend,
-                  std::string("engine (the in-process expert) or openai:URL (echo logprobs and /v1/embeddings with "
-                              "pool_from; a server without them falls back to the engine). Default: ") +
+                  std::string("engine (the in-process expert) or openai:URL: fidelity from echo logprobs, "
+                              "prompt_logprobs or (the expert being the regenerator on that server, sampled at "
+                              "temperature 1, top-p 1) the sampled tokens' logprobs; pooled states from "
+                              "/v1/embeddings (pool_from, else the server's pooling of the texts); a term without "
+                              "a path falls back to the engine (recorded). Default: ") +
                       (bundle ? "the --backend server when the expert is the regenerator, else engine" : "engine"));
+  cmd->add_option("--embed-backend", a->embed_backend,
+                  "openai:URL of a separate server for the pooled states (its /v1/embeddings; same --api-key); "
+                  "default: the scoring backend");
   cmd->add_option("--keep,-k", a->keep, "Candidates kept per group (k)")->check(CLI::Range(1, 256))->capture_default_str();
   cmd->add_option("--w-fidelity", a->weights.fidelity, "Score weight a of fidelity")->capture_default_str();
   cmd->add_option("--w-consistency", a->weights.consistency, "Score weight b of consistency")->capture_default_str();

@@ -1,5 +1,5 @@
 // famq serve --model DIR [--host 127.0.0.1] --port P [--name ID] [--threads N]
-//            [--api full|chat-only] [--api-key KEY] [limits: --max-concurrent,
+//            [--api full|chat-only|standard] [--api-key KEY] [limits: --max-concurrent,
 //            --request-timeout, --header-timeout, --body-timeout, --max-body-bytes,
 //            --max-prompt-bytes, --max-n, --max-tokens, --max-stop, ...]
 // The built-in engine behind the OpenAI-compatible API (completions, chat
@@ -48,7 +48,7 @@ int RunServe(const ServeArgs& a) {
   return Fail(Unsupported("serve: this famq was built without HTTP support (cpp-httplib)"));
 #else
   ServeLimits limits = a.limits;
-  limits.api = a.api == "chat-only" ? ServeApi::kChatOnly : ServeApi::kFull;
+  limits.api = a.api == "chat-only" ? ServeApi::kChatOnly : a.api == "standard" ? ServeApi::kStandard : ServeApi::kFull;
   {
     HttpServeOptions check = a.http;
     if (check.api_key.empty() && std::getenv("FAMQ_API_KEY") != nullptr) check.api_key = std::getenv("FAMQ_API_KEY");
@@ -100,9 +100,11 @@ void RegisterServe(CLI::App& app, ExitCode* exit_code) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   cmd->add_option("--api", a->api,
-                  "Routes served: full, or chat-only (GET /v1/models and POST /v1/chat/completions, n = 1 only, "
-                  "like distributed-llama's server: a test aid for the clients' fallback paths)")
-      ->check(CLI::IsMember({"full", "chat-only"}))
+                  "Routes served: full; chat-only (GET /v1/models and POST /v1/chat/completions, n = 1 only, "
+                  "like distributed-llama's server); or standard (only what llama-server offers: no token_ids, "
+                  "no echo, no pool_from, its logprobs and embeddings shapes). The last two are test aids for the "
+                  "clients' fallback paths")
+      ->check(CLI::IsMember({"full", "chat-only", "standard"}))
       ->capture_default_str();
   cmd->add_option("--api-key", a->http.api_key,
                   "Serve only requests with \"Authorization: Bearer KEY\" (default: $FAMQ_API_KEY); required when "
