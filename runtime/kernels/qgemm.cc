@@ -89,8 +89,8 @@ const QGemmKernels* GetQGemmKernels(Isa isa) {
 }
 
 Status ValidateQMatrix(const QMatrix& w, const std::string& name) {
-  if (w.bits != 4 && w.bits != 8) {
-    return InvalidArgument(name + ": weight-only kernels take 4- or 8-bit codes, not " + std::to_string(w.bits) + " " +
+  if (w.bits != 2 && w.bits != 3 && w.bits != 4 && w.bits != 8) {
+    return InvalidArgument(name + ": weight-only kernels take 2-, 3-, 4- or 8-bit codes, not " + std::to_string(w.bits) + " " +
                            Sizes(w));
   }
   if (w.rows <= 0 || w.cols <= 0 || w.group_size <= 0) {

@@ -15,7 +15,7 @@
 
 namespace famq {
 
-// Checks everything the kernels rely on: bits 4 or 8; rows, cols, group_size
+// Checks everything the kernels rely on: bits 2, 3, 4 or 8; rows, cols, group_size
 // positive; cols % 32, group_size % 32 and cols % group_size all 0; vector
 // sizes; codes and zeros within [CodeMin(), CodeMax()]; scales finite, >= 0.
 // name: prefixes messages (the layer or tensor name).
