@@ -8,8 +8,9 @@ SVG plots.
 OUT is run.sh's output directory (results/, coverage/, timing.txt,
 config.conf). Without --write the report goes to OUT/report/RESULTS.md; with
 it, to the given file, its JSON and plots to results/ beside it.
-Hand-written findings are taken from scripts/experiment/findings.md when it
-exists and the report is the full grid (--write).
+Hand-written findings are taken from scripts/experiment/findings.md (and the
+hand-run W3/W2 section from scripts/experiment/lowbits.md) when they exist
+and the report is the full grid (--write).
 
 Definitions (docs/DESIGN.md §7): loss = quantized metric vs fp32 metric of the same
 target, signed so that larger is worse:
@@ -327,6 +328,9 @@ def main():
     findings = os.path.join(HERE, "findings.md")
     if a.write and os.path.exists(findings):
         L.append(open(findings, encoding="utf-8").read().rstrip() + "\n")
+    lowbits = os.path.join(HERE, "lowbits.md")  # hand-run W3/W2 measurements (not the grid)
+    if a.write and os.path.exists(lowbits):
+        L.append(open(lowbits, encoding="utf-8").read().rstrip() + "\n")
 
     tuning_doc = None
     if a.tuning and os.path.isdir(os.path.join(a.tuning, "results")):
