@@ -184,7 +184,8 @@ Result<EvalResult> RunEvalSuite(const EvalSuite& suite, const RunnableModel& mod
       return true;
     };
     FAMQ_ASSIGN_OR_RETURN(PerplexityResult pr, ComputePerplexity(*engine, ids, po));
-    result.text[d.domain] = {pr.ppl, pr.mean_nll, pr.top1_accuracy(), pr.tokens, pr.windows};
+    result.text[d.domain] = {pr.ppl,     pr.mean_nll,          pr.top1_accuracy(), pr.tokens,
+                             pr.windows, std::move(pr.window_nll), std::move(pr.window_tokens)};
   }
 
   if (!problems.empty()) {
@@ -211,6 +212,7 @@ Result<EvalResult> RunEvalSuite(const EvalSuite& suite, const RunnableModel& mod
       const std::optional<int64_t> got = ParseFinalAnswer(text);
       const bool ok = got && *got == p.answer;
       rr.unparsed += !got;
+      rr.correct_by_problem.push_back(ok ? 1 : 0);
       for (ReasoningTally* t : {&rr.all, &rr.by_difficulty[p.difficulty], &rr.by_format[p.format], &rr.by_kind[p.kind]}) {
         t->total += 1;
         t->correct += ok;

@@ -68,6 +68,8 @@ struct TextDomainResult {
   double ppl = 0, nll = 0, top1_accuracy = 0;
   int64_t tokens = 0;
   int windows = 0;
+  std::vector<double> window_nll;      // per window: summed NLL (statistics over windows)
+  std::vector<int64_t> window_tokens;  // per window: predicted tokens
 };
 
 struct ReasoningTally {
@@ -80,6 +82,7 @@ struct ReasoningResult {
   std::map<int, ReasoningTally> by_difficulty;
   std::map<std::string, ReasoningTally> by_format;
   std::map<std::string, ReasoningTally> by_kind;
+  std::vector<uint8_t> correct_by_problem;  // 1: problem i (in suite order) answered right
   int unparsed = 0;  // answers without a final "The answer is N." line
   int64_t generated_tokens = 0;
 };

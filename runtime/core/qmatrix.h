@@ -4,7 +4,9 @@
 //
 //   W[r][c] ≈ scales[r][g] * (codes[r][c] - zeros[r][g]),  g = c / group_size
 //
-// Codes are signed: [-8, 7] for 4 bits, [-128, 127] for 8 bits. Symmetric
+// Codes are signed: [-2, 1] for 2 bits, [-4, 3] for 3 bits, [-8, 7] for 4
+// bits, [-128, 127] for 8 bits (one int8 each in memory, whatever the width;
+// the file packs them densely, runtime/qmodel/code_packing.h). Symmetric
 // quantization has zeros == 0; asymmetric stores the zero point in the same
 // signed code range (an unsigned zero point z_u maps to z_u - 2^(bits-1)).
 #pragma once
@@ -16,7 +18,7 @@
 namespace famq {
 
 struct QMatrix {
-  int bits = 0;        // 4 or 8
+  int bits = 0;        // 2, 3, 4 or 8
   int rows = 0;        // output features (n)
   int cols = 0;        // input features (k)
   int group_size = 0;  // divides cols; == cols for per-channel scales

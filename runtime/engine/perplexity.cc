@@ -28,6 +28,8 @@ Result<PerplexityResult> ComputePerplexity(Engine& engine, std::span<const int32
   for (size_t w = 0; w + 1 < ids.size() && r.windows < planned; w += static_cast<size_t>(ctx)) {
     const int len = static_cast<int>(std::min<size_t>(static_cast<size_t>(ctx), ids.size() - w));
     const int32_t* win = ids.data() + w;
+    const double nll_before = nll;
+    const int64_t tokens_before = r.tokens;
     for (int start = 0; start < len; start += engine.max_batch()) {
       const int n = std::min(engine.max_batch(), len - start);
       FAMQ_RETURN_IF_ERROR(
@@ -42,6 +44,8 @@ Result<PerplexityResult> ComputePerplexity(Engine& engine, std::span<const int32
         ++r.tokens;
       }
     }
+    r.window_nll.push_back(nll - nll_before);
+    r.window_tokens.push_back(r.tokens - tokens_before);
     ++r.windows;
     if (options.on_window && !options.on_window(r.windows, planned)) return Cancelled("perplexity: cancelled");
   }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "core/status.h"
 #include "engine/engine.h"
@@ -26,6 +27,8 @@ struct PerplexityResult {
   int64_t tokens = 0;   // predicted tokens
   int64_t correct = 0;  // argmax == next token
   int windows = 0;
+  std::vector<double> window_nll;      // per window: summed NLL of its predicted tokens
+  std::vector<int64_t> window_tokens;  // per window: tokens it predicted
   double top1_accuracy() const { return tokens ? static_cast<double>(correct) / static_cast<double>(tokens) : 0.0; }
 };
 

@@ -57,8 +57,14 @@ quant::QuantSpec SpecFor(const FinalizeOptions& o, int cols) {
 }  // namespace
 
 Status ValidateFinalizeOptions(const FinalizeOptions& o, const ModelConfig& c) {
-  if (o.wbits != 4 && o.wbits != 8) return InvalidArgument("wbits " + std::to_string(o.wbits) + " is not supported (4 or 8)");
+  if (o.wbits != 2 && o.wbits != 3 && o.wbits != 4 && o.wbits != 8) {
+    return InvalidArgument("wbits " + std::to_string(o.wbits) + " is not supported (2, 3, 4 or 8)");
+  }
   if (o.abits != 0 && o.abits != 8) return InvalidArgument("abits " + std::to_string(o.abits) + " is not supported (8, or none)");
+  if ((o.wbits == 2 || o.wbits == 3) && (o.abits == 8 || o.method == QuantMethod::kSmoothQuant)) {
+    return InvalidArgument("wbits " + std::to_string(o.wbits) + " is weight-only (rtn, gptq or awq): " +
+                           "smoothquant and --abits 8 (W8A8) need --wbits 8 --group channel");
+  }
   if (o.abits == 8 && (o.wbits != 8 || o.group_size != 0)) {
     return InvalidArgument("--abits 8 needs a W8 per-channel weight scheme (--wbits 8 --group channel): "
                            "XNNPACK's qc8 kernels take one weight scale per output channel");

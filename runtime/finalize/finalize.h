@@ -40,7 +40,7 @@ inline constexpr int kHeadGroupSize = 32;
 
 struct FinalizeOptions {
   QuantMethod method = QuantMethod::kGptq;
-  int wbits = 4;                 // 4 or 8
+  int wbits = 4;                 // 2, 3, 4 or 8 (2 and 3: weight-only, rtn / gptq / awq)
   int abits = 0;                 // 0: weight-only; 8: W8A8 static (needs wbits 8, per channel)
   int group_size = 32;           // 0: per channel
   bool symmetric = false;        // weight-only only; W8A8 weights are always symmetric

@@ -108,8 +108,9 @@ QMatrixView ViewOf(const QMatrix& w) {
 }
 
 Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
-  if (w.bits != 4 && w.bits != 8) {
-    return InvalidArgument(name + ": weight-only kernels take 4- or 8-bit codes, not " + std::to_string(w.bits) + " " +
+  if (w.bits != 2 && w.bits != 3 && w.bits != 4 && w.bits != 8) {
+    return InvalidArgument(name + ": weight-only kernels take 2-, 3-, 4- or 8-bit codes, not " + std::to_string(w.bits) +
+                           " " +
                            Sizes(w));
   }
   if (w.rows <= 0 || w.cols <= 0 || w.group_size <= 0) {
@@ -131,7 +132,7 @@ Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
   }
   const int lo = -(1 << (w.bits - 1));
   const int hi = (1 << (w.bits - 1)) - 1;
-  if (w.bits == 4 && !w.nibbles) {
+  if (w.bits != 8 && !w.nibbles) {
     const auto* codes = reinterpret_cast<const int8_t*>(w.codes);
     for (size_t i = 0; i < code_count; ++i) {
       if (codes[i] < lo || codes[i] > hi) {

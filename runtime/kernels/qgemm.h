@@ -4,7 +4,9 @@
 // (weight_only_linear.h); this header is for kernels, their tests and benches.
 //
 // ============================== SPECIFICATION ==============================
-// Weights: a famq::QMatrix W with bits 4 or 8, rows = n (output features),
+// Weights: a famq::QMatrix W with bits 2, 3, 4 or 8 (2- and 3-bit codes run
+// on the 8-bit packing and kernels: everything below holds for any code in
+// [-128, 127]), rows = n (output features),
 // cols = k (input features), signed codes c[r][j], per (row, group) fp32 scale
 // s[r][g] (finite, >= 0) and signed zero point z[r][g] (in the code range),
 // g = j / group_size. Accepted shapes: k % 32 == 0, group_size % 32 == 0,

@@ -30,13 +30,13 @@ struct QMatrixView {
 // The view of a QMatrix (codes one per byte).
 QMatrixView ViewOf(const QMatrix& w);
 
-// ValidateQMatrix's checks on a view: bits 4 or 8, shape, array lengths,
-// zero points in the code range, scales finite and >= 0; codes stored one per
-// byte are range-checked for 4 bits (nibbles and 8-bit bytes are in range by
-// construction). Returns: Ok; InvalidArgument naming the first offending value.
+// ValidateQMatrix's checks on a view: bits 2, 3, 4 or 8 (2 and 3 run on the
+// 8-bit packing), shape, array lengths, zero points in the code range, scales
+// finite and >= 0; codes stored one per byte are range-checked below 8 bits
+// (nibbles and 8-bit bytes are in range by construction). Returns: Ok; InvalidArgument naming the first offending value.
 Status ValidateQMatrixView(const QMatrixView& w, const std::string& name);
 
-// Checks everything the kernels rely on: bits 4 or 8; rows, cols, group_size
+// Checks everything the kernels rely on: bits 2, 3, 4 or 8; rows, cols, group_size
 // positive; cols % 32, group_size % 32 and cols % group_size all 0; vector
 // sizes; codes and zeros within [CodeMin(), CodeMax()]; scales finite, >= 0.
 // name: prefixes messages (the layer or tensor name).

@@ -1,6 +1,7 @@
-// A linear layer y = x W^T (+ b) with W quantized group-wise to 4 or 8 bits
-// (weight-only: activations stay fp32 at the interface and are quantized to
-// int8 per block of 32 inside, see the specification in qgemm.h).
+// A linear layer y = x W^T (+ b) with W quantized group-wise to 2, 3, 4 or 8 bits
+// (2 and 3 bits are held and run as 8-bit codes; weight-only: activations
+// stay fp32 at the interface and are quantized to int8 per block of 32
+// inside, see the specification in qgemm.h).
 //
 // Create packs W once for one ISA's kernels and allocates all scratch; Run
 // then never allocates. Run is not reentrant: one object serves one thread of

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/checksum.h"
+#include "qmodel/code_packing.h"
 
 namespace famq {
 
@@ -20,7 +21,7 @@ std::string QLinearName(int layer, int slot) {
 
 namespace {
 
-size_t CodeBytes(int bits, size_t count) { return bits == 4 ? (count + 1) / 2 : count; }
+size_t CodeBytes(int bits, size_t count) { return PackedCodeBytes(bits, count); }
 
 fb::TensorDType ToFb(DType d) {
   switch (d) {
@@ -167,14 +168,7 @@ Status ChecksumMismatch(const std::string& at, uint64_t stored, uint64_t compute
 flatbuffers::Offset<fb::QuantLinear> BuildLinear(flatbuffers::FlatBufferBuilder& b, const QLinearContents& l) {
   const QMatrix& w = l.w;
   std::vector<uint8_t> packed(CodeBytes(w.bits, w.codes.size()), 0);
-  if (w.bits == 4) {
-    for (size_t i = 0; i < w.codes.size(); ++i) {
-      const uint8_t nib = static_cast<uint8_t>(w.codes[i]) & 0x0F;
-      packed[i / 2] |= static_cast<uint8_t>((i % 2 == 0) ? nib : nib << 4);
-    }
-  } else {
-    std::memcpy(packed.data(), w.codes.data(), w.codes.size());
-  }
+  PackCodes(w.bits, w.codes.data(), w.codes.size(), packed.data());
   const auto name = b.CreateString(l.name);
   const auto codes = b.CreateVector(packed);
   const auto scales = b.CreateVector(w.scales);
@@ -254,15 +248,7 @@ QMatrix UnpackQuantLinear(const fb::QuantLinear& l) {
   m.group_size = static_cast<int>(l.group_size());
   const size_t count = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols);
   m.codes.resize(count);
-  const uint8_t* src = l.codes()->data();
-  if (m.bits == 4) {
-    for (size_t i = 0; i < count; ++i) {
-      const uint8_t nib = (i % 2 == 0) ? (src[i / 2] & 0x0F) : (src[i / 2] >> 4);
-      m.codes[i] = static_cast<int8_t>(nib >= 8 ? static_cast<int>(nib) - 16 : static_cast<int>(nib));
-    }
-  } else {
-    std::memcpy(m.codes.data(), src, count);
-  }
+  UnpackCodes(m.bits, l.codes()->data(), count, m.codes.data());
   m.scales.assign(l.scales()->begin(), l.scales()->end());
   m.zeros.assign(l.zeros()->begin(), l.zeros()->end());
   return m;
@@ -411,7 +397,9 @@ bool AllFinite(const flatbuffers::Vector<float>* v, bool non_negative) {
 // bias and input multiplier sizes. `at` prefixes every error.
 Status CheckQuantLinear(const fb::QuantLinear& l, const std::string& name, LinearShape shape, const std::string& at) {
   if (l.name() == nullptr || l.name()->str() != name) return InvalidFormat(at + "missing or misnamed");
-  if (l.bits() != 4 && l.bits() != 8) return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes (4 or 8)");
+  if (!StoredCodeBitsSupported(l.bits())) {
+    return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes (this famq reads 2, 3, 4 or 8)");
+  }
   if (static_cast<int64_t>(l.rows()) != shape.rows || static_cast<int64_t>(l.cols()) != shape.cols) {
     return InvalidFormat(at + "shape [" + std::to_string(l.rows()) + ", " + std::to_string(l.cols()) +
                          "] does not match the config's [" + std::to_string(shape.rows) + ", " +
@@ -451,6 +439,9 @@ Status CheckQuantLinear(const fb::QuantLinear& l, const std::string& name, Linea
 Status CheckQuantEmbedding(const fb::QuantLinear& l, const char* name, const ModelConfig& c, const std::string& o) {
   const std::string at = o + ": " + name + ": ";
   FAMQ_RETURN_IF_ERROR(CheckQuantLinear(l, name, LinearShape{c.vocab_size, c.hidden_size}, at));
+  if (l.bits() != 4 && l.bits() != 8) {
+    return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes: a quantized embedding or head is 4- or 8-bit");
+  }
   if (l.cols() % 32 != 0 || l.group_size() % 32 != 0) {
     return InvalidFormat(at + "weight-only kernels need input features and group size in multiples of 32");
   }

@@ -40,7 +40,7 @@ struct GroupParams {
 };
 
 // The parameters of a group whose smallest and largest values are
-// `group_min` <= `group_max` (finite). `bits`: 4 or 8.
+// `group_min` <= `group_max` (finite). `bits`: 2, 3, 4 or 8.
 GroupParams FindGroupParams(double group_min, double group_max, int bits, bool symmetric);
 
 // The unsigned code of `w`: clamp(round(w / scale) + zero, 0, maxq), rounding

@@ -8,8 +8,9 @@ SVG plots.
 OUT is run.sh's output directory (results/, coverage/, timing.txt,
 config.conf). Without --write the report goes to OUT/report/RESULTS.md; with
 it, to the given file, its JSON and plots to results/ beside it.
-Hand-written findings are taken from scripts/experiment/findings.md when it
-exists and the report is the full grid (--write).
+Hand-written findings are taken from scripts/experiment/findings.md (and the
+hand-run W3/W2 section from scripts/experiment/lowbits.md) when they exist
+and the report is the full grid (--write).
 
 Definitions (docs/DESIGN.md §7): loss = quantized metric vs fp32 metric of the same
 target, signed so that larger is worse:
@@ -27,6 +28,9 @@ import re
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stats  # noqa: E402  (scripts/experiment/stats.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
@@ -40,6 +44,7 @@ SOURCE_LABELS = {
     "faq-longp": "FAQ, P = 160",
     "faq-cool": "FAQ, T = 0.5",
     "faq-base": "FAQ, base template",
+    "oracle": "oracle (mixture originals)",
 }
 METHOD_LABELS = {
     "rtn": "RTN W4 g32",
@@ -48,7 +53,17 @@ METHOD_LABELS = {
     "smoothquant": "SmoothQuant W8A8",
     "minmax": "W8A8 min-max",
     "gptq-ch": "GPTQ W4 per-channel",
+    "rtn-w3": "RTN W3 g128",
+    "rtn-w2": "RTN W2 g64",
+    "gptq-w3": "GPTQ W3 g128",
+    "awq-w3": "AWQ W3 g128",
+    "gptq-w2": "GPTQ W2 g64",
 }
+
+
+def is_floor(method):
+    """RTN reads no data: run once per target, not per source (run.sh)."""
+    return method == "rtn" or method.startswith("rtn-")
 METRICS = {"ppl": "ppl loss (%)", "top1": "top-1 loss (points)", "reasoning": "reasoning loss (points)"}
 # A mean loss of the original data below this (in the metric's unit) is within
 # what the evaluation resolves: gains against it are not reported as numbers.
@@ -115,7 +130,7 @@ def aggregate(runs, conf):
     targets = conf["targets"].split()
     settings = [s.split(":")[0] for s in conf["settings"].split()]
     sources = conf["sources"].split()
-    methods = [m for m in conf["methods"].split() if m != "rtn"]
+    methods = [m for m in conf["methods"].split() if not is_floor(m)]
     seeds = [int(s) for s in conf["seeds"].split()]
     by = {(r["target"], r["setting"], r["seed"], r["source"], r["method"]): r for r in runs}
     agg = []
@@ -182,7 +197,7 @@ def svg_loss(agg, conf, path):
     targets = conf["targets"].split()
     settings = [s.split(":")[0] for s in conf["settings"].split()]
     sources = conf["sources"].split()
-    methods = [m for m in conf["methods"].split() if m != "rtn"]
+    methods = [m for m in conf["methods"].split() if not is_floor(m)]
     fig, axes = plt.subplots(len(targets), len(settings), figsize=(6.5 * len(settings), 3.6 * len(targets)),
                              squeeze=False)
     width = 0.8 / len(sources)
@@ -208,6 +223,128 @@ def svg_loss(agg, conf, path):
     fig.tight_layout()
     fig.savefig(path, format="svg", metadata={"Date": None})
     plt.close(fig)
+
+
+def window_data(ev):
+    """{domain: (window_nll, window_tokens)} of a famq eval result, or None (an eval without per-window output)."""
+    text = ev.get("text", {})
+    if not text or not all("window_nll" in v and "window_tokens" in v for v in text.values()):
+        return None
+    return {d: (v["window_nll"], v["window_tokens"]) for d, v in text.items()}
+
+
+def answer_stats(runs, fps, conf):
+    """Per cell and source, stats.cell_stats against the original data; Holm over the
+    non-primary cells (bootstrap p). None when the results lack per-window NLL."""
+    targets = conf["targets"].split()
+    settings = [x.split(":")[0] for x in conf["settings"].split()]
+    sources = conf["sources"].split()
+    methods = [m for m in conf["methods"].split() if not is_floor(m)]
+    primary = set(conf.get("primary", "").split())
+    B = int(conf.get("bootstrap", "1000") or 1000)
+    rng_seed = int(conf.get("bootstrap_seed", "20261207") or 20261207)
+    cells = []
+    for t in targets:
+        if t not in fps:
+            continue
+        fp = window_data(fps[t]["eval"])
+        if fp is None:
+            return None
+        for lab in settings:
+            for m in methods:
+                by_seed = {}
+                for r in runs:
+                    if (r["target"], r["setting"], r["method"]) == (t, lab, m):
+                        wd = window_data(r["eval"])
+                        if wd is None:
+                            return None
+                        by_seed.setdefault(r["seed"], {})[r["source"]] = wd
+                res = stats.cell_stats(fp, by_seed, sources, B=B, rng_seed=rng_seed)
+                for src, v in res.items():
+                    v.update(target=t, setting=lab, method=m, source=src,
+                             primary=f"{t}:{lab}:{m}:{src}" in primary)
+                    cells.append(v)
+    keyed = {i: c["p_boot"] for i, c in enumerate(cells) if not c["primary"]}
+    adj = stats.holm(keyed)
+    for i, c in enumerate(cells):
+        c["p_holm"] = adj.get(i)
+        c["answers"] = c["excludes_0"] if c["primary"] else (adj[i] < 0.05)
+        oracle = next((o for o in cells if o["source"] == "oracle" and
+                       (o["target"], o["setting"], o["method"]) == (c["target"], c["setting"], c["method"])), None)
+        c["of_oracle"] = (c["delta"] / oracle["delta"] if oracle is not None and c["source"] != "oracle"
+                          and oracle["delta"] > 0 else None)
+    # A primary cell named in the config but absent from the results is an error of the run, not a silent gap.
+    missing = sorted(primary - {f"{c['target']}:{c['setting']}:{c['method']}:{c['source']}" for c in cells})
+    return {"cells": cells, "B": B, "rng_seed": rng_seed, "primary": sorted(primary), "primary_missing": missing}
+
+
+def svg_intervals(st, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "famq"
+    import matplotlib.pyplot as plt
+    cells = st["cells"]
+    fig, ax = plt.subplots(figsize=(8, 0.22 * len(cells) + 1.2))
+    for y, c in enumerate(reversed(cells)):
+        lo, hi = c["delta_ci"]
+        color = "tab:green" if c["answers"] and c["delta"] > 0 else "tab:red" if c["answers"] else "tab:gray"
+        ax.plot([lo, hi], [y, y], color=color, linewidth=2.5 if c["primary"] else 1.2)
+        ax.plot([c["delta"]], [y], "o", color=color, markersize=3)
+    ax.set_yticks(range(len(cells)))
+    ax.set_yticklabels([("* " if c["primary"] else "") + f"{c['target']} {c['setting']} "
+                        f"{METHOD_LABELS.get(c['method'], c['method'])}: {source_label(c['source'])}"
+                        for c in reversed(cells)], fontsize=6)
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_xlabel("ppl loss (original) − ppl loss (source), points of %: > 0 the source is better", fontsize=8)
+    ax.set_title("Paired gain over the original data, 95 % bootstrap interval (seeds and windows); * primary",
+                 fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
+
+
+def answer_section(L, st, rel):
+    L.append("## Statistics that can answer: gain over the original data with 95 % intervals\n")
+    L.append(
+        "Per cell (target, setting, method) and seed every source was calibrated from the same draw of originals "
+        "(paired), and every model is evaluated on the same windows. Per seed, d = ppl loss(original) − ppl loss"
+        "(source) (> 0: the source is better); Δ = mean of d over seeds, gain = Δ / mean loss(original). "
+        f"Interval: 2.5 / 97.5 percentiles of {st['B']} bootstrap replicates (scripts/experiment/stats.py, "
+        f"random.Random('{st['rng_seed']}:SOURCE')): each replicate draws the seeds with replacement, and for "
+        "every drawn seed and text domain that domain's windows with replacement, the same windows for the fp32, "
+        "the original data's and the source's model. Sign test: exact two-sided over seeds (ties dropped). "
+        "Primary cells, named in the config before running: " +
+        (", ".join(f"`{p}`" for p in st["primary"]) if st["primary"] else "none") +
+        ": the answer is whether their interval excludes 0; every other cell is corrected for multiple "
+        "comparisons by Holm over their bootstrap p-values (answers: Holm p < 0.05).\n")
+    if st["primary_missing"]:
+        L.append("**Primary cells without results:** " + ", ".join(f"`{p}`" for p in st["primary_missing"]) + "\n")
+    L.append(f"![intervals]({rel}/gain_intervals.svg)\n")
+    L.append("| target | setting | method | source | seeds | loss original (%) | Δ [95 % CI] | gain [95 % CI] | "
+             "gain per seed | sign +/− (p) | p boot | p Holm | of oracle | answer |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for c in sorted(cells_order(st["cells"])):
+        c = c[-1]
+        mb = statistics.mean(c["loss_baseline"])
+        resolved = mb >= RESOLUTION["ppl"] and c["gain"] is not None and c["gain_ci"] is not None
+        gain = f"{100 * c['gain']:+.0f}% [{100 * c['gain_ci'][0]:+.0f}, {100 * c['gain_ci'][1]:+.0f}]" if resolved else "–"
+        per_seed = " ".join(f"{100 * g:+.0f}" if g is not None else "–" for g in c["gain_per_seed"]) if resolved else "–"
+        if c["answers"]:
+            ans = "**better**" if c["delta"] > 0 else "**worse**"
+        else:
+            ans = "contains 0"
+        L.append(f"| {c['target']} | {c['setting']} | {METHOD_LABELS.get(c['method'], c['method'])} | "
+                 f"{'**' if c['primary'] else ''}{source_label(c['source'])}{'** (primary)' if c['primary'] else ''} | "
+                 f"{len(c['seeds'])} | {mb:.3f} | {c['delta']:+.3f} [{c['delta_ci'][0]:+.3f}, {c['delta_ci'][1]:+.3f}] | "
+                 f"{gain} | {per_seed} | {c['sign'][0]}/{c['sign'][1]} ({c['p_sign']:.3f}) | {c['p_boot']:.3f} | "
+                 f"{'–' if c['p_holm'] is None else format(c['p_holm'], '.3f')} | "
+                 f"{'–' if c['of_oracle'] is None else format(100 * c['of_oracle'], '+.0f') + '%'} | {ans} |")
+    L.append("")
+
+
+def cells_order(cells):
+    return [(not c["primary"], c["target"], c["setting"], c["method"], c["source"], i, c) for i, c in enumerate(cells)]
 
 
 def coverage(out, conf):
@@ -286,7 +423,7 @@ def main():
     targets = conf["targets"].split()
     settings = conf["settings"].split()
     sources = conf["sources"].split()
-    methods = [m for m in conf["methods"].split() if m != "rtn"]
+    methods = [m for m in conf["methods"].split() if not is_floor(m)]
     seeds = conf["seeds"].split()
     rel = os.path.relpath(rdir, os.path.dirname(os.path.abspath(dest)))
 
@@ -327,6 +464,9 @@ def main():
     findings = os.path.join(HERE, "findings.md")
     if a.write and os.path.exists(findings):
         L.append(open(findings, encoding="utf-8").read().rstrip() + "\n")
+    lowbits = os.path.join(HERE, "lowbits.md")  # hand-run W3/W2 measurements (not the grid)
+    if a.write and os.path.exists(lowbits):
+        L.append(open(lowbits, encoding="utf-8").read().rstrip() + "\n")
 
     tuning_doc = None
     if a.tuning and os.path.isdir(os.path.join(a.tuning, "results")):
@@ -334,7 +474,7 @@ def main():
         truns, _ = load(a.tuning)
         tagg = aggregate(truns, tconf)
         tsources = tconf["sources"].split()
-        tmethods = [m for m in tconf["methods"].split() if m != "rtn"]
+        tmethods = [m for m in tconf["methods"].split() if not is_floor(m)]
         ttargets = tconf["targets"].split()
         L.append("## Tuning on the validation splits\n")
         L.append(f"`bash scripts/experiment/run.sh scripts/experiment/{tconf.get('name', 'tune')}.conf`: "
@@ -359,6 +499,11 @@ def main():
             L.append(f"| {lab} | " + " | ".join(cells) + " |")
         L.append("")
 
+    st = answer_stats(runs, fps, conf)
+    if st is not None and st["cells"]:
+        svg_intervals(st, os.path.join(rdir, "gain_intervals.svg"))
+        answer_section(L, st, rel)
+
     L.append("## Perplexity loss (%) and gain over the original data\n")
     L.append(f"![loss by method and source]({rel}/loss_by_method_source.svg)\n")
     for t in targets:
@@ -376,10 +521,10 @@ def main():
                         c += f"<br>gain {fmt(*r['ppl_gain'], pct=True)}"
                     cells.append(c)
                 L.append(f"| {METHOD_LABELS.get(m, m)} | " + " | ".join(cells) + " |")
-            rtn = [r for r in runs if r["target"] == t and r["method"] == "rtn"]
-            if rtn:
-                L.append(f"\nRTN W4 g32 (no calibration): ppl loss {rtn[0]['loss']['ppl']:.3f} %, top-1 loss "
-                         f"{rtn[0]['loss']['top1']:.3f}, reasoning loss {rtn[0]['loss'].get('reasoning', float('nan')):.1f}.\n")
+            for rtn in [r for r in runs if r["target"] == t and is_floor(r["method"])]:
+                L.append(f"\n{METHOD_LABELS.get(rtn['method'], rtn['method'])} (no calibration): ppl loss "
+                         f"{rtn['loss']['ppl']:.3f} %, top-1 loss {rtn['loss']['top1']:.3f}, reasoning loss "
+                         f"{rtn['loss'].get('reasoning', float('nan')):.1f}.\n")
 
     domains = sorted(next(iter(fps.values()))["eval"]["text"])
     L.append("## Perplexity loss per domain (%), mean over the calibrated methods and seeds\n")
@@ -390,7 +535,7 @@ def main():
             lab = s_.split(":")[0]
             for src in sources:
                 sel = [r for r in runs if r["target"] == t and r["setting"] == lab and r["source"] == src
-                       and r["method"] != "rtn"]
+                       and not is_floor(r["method"])]
                 if sel:
                     L.append(f"| {t} | {lab} | {source_label(src)} | " + " | ".join(
                         f"{statistics.mean(r['loss']['ppl_by_domain'][d] for r in sel):.3f}" for d in domains) + " |")
@@ -474,7 +619,7 @@ def main():
            "runs": flat, "aggregate": agg,
            "average_gain": [{"setting": k[0], "source": k[1], "ppl_gain": v[0], "cells": v[1]}
                             for k, v in averages.items()],
-           "coverage": cov, "tuning": tuning_doc}
+           "coverage": cov, "tuning": tuning_doc, "statistics": st}
     tmp = os.path.join(rdir, "results.json.tmp")
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1)

@@ -44,10 +44,13 @@ mkdir -p "$out"/{stage,bundles,q,results,coverage,logs}
 cp "$config" "$out/config.conf"
 
 export famq rt models out n seq_len group_size regenerator suite sources targets py
+export oracle_preset=${oracle_preset:-mixture}
 export variants=${variants:-}
 for v in $variants; do export "variant_${v}_regen" "variant_${v}_select" "variant_${v}_pack"; done
 has() { case " $1 " in *" $2 "*) return 0 ;; *) return 1 ;; esac; }
 export -f has
+is_floor() { [ "$1" = rtn ] || [[ $1 == rtn-* ]]; }
+export -f is_floor
 
 # ---- progress across parallel jobs --------------------------------------------
 progress() { # PHASE TOTAL ID: counts one finished job and prints the tally
@@ -70,13 +73,14 @@ export -f job_log
 # One job per (setting, seed): regeneration and scoring are shared by every
 # target (the regenerated data does not depend on the target; famq pack
 # --target labels each bundle), self-calibration is per target.
-stage_job() { # LABEL PRESET SEED TOTAL
-  local label=$1 preset=$2 seed=$3 total=$4
+stage_job() { # LABEL PRESET[:N] SEED TOTAL   (N: originals per draw, default CONFIG's n)
+  local label=$1 preset=${2%%:*} seed=$3 total=$4 count=$n
+  [[ $2 == *:* ]] && count=${2#*:}
   local st=$out/stage/$label-s$seed log=$out/logs/stage-$label-s$seed.log
   mkdir -p "$st"
   job_log "$log" "stage $label seed $seed"
   local first=${targets%% *}
-  local draw=(--calib-preset "$preset" --models-dir "$models" --draw "$n" --draw-seed "$seed")
+  local draw=(--calib-preset "$preset" --models-dir "$models" --draw "$count" --draw-seed "$seed")
   local gen=(-G "$group_size" --seed "$seed" --threads 1 -q)
   if has "$sources" faq || has "$sources" faq-nocompete || has "$sources" faq-norenorm; then
       "$famq" regenerate --target "$models/$first" --regenerator "$models/$regenerator" "${draw[@]}" "${gen[@]}" \
@@ -117,6 +121,13 @@ stage_job() { # LABEL PRESET SEED TOTAL
       fi
       [ -f "$b/$label-s$seed-original.famqb" ] || "$famq" pack --originals-only --target "$models/$t" "${draw[@]}" \
         "${sign[@]}" --out "$b/$label-s$seed-original.famqb"
+      # The oracle: real originals of every domain (CONFIG's oracle_preset, default the mixture preset's
+      # training splits), the same count, seed and token budget: the ceiling regenerated data aims at.
+      if has "$sources" oracle; then
+        [ -f "$b/$label-s$seed-oracle.famqb" ] || "$famq" pack --originals-only --target "$models/$t" \
+          --calib-preset "${oracle_preset:-mixture}" --models-dir "$models" --draw "$count" --draw-seed "$seed" \
+          "${sign[@]}" --out "$b/$label-s$seed-oracle.famqb"
+      fi
       local tgt=(--target "$models/$t")
       if has "$sources" faq; then
         [ -f "$b/$label-s$seed-faq.famqb" ] || "$famq" pack --in "$st/sel-cot.jsonl" "${tgt[@]}" "${sign[@]}" \
@@ -155,6 +166,11 @@ method_flags() { # METHOD -> famq-rt finalize flags
     smoothquant) echo "--method smoothquant --wbits 8 --abits 8 --group channel" ;;
     minmax) echo "--method rtn --wbits 8 --abits 8 --group channel --act-estimator minmax" ;;
     gptq-ch) echo "--method gptq --wbits 4 --group channel" ;;
+    rtn-w3) echo "--method rtn --wbits 3 --group 128" ;;
+    rtn-w2) echo "--method rtn --wbits 2 --group 64" ;;
+    gptq-w3) echo "--method gptq --wbits 3 --group 128" ;;
+    awq-w3) echo "--method awq --wbits 3 --group 128" ;;
+    gptq-w2) echo "--method gptq --wbits 2 --group 64" ;;
     *) echo "experiment: unknown method $1" >&2; return 1 ;;
   esac
 }
@@ -164,7 +180,7 @@ quant_job() { # TARGET LABEL SEED SOURCE METHOD TOTAL   (METHOD fp: the fp32 mod
   local t=$1 label=$2 seed=$3 src=$4 method=$5 total=$6
   local id=$label-s$seed-$src-$method
   [ "$method" = fp ] && id=fp seed=0
-  [ "$method" = rtn ] && id=rtn
+  is_floor "$method" && id=$method  # RTN reads no data: once per target
   local res=$out/results/$t/$id.json log=$out/logs/$t-$id.log
   mkdir -p "$out/results/$t" "$out/q/$t"
   if [ -f "$res" ]; then progress quantize "$total" "$t $id (done before)"; return 0; fi
@@ -223,9 +239,14 @@ jobfile=$out/quant-jobs.txt
 : >"$jobfile"
 for t in $(tr ' ' '\n' <<<"$targets" | tac); do  # the larger target first: better packing of the workers
   echo "$t - - - fp" >>"$jobfile"
-  if has "$methods" rtn; then echo "$t ${settings%%:*} $first_seed original rtn" >>"$jobfile"; fi
+  for m in $methods; do
+    if is_floor "$m"; then echo "$t ${settings%%:*} $first_seed original $m" >>"$jobfile"; fi
+  done
   for s in $settings; do for seed in $seeds; do for src in $sources; do for m in $methods; do
-    [ "$m" = rtn ] && continue
+    is_floor "$m" && continue
+    preset=${s#*:}
+    # the oracle is the original data where the setting already draws from the oracle's preset
+    [ "$src" = oracle ] && [ "${preset%%:*}" = "${oracle_preset:-mixture}" ] && continue
     echo "$t ${s%%:*} $seed $src $m" >>"$jobfile"
   done; done; done; done
 done

@@ -53,7 +53,8 @@ expect_error "not by the trusted key" "${rt[@]}" finalize --model "$S" --bundle 
 expect_error "--trust" "${rt[@]}" finalize --model "$S" --bundle "$B" --out "$work/x.famq"
 expect_error "another family" "${rt[@]}" finalize --model "$repo/tests/data/tiny-random-qwen3" --bundle "$B" --trust "$K" \
   --out "$work/x.famq"
-expect_error "wbits 3" "${fin[@]}" --wbits 3 --out "$work/x.famq"
+expect_error "wbits 5 is not supported" "${fin[@]}" --wbits 5 --out "$work/x.famq"
+expect_error "wbits 3 is weight-only" "${fin[@]}" --wbits 3 --abits 8 --group channel --out "$work/x.famq"
 expect_error "needs a W8 per-channel" "${fin[@]}" --wbits 4 --abits 8 --out "$work/x.famq"
 expect_error "head bits 6 is not supported" "${fin[@]}" --head-bits 6 --out "$work/x.famq"
 expect_error "does not divide" "${rt[@]}" finalize --model "$repo/tests/data/tiny-random-qwen3" --calib-text "$work/heldout.txt" \

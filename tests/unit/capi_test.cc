@@ -1322,9 +1322,14 @@ TEST_F(CapiTest, FinalizeChecksOptionsFirst) {
   EXPECT_EQ(run(o, "/nonexistent/dir"), FAMQ_INVALID_ARGUMENT);
   // Checked against the model's shapes once it is open.
   o = Rtn4();
-  o.wbits = 3;
+  o.wbits = 5;
   EXPECT_EQ(run(o, kFamily.c_str()), FAMQ_INVALID_ARGUMENT);
-  EXPECT_NE(LastError().find("wbits 3"), std::string::npos) << LastError();
+  EXPECT_NE(LastError().find("wbits 5"), std::string::npos) << LastError();
+  o = Rtn4();
+  o.wbits = 3;
+  o.method = "smoothquant";  // 3 bits are weight-only
+  EXPECT_EQ(run(o, kFamily.c_str()), FAMQ_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("wbits 3 is weight-only"), std::string::npos) << LastError();
   o = Rtn4();
   o.abits = 8;  // W8A8 needs wbits 8 per channel
   EXPECT_EQ(run(o, kFamily.c_str()), FAMQ_INVALID_ARGUMENT);

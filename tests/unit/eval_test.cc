@@ -92,6 +92,27 @@ TEST(EvalSuite, RunsOnTheTinyCheckpoint) {
   ASSERT_TRUE(want.ok());
   EXPECT_EQ(r->text.at("prose").tokens, want->tokens);
   EXPECT_NEAR(r->text.at("prose").nll, want->mean_nll, 1e-9);
+  // Per window (for statistics over windows): one entry each, and they add up.
+  for (const auto& [domain, t] : r->text) {
+    SCOPED_TRACE(domain);
+    ASSERT_EQ(t.window_nll.size(), static_cast<size_t>(t.windows));
+    ASSERT_EQ(t.window_tokens.size(), static_cast<size_t>(t.windows));
+    double nll = 0;
+    int64_t tokens = 0;
+    for (int w = 0; w < t.windows; ++w) {
+      EXPECT_GT(t.window_tokens[static_cast<size_t>(w)], 0);
+      nll += t.window_nll[static_cast<size_t>(w)];
+      tokens += t.window_tokens[static_cast<size_t>(w)];
+    }
+    EXPECT_EQ(tokens, t.tokens);
+    EXPECT_NEAR(nll / static_cast<double>(tokens), t.nll, 1e-12 * t.nll);
+  }
+  ASSERT_GE(want->windows, 2);  // ctx 32 cuts the prose into several windows
+  EXPECT_EQ(r->text.at("prose").window_nll, want->window_nll);
+  ASSERT_EQ(r->reasoning->correct_by_problem.size(), 3u);
+  int correct = 0;
+  for (uint8_t c : r->reasoning->correct_by_problem) correct += c;
+  EXPECT_EQ(correct, r->reasoning->all.correct);
 }
 
 TEST(EvalCompare, LossAndGainFromEvalResults) {

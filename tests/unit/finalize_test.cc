@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -108,7 +109,22 @@ TEST(FinalizeOptions, ImpossibleSettingsAreRejectedUpFront) {
     EXPECT_FALSE(st.ok());
     return st.message();
   };
-  EXPECT_NE(msg(Options(QuantMethod::kRtn, 3, 0, 32)).find("wbits 3"), std::string::npos);
+  EXPECT_NE(msg(Options(QuantMethod::kRtn, 5, 0, 32)).find("wbits 5 is not supported (2, 3, 4 or 8)"), std::string::npos);
+  EXPECT_NE(msg(Options(QuantMethod::kRtn, 1, 0, 32)).find("wbits 1"), std::string::npos);
+  // 3 and 2 bits are weight-only: no W8A8, no SmoothQuant; the head stays 4/8/16.
+  EXPECT_NE(msg(Options(QuantMethod::kRtn, 3, 8, 0)).find("wbits 3 is weight-only"), std::string::npos);
+  EXPECT_NE(msg(Options(QuantMethod::kSmoothQuant, 2, 8, 0)).find("wbits 2 is weight-only"), std::string::npos);
+  EXPECT_NE(msg(Options(QuantMethod::kSmoothQuant, 3, 0, 0)).find("wbits 3 is weight-only"), std::string::npos);
+  FinalizeOptions head3 = Options(QuantMethod::kRtn, 3, 0, 32);
+  head3.head_bits = 3;
+  EXPECT_NE(msg(head3).find("head bits 3 is not supported"), std::string::npos);
+  for (QuantMethod m : {QuantMethod::kRtn, QuantMethod::kGptq, QuantMethod::kAwq}) {
+    for (int bits : {2, 3}) {
+      for (int group : {32, 0}) {
+        EXPECT_TRUE(ValidateFinalizeOptions(Options(m, bits, 0, group), c).ok()) << QuantMethodName(m) << " W" << bits;
+      }
+    }
+  }
   EXPECT_NE(msg(Options(QuantMethod::kRtn, 4, 8, 0)).find("--abits 8 needs a W8 per-channel"), std::string::npos);
   EXPECT_NE(msg(Options(QuantMethod::kRtn, 8, 8, 32)).find("--abits 8 needs a W8 per-channel"), std::string::npos);
   EXPECT_NE(msg(Options(QuantMethod::kSmoothQuant, 8, 0, 0)).find("smoothquant"), std::string::npos);
@@ -174,6 +190,12 @@ TEST(Finalize, EveryMethodProducesAVerifiedModelCloseToFp32) {
     cases.back().o.estimator = quant::Estimator::kMse;
     cases.push_back({Options(QuantMethod::kRtn, 8, 8, 0), 0.15});
     cases.back().o.estimator = quant::Estimator::kPercentile;
+    // 3 and 2 bits (run on the 8-bit kernels): looser bounds, but finite and quantized.
+    cases.push_back({Options(QuantMethod::kRtn, 3, 0, 32), 0.6});
+    cases.push_back({Options(QuantMethod::kGptq, 3, 0, 32), 0.6});
+    cases.push_back({Options(QuantMethod::kAwq, 2, 0, 32), 1.0});
+    cases.push_back({Options(QuantMethod::kGptq, 2, 0, 0), 1.0});
+    cases.back().o.symmetric = true;
     for (size_t i = 0; i < cases.size(); ++i) {
       const Case& c = cases[i];
       if (!all && i != 3 && i != 4 && i != 5) continue;
@@ -183,6 +205,20 @@ TEST(Finalize, EveryMethodProducesAVerifiedModelCloseToFp32) {
       const double err = QuantizedError(f, calib, c.o);
       EXPECT_LT(err, c.max_error);
       EXPECT_GT(err, 0.0);  // it did quantize
+    }
+  }
+}
+
+TEST(Finalize, LogitErrorGrowsAsBitsFall) {
+  Fixture f = Open("tiny-random-qwen3");
+  CalibrationSet calib = TextCalib(f);
+  for (QuantMethod m : {QuantMethod::kRtn, QuantMethod::kGptq}) {
+    double prev = 0;
+    for (int bits : {8, 4, 3, 2}) {
+      const double err = QuantizedError(f, calib, Options(m, bits, 0, 32));
+      std::printf("[ finalize ] %s W%d g32: relative logit error %.4f\n", QuantMethodName(m), bits, err);
+      EXPECT_GT(err, prev) << QuantMethodName(m) << " W" << bits;
+      prev = err;
     }
   }
 }

@@ -197,7 +197,7 @@ std::vector<Shape> SweepShapes() {
   const size_t batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 63, 64, 65};
   std::vector<Shape> shapes;
   size_t n = 0;
-  for (int bits : {4, 8}) {
+  for (int bits : {2, 3, 4, 8}) {  // 2 and 3 bits run on the 8-bit packing and kernels
     for (bool asymmetric : {false, true}) {
       for (int group_size : {32, 64, 128, 0}) {
         const std::vector<int> cols = ColsFor(group_size);
@@ -284,7 +284,7 @@ TEST_P(QGemmIsaTest, MatchesReferenceOnSweep) {
 // Every batch tail of the row-blocked kernels (1..9 and around 64) on one
 // shape per width, with rows that leave a partial last tile.
 TEST_P(QGemmIsaTest, BatchTails) {
-  for (int bits : {4, 8}) {
+  for (int bits : {2, 3, 4, 8}) {
     const QMatrix w = RandomQMatrix(bits, 67, 160, 32, true, 77u + static_cast<uint32_t>(bits));
     const std::vector<float> bias = RandomBias(67, 5);
     for (size_t batch : {1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 15u, 16u, 17u, 63u, 64u, 65u}) {
@@ -546,9 +546,18 @@ TEST(WeightOnlyLinearTest, RejectsBadShapesNamingThem) {
   w.group_size = 64;  // does not divide 96
   EXPECT_EQ(WeightOnlyLinear::Create(w, {}, 1, Isa::kRef, "g").status().code(), StatusCode::kInvalidArgument);
 
-  w = RandomQMatrix(4, 3, 64, 32, false, 1);
-  w.bits = 3;
-  EXPECT_EQ(WeightOnlyLinear::Create(w, {}, 1, Isa::kRef, "b").status().code(), StatusCode::kInvalidArgument);
+  for (int bits : {0, 1, 5, 7, 9}) {
+    w = RandomQMatrix(4, 3, 64, 32, false, 1);
+    w.bits = bits;
+    EXPECT_EQ(WeightOnlyLinear::Create(w, {}, 1, Isa::kRef, "b").status().code(), StatusCode::kInvalidArgument) << bits;
+  }
+
+  w = RandomQMatrix(3, 3, 64, 32, false, 1);
+  w.codes[5] = 4;  // outside [-4, 3]
+  EXPECT_EQ(WeightOnlyLinear::Create(w, {}, 1, Isa::kRef, "c3").status().code(), StatusCode::kInvalidArgument);
+  w = RandomQMatrix(2, 3, 64, 32, true, 1);
+  w.zeros[1] = -3;  // outside [-2, 1]
+  EXPECT_EQ(WeightOnlyLinear::Create(w, {}, 1, Isa::kRef, "z2").status().code(), StatusCode::kInvalidArgument);
 
   w = RandomQMatrix(4, 3, 64, 32, false, 1);
   w.codes[5] = 8;  // outside [-8, 7]
@@ -599,6 +608,13 @@ TEST(WeightOnlyLinearTest, UnavailableIsaIsRefusedAndPackedBytesShrinkWithBits) 
     EXPECT_GE(lin8->packed_bytes(), 64u * 256u + 64u * 8u * 5u) << IsaName(isa);
     if (isa != Isa::kRef) {  // the reference keeps one int8 per 4-bit code
       EXPECT_EQ(lin4->packed_bytes(), 64u * 256u / 2u + 64u * 8u * 5u) << IsaName(isa);
+    }
+    // 3- and 2-bit codes are held as 8-bit ones (one byte per weight in memory).
+    for (int bits : {2, 3}) {
+      auto low = WeightOnlyLinear::Create(RandomQMatrix(bits, 64, 256, 32, false, 1), {}, 1, isa, "p");
+      ASSERT_TRUE(low.ok());
+      EXPECT_EQ(low->packed_bytes(), lin8->packed_bytes()) << IsaName(isa) << " bits " << bits;
+      EXPECT_EQ(low->bits(), bits);
     }
     // Move-only: a moved-to layer still runs.
     WeightOnlyLinear moved = std::move(lin4).value();

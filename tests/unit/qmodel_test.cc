@@ -13,11 +13,13 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/file.h"
 #include "finalize/finalize.h"
 #include "kernels/isa.h"
+#include "qmodel/code_packing.h"
 #include "qmodel/qmodel_engine.h"
 #include "quant/rtn.h"
 
@@ -689,6 +691,159 @@ TEST(QModelQuantizedHead, MalformedRecordsAreRefusedOnOpen) {
   auto q = QModel::FromBytes(*bytes, "dig.famq");
   ASSERT_FALSE(q.ok());
   EXPECT_NE(q.status().message().find("dig.famq: header"), std::string::npos) << q.status().ToString();
+}
+
+
+// ---------------------------------------------------------------- 3 and 2 bits
+
+TEST(QModelCodePacking, DenseLayoutsRoundTripAndMatchTheSchemaComment) {
+  EXPECT_EQ(PackedCodeBytes(8, 64), 64u);
+  EXPECT_EQ(PackedCodeBytes(4, 64), 32u);
+  EXPECT_EQ(PackedCodeBytes(3, 64), 24u);
+  EXPECT_EQ(PackedCodeBytes(2, 64), 16u);
+  EXPECT_EQ(PackedCodeBytes(3, 5), 2u);  // 15 bits
+  // 3 bits, by hand: codes -4..3 are u = 0..7, low bit first in a
+  // little-endian stream: sum u_i << 3i = 0xFAC688.
+  const int8_t ramp[8] = {-4, -3, -2, -1, 0, 1, 2, 3};
+  uint8_t three[3] = {0, 0, 0};
+  PackCodes(3, ramp, 8, three);
+  EXPECT_EQ(three[0], 0x88);
+  EXPECT_EQ(three[1], 0xC6);
+  EXPECT_EQ(three[2], 0xFA);
+  // 2 bits: codes -2, -1, 0, 1 are u = 0..3: 0b11100100.
+  uint8_t two = 0;
+  PackCodes(2, ramp + 2, 4, &two);
+  EXPECT_EQ(two, 0xE4);
+  std::mt19937 rng(7);
+  for (int bits : {2, 3, 4, 8}) {
+    for (size_t count : {size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{1000}, size_t{4096}}) {
+      std::uniform_int_distribution<int> code(-(1 << (bits - 1)), (1 << (bits - 1)) - 1);
+      std::vector<int8_t> codes(count);
+      for (int8_t& c : codes) c = static_cast<int8_t>(code(rng));
+      std::vector<uint8_t> packed(PackedCodeBytes(bits, count), 0xFF);
+      PackCodes(bits, codes.data(), count, packed.data());
+      std::vector<int8_t> back(count, 99);
+      UnpackCodes(bits, packed.data(), count, back.data());
+      EXPECT_EQ(back, codes) << "bits " << bits << " count " << count;
+    }
+    // Every byte pattern decodes to codes in range.
+    std::vector<uint8_t> noise(PackedCodeBytes(bits, 64));
+    for (uint8_t& b : noise) b = static_cast<uint8_t>(rng());
+    std::vector<int8_t> out(64);
+    UnpackCodes(bits, noise.data(), 64, out.data());
+    for (int8_t c : out) {
+      EXPECT_GE(c, -(1 << (bits - 1)));
+      EXPECT_LE(c, (1 << (bits - 1)) - 1);
+    }
+  }
+}
+
+Result<QModelContents> LowBitContents(const std::string& dir, int wbits, int group, bool symmetric) {
+  FAMQ_ASSIGN_OR_RETURN(ModelDir model, OpenModelDir(dir));
+  FAMQ_ASSIGN_OR_RETURN(CalibrationSet calib, CalibrationFromText(model.tokenizer, CalibText(), 32, "corpus"));
+  FinalizeOptions o;
+  o.method = QuantMethod::kRtn;
+  o.wbits = wbits;
+  o.group_size = group;
+  o.symmetric = symmetric;
+  o.num_threads = 1;
+  o.isa = Isa::kRef;
+  return Finalize(model, dir, calib, o);
+}
+
+TEST(QModelLowBits, ThreeAndTwoBitModelsAreStoredAtTrueSizeAndRoundTrip) {
+  const std::string dir = kSourceDir + "/tests/data/tiny-random-qwen3";
+  auto w4 = LowBitContents(dir, 4, 32, false);
+  ASSERT_TRUE(w4.ok()) << w4.status().ToString();
+  auto w4_bytes = SerializeQModel(*w4);
+  ASSERT_TRUE(w4_bytes.ok());
+  for (const auto& [bits, group, sym] : {std::tuple{3, 32, false}, std::tuple{2, 32, true}, std::tuple{3, 0, true},
+                                         std::tuple{2, 0, false}}) {
+    SCOPED_TRACE(testing::Message() << "W" << bits << " group " << group << " symmetric " << sym);
+    auto c = LowBitContents(dir, bits, group, sym);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto bytes = SerializeQModel(*c);
+    ASSERT_TRUE(bytes.ok());
+    auto q = QModel::FromBytes(*bytes, "low.famq");
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    EXPECT_TRUE(q->VerifyAll().ok());
+    EXPECT_EQ(q->root().wbits(), bits);
+    ASSERT_EQ(q->root().linears()->size(), c->linears.size());
+    size_t w4_code_bytes = 0, code_bytes = 0;
+    for (uint32_t i = 0; i < c->linears.size(); ++i) {
+      const QMatrix& want = c->linears[i].w;
+      const fb::QuantLinear& rec = *q->root().linears()->Get(i);
+      // True size: ceil(rows * cols * bits / 8) code bytes in the file.
+      const size_t count = static_cast<size_t>(want.rows) * static_cast<size_t>(want.cols);
+      EXPECT_EQ(rec.bits(), bits);
+      EXPECT_EQ(rec.codes()->size(), (count * static_cast<size_t>(bits) + 7) / 8) << c->linears[i].name;
+      code_bytes += rec.codes()->size();
+      w4_code_bytes += fb::GetSizePrefixedQModel(w4_bytes->data())->linears()->Get(i)->codes()->size();
+      auto got = q->Matrix(static_cast<int>(i));
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_EQ(got->bits, bits);
+      EXPECT_EQ(got->codes, want.codes) << c->linears[i].name;
+      EXPECT_EQ(got->scales, want.scales);
+      EXPECT_EQ(got->zeros, want.zeros);
+    }
+    // The whole file shrinks against W4 by the code bytes saved, less the
+    // difference in scale / zero-point counts (per channel) and FlatBuffers
+    // alignment (at most 8 bytes per vector).
+    EXPECT_EQ(code_bytes * 4, w4_code_bytes * static_cast<size_t>(bits));
+    if (group == 32) {
+      const double saved = static_cast<double>(w4_bytes->size()) - static_cast<double>(bytes->size());
+      EXPECT_NEAR(saved, static_cast<double>(w4_code_bytes - code_bytes), 8.0 * 3 * c->linears.size());
+    }
+    // Sealing covers the bytes as stored, and the model runs.
+    std::vector<uint8_t> again = *bytes;
+    ASSERT_TRUE(SealQModel(&again).ok());
+    EXPECT_EQ(again, *bytes);
+    auto logits = Logits(*q);
+    ASSERT_TRUE(logits.ok()) << logits.status().ToString();
+    for (float v : *logits) ASSERT_TRUE(std::isfinite(v));
+    // A flipped bit in the 3/2-bit codes is refused by the digest.
+    std::vector<uint8_t> bad = *bytes;
+    const fb::QuantLinear& first = *fb::GetSizePrefixedQModel(bad.data())->linears()->Get(0);
+    bad[static_cast<size_t>(first.codes()->Data() - bad.data()) + 3] ^= 0x10;
+    auto corrupt = QModel::FromBytes(bad, "flip.famq");
+    const Status st = corrupt.ok() ? Logits(*corrupt).status() : corrupt.status();
+    EXPECT_NE(st.message().find("flip.famq: layers.0.qkv: checksum mismatch"), std::string::npos) << st.ToString();
+  }
+}
+
+TEST(QModelLowBits, WrongCodeCountsAndLowBitHeadsAreRefused) {
+  auto base = LowBitContents(kSourceDir + "/tests/data/tiny-random-qwen3", 3, 32, false);
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  auto refused = [&](const std::function<void(QModelContents*)>& edit, const std::string& expect) {
+    QModelContents c = *base;
+    edit(&c);
+    auto bytes = SerializeQModel(c);
+    ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+    auto q = QModel::FromBytes(*bytes, "bad.famq");
+    ASSERT_FALSE(q.ok()) << "accepted: " << expect;
+    EXPECT_EQ(q.status().code(), StatusCode::kInvalidFormat);
+    EXPECT_NE(q.status().message().find(expect), std::string::npos) << q.status().ToString();
+  };
+  // 300 codes take 113 bytes at 3 bits, not what the shape needs.
+  refused([](QModelContents* c) { c->linears[1].w.codes.resize(300); }, "layers.0.o_proj: 3-bit codes hold 113 bytes");
+  refused([](QModelContents* c) { c->linears[1].w.bits = 5; }, "layers.0.o_proj: 5-bit codes (this famq reads 2, 3, 4 or 8)");
+  refused([](QModelContents* c) { c->linears[2].w.zeros[0] = 4; }, "layers.0.gate_up: zero point 4 outside the code range");
+  // The embedding and head are looked up in place as 4- or 8-bit codes.
+  auto with_head = FinalizedContents(kSourceDir + "/tests/data/tiny-random-qwen3", 8);
+  ASSERT_TRUE(with_head.ok());
+  ASSERT_TRUE(with_head->embedding);
+  QModelContents c = *with_head;
+  auto requant = quant::QuantizeRtn(std::vector<float>(c.embedding->w.codes.size(), 0.25f).data(), c.embedding->w.rows,
+                                    c.embedding->w.cols, quant::QuantSpec{3, 32, true});
+  ASSERT_TRUE(requant.ok());
+  c.embedding->w = *requant;
+  auto bytes = SerializeQModel(c);
+  ASSERT_TRUE(bytes.ok());
+  auto q = QModel::FromBytes(*bytes, "head3.famq");
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("model.embed_tokens: 3-bit codes: a quantized embedding or head is 4- or 8-bit"),
+            std::string::npos)
+      << q.status().ToString();
 }
 
 }  // namespace

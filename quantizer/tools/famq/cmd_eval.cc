@@ -1,6 +1,8 @@
 // famq eval (--model DIR | --qmodel FILE) [--suite default] [--eval-dir DIR] [--kv-type f32|f16|int8] [--json]
 // Perplexity and next-token accuracy per text domain, reasoning exact match
-// with greedy chain-of-thought decoding; a table on stdout, or one JSON object.
+// with greedy chain-of-thought decoding; a table on stdout, or one JSON object
+// (with the summed NLL and token count of every window, and every reasoning
+// problem's 0/1, for statistics over windows and problems).
 #include <unistd.h>
 
 #include <cstdio>
@@ -63,14 +65,16 @@ int RunEval(const EvalArgs& a) {
     j["kv_type"] = a.kv_type;
     j["text"] = nlohmann::ordered_json::object();
     for (const auto& [domain, t] : r->text) {
-      j["text"][domain] = {{"ppl", t.ppl}, {"nll", t.nll}, {"top1_accuracy", t.top1_accuracy}, {"tokens", t.tokens},
-                           {"windows", t.windows}};
+      j["text"][domain] = {{"ppl", t.ppl},       {"nll", t.nll},         {"top1_accuracy", t.top1_accuracy},
+                           {"tokens", t.tokens}, {"windows", t.windows}, {"window_nll", t.window_nll},
+                           {"window_tokens", t.window_tokens}};
     }
     if (r->reasoning) {
       const ReasoningResult& rr = *r->reasoning;
       nlohmann::ordered_json rj = TallyJson(rr.all);
       rj["unparsed"] = rr.unparsed;
       rj["generated_tokens"] = rr.generated_tokens;
+      rj["correct_by_problem"] = rr.correct_by_problem;
       for (const auto& [d, t] : rr.by_difficulty) rj["by_difficulty"][std::to_string(d)] = TallyJson(t);
       for (const auto& [f, t] : rr.by_format) rj["by_format"][f] = TallyJson(t);
       for (const auto& [k, t] : rr.by_kind) rj["by_kind"][k] = TallyJson(t);

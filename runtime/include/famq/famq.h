@@ -238,7 +238,7 @@ typedef struct famq_model_info {
   int32_t vocab_size;   /* rows of the embedding / logits */
   int32_t max_seq_len;  /* the engine's context in tokens (prompt + new tokens) */
   int32_t quantized;    /* 1: a quantized model file; 0: an fp32 directory */
-  int32_t wbits;        /* weight bits (4 or 8); 0 when not quantized */
+  int32_t wbits;        /* weight bits (2, 3, 4 or 8); 0 when not quantized */
   int32_t abits;        /* 8: static int8 activations (W8A8); 0: weight-only or fp32 */
   int32_t group_size;   /* weights per scale; 0: per output channel (or not quantized) */
 } famq_model_info;
@@ -621,7 +621,7 @@ FAMQ_API famq_status famq_bundle_verify(const char* bundle_path, const char* pub
 typedef struct famq_finalize_options {
   size_t struct_size;        /* sizeof(famq_finalize_options), set by famq_finalize_options_init() */
   const char* method;        /* "rtn", "gptq" (default), "awq" or "smoothquant" */
-  int32_t wbits;             /* weight bits: 4 (default) or 8 */
+  int32_t wbits;             /* weight bits: 4 (default), 8, or 3 / 2 (weight-only: not with abits 8) */
   int32_t abits;             /* 0 (default): weight-only; 8: static int8 activations (W8A8: needs wbits 8,
                                 group_size 0); smoothquant always means 8 */
   int32_t group_size;        /* weights per scale: 32 (default), 64, 128, or 0: one per output channel */

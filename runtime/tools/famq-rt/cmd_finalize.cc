@@ -1,5 +1,5 @@
 // famq-rt finalize --model DIR (--bundle B --trust PUB.pem | --calib-text FILE)
-//   --method {rtn,gptq,awq,smoothquant} --wbits {8,4} [--abits 8] [--head-bits {8,4,16}]
+//   --method {rtn,gptq,awq,smoothquant} --wbits {8,4,3,2} [--abits 8] [--head-bits {8,4,16}]
 //   [--group 32|64|128|channel] [--act-estimator {minmax,percentile,mse}]
 //   [--mix-private FILE --private-weight W] --out Q.famq
 // Verifies the bundle (signature, then family) before anything else, runs the
@@ -148,7 +148,7 @@ void RegisterFinalize(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--model", a->model, "fp model directory (Hugging Face layout)")->required();
   AddCalibSourceOptions(cmd, &a->source);
   cmd->add_option("--method", a->method, "rtn, gptq, awq or smoothquant")->capture_default_str();
-  cmd->add_option("--wbits", a->wbits, "Weight bits: 4 or 8")->capture_default_str();
+  cmd->add_option("--wbits", a->wbits, "Weight bits: 4, 8, or 3 / 2 (weight-only; run as 8-bit codes, stored at true size)")->capture_default_str();
   cmd->add_option("--abits", a->abits, "Activation bits: 8 for static W8A8 (default: weight-only)");
   cmd->add_option("--group", a->group, "Weights per scale: 32, 64, 128 or channel")->capture_default_str();
   cmd->add_flag("--symmetric", a->symmetric, "Weight-only: symmetric codes (no zero points)");
