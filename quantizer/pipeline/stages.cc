@@ -160,7 +160,7 @@ struct ScoringPlan {
 // served by the scoring server that regenerated through /v1/completions,
 // sampling from the model's raw distribution (temperature 1, top_p 1, no
 // top_k; famq sends no penalties), and every candidate must carry them.
-std::string SampledLogprobsRefusal(const StageFile& regen, const FamilyMember& em, const ServerScorer& server) {
+[[maybe_unused]] std::string SampledLogprobsRefusal(const StageFile& regen, const FamilyMember& em, const ServerScorer& server) {
   const OJson& h = regen.header;
   const std::string backend = h.value("backend", std::string());
   const std::string want = server.Describe();
