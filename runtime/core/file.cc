@@ -109,24 +109,6 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   return out;
 }
 
-void FileBytes::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
-
-namespace {
-
-uint8_t* AllocateForRead(size_t size) {
-  constexpr size_t kHugePage = size_t{2} << 20;
-  const bool huge = size >= kHugePage;
-  const size_t bytes = huge ? (size + kHugePage - 1) / kHugePage * kHugePage : std::max<size_t>(size, 1);
-  void* p = nullptr;
-  if (posix_memalign(&p, huge ? kHugePage : 64, bytes) != 0) return nullptr;
-#if defined(MADV_HUGEPAGE)
-  if (huge) (void)madvise(p, bytes, MADV_HUGEPAGE);  // advice only
-#endif
-  return static_cast<uint8_t*>(p);
-}
-
-}  // namespace
-
 Result<FileBytes> ReadFileBytes(const std::string& path, size_t max_bytes) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
@@ -142,7 +124,7 @@ Result<FileBytes> ReadFileBytes(const std::string& path, size_t max_bytes) {
   }
   FileBytes out;
   out.size = static_cast<size_t>(before.st_size);
-  out.data.reset(AllocateForRead(out.size));
+  out.data.reset(AllocateAligned(out.size, /*huge_pages=*/true));
   if (out.data == nullptr) return OutOfMemory(path + ": cannot allocate " + std::to_string(out.size) + " bytes");
   size_t done = 0;
   while (done < out.size) {

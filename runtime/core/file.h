@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "core/aligned_buffer.h"
 #include "core/status.h"
 
 namespace famq {
@@ -44,14 +45,10 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes = size_t{
 // A whole file read into private memory: later changes to the file, even a
 // truncation, cannot reach it (unlike a mapping, which dies of SIGBUS).
 struct FileBytes {
-  struct FreeDeleter {
-    void operator()(uint8_t* p) const;
-  };
-  // Not zero-filled first; 64-byte aligned, and from 2 MiB on on 2 MiB
-  // boundaries with transparent huge pages asked for (MADV_HUGEPAGE): reading
-  // a 450 MB model then faults 2 MiB at a time, not 4 KiB (the read's system
-  // time about halves on the build machine).
-  std::unique_ptr<uint8_t, FreeDeleter> data;
+  // Not zero-filled first; an AllocateAligned buffer with huge pages
+  // (core/aligned_buffer.h): reading a 450 MB model faults 2 MiB at a time,
+  // not 4 KiB (the read's system time about halves on the build machine).
+  AlignedBuffer data;
   size_t size = 0;
 };
 // Reads a whole (binary) file; refuses files larger than max_bytes

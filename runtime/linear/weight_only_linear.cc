@@ -1,12 +1,7 @@
 #include "linear/weight_only_linear.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-
-#if defined(__linux__) || defined(__APPLE__)
-#include <sys/mman.h>
-#endif
 
 #include "kernels/qgemm_pack.h"
 
@@ -15,7 +10,7 @@ namespace {
 
 // Cache-line alignment for every array: vector loads never split lines, and
 // neighbouring arrays never share one.
-constexpr size_t kAlign = 64;
+constexpr size_t kAlign = kCacheLine;
 
 size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -25,24 +20,6 @@ size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 template <typename T>
 T* ArrayAt(uint8_t* base, size_t at) {
   return static_cast<T*>(static_cast<void*>(base + at));
-}
-
-// Packed weights of 2 MiB and more go on 2 MiB boundaries and ask for
-// transparent huge pages: decode streams them once per token, and with 4 KiB
-// pages every 4 KiB costs a TLB miss and stops the hardware prefetchers.
-constexpr size_t kHugePage = size_t{2} << 20;
-
-// posix_memalign rather than std::aligned_alloc: the latter needs Android API 28.
-uint8_t* AllocateAligned(size_t bytes, bool huge_pages) {
-  const bool huge = huge_pages && bytes >= kHugePage;
-  const size_t size = huge ? RoundUp(bytes, kHugePage) : bytes;
-  void* p = nullptr;
-  if (posix_memalign(&p, huge ? kHugePage : kAlign, size) != 0) return nullptr;
-#if defined(MADV_HUGEPAGE)
-  // Advice only: where THP is off or unsupported, the pages stay small.
-  if (huge) (void)madvise(p, size, MADV_HUGEPAGE);
-#endif
-  return static_cast<uint8_t*>(p);
 }
 
 struct QuantizeTask {
@@ -99,8 +76,6 @@ void RunPackItem(void* context, size_t item) {
 
 }  // namespace
 
-void WeightOnlyLinear::FreeDeleter::operator()(void* p) const { std::free(p); }
-
 Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrix& w, std::span<const float> bias, int max_batch, Isa isa,
                                                   const std::string& name) {
   return Create(ViewOf(w), bias, max_batch, isa, name, nullptr);
@@ -142,6 +117,8 @@ Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrixView& w, std::spa
   const size_t offsets_at = scales_at + RoundUp(sizes.scale_count * sizeof(float), kAlign);
   const size_t bias_at = offsets_at + RoundUp(sizes.offset_bytes, kAlign);
   const size_t packed_total = bias_at + RoundUp(bias.empty() ? 0 : padded_rows * sizeof(float), kAlign);
+  // Huge pages: decode streams the packed weights once per token, and with
+  // 4 KiB pages every 4 KiB costs a TLB miss and stops the hardware prefetchers.
   lin.packed_.reset(AllocateAligned(packed_total, /*huge_pages=*/true));
   if (!lin.packed_) {
     return OutOfMemory(name + ": cannot allocate " + std::to_string(packed_total) + " bytes of packed weights");

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 
+#include "core/aligned_buffer.h"
 #include "core/status.h"
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
@@ -69,11 +70,6 @@ class WeightOnlyLinear {
 
  private:
   WeightOnlyLinear() = default;
-
-  struct FreeDeleter {
-    void operator()(void* p) const;
-  };
-  using AlignedBuffer = std::unique_ptr<uint8_t, FreeDeleter>;
 
   const QGemmKernels* kernels_ = nullptr;
   QGemmFn gemm_ = nullptr;

@@ -175,7 +175,7 @@ class QModel {
   Result<uint32_t> FindTensor(const std::string& name) const;  // unverified
   TensorView View(uint32_t index) const;
 
-  std::unique_ptr<uint8_t, FileBytes::FreeDeleter> owned_;  // Open: the file's bytes
+  AlignedBuffer owned_;  // Open: the file's bytes
   std::vector<uint8_t> bytes_;         // FromBytes
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
