@@ -77,6 +77,13 @@ LinearShape LinearSlotShape(const ModelConfig& c, LinearSlot slot) {
   return {};
 }
 
+Result<int> Engine::ResolveNumThreads(const EngineOptions& options) {
+  int threads = options.num_threads;
+  if (threads <= 0) threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
+  if (threads > 256) return InvalidArgument("num_threads " + std::to_string(threads) + " is absurd");
+  return threads;
+}
+
 Result<int> Engine::ResolveMaxBatch(const ModelConfig& c, const EngineOptions& options) {
   const int max_seq = options.max_seq_len > 0 ? options.max_seq_len : std::min(c.max_position_embeddings, 2048);
   if (max_seq > c.max_position_embeddings) {
@@ -124,9 +131,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   e->config_ = c;
   FAMQ_ASSIGN_OR_RETURN(e->max_batch_, ResolveMaxBatch(c, options));
   e->max_seq_ = options.max_seq_len > 0 ? options.max_seq_len : std::min(c.max_position_embeddings, 2048);
-  int threads = options.num_threads;
-  if (threads <= 0) threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
-  if (threads > 256) return InvalidArgument("num_threads " + std::to_string(threads) + " is absurd");
+  FAMQ_ASSIGN_OR_RETURN(const int threads, ResolveNumThreads(options));
   if (options.max_sequences < 1 || options.max_sequences > 1024) {
     return InvalidArgument("max_sequences " + std::to_string(options.max_sequences) + " is out of range [1, 1024]");
   }

@@ -138,6 +138,9 @@ class Engine {
   // The prefill chunk Create() will use for these options: linear layers
   // built for an engine must accept this many rows.
   static Result<int> ResolveMaxBatch(const ModelConfig& config, const EngineOptions& options);
+  // The worker threads `options` ask for: num_threads, or one per online CPU
+  // (at most 8) when it is 0 or less; InvalidArgument above 256.
+  static Result<int> ResolveNumThreads(const EngineOptions& options);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

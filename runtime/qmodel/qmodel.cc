@@ -215,6 +215,16 @@ void ReleaseBytes(const void* p, size_t n) {
 #endif
 }
 
+// Record states (QModel's *_ok_ flags): digest not checked yet, checked, released.
+constexpr uint8_t kUnverified = 0, kVerified = 1, kReleased = 2;
+
+// Marks a record released, then gives its codes' pages back (nullptr: absent, nothing to do).
+void ReleaseRecord(const fb::QuantLinear* l, std::atomic<uint8_t>* state) {
+  if (l == nullptr) return;
+  state->store(kReleased, std::memory_order_release);
+  if (const auto* codes = l->codes()) ReleaseBytes(codes->data(), codes->size());
+}
+
 QMatrixView ViewOfRecord(const fb::QuantLinear& l) {
   QMatrixView v;
   v.bits = l.bits();
@@ -593,23 +603,23 @@ Status QModel::VerifyLinear(int index) const {
   if (index < 0 || static_cast<uint32_t>(index) >= root_->linears()->size()) {
     return InvalidArgument(origin_ + ": no quantized linear " + std::to_string(index));
   }
-  if (const uint8_t state = linear_ok_[index].load(std::memory_order_acquire); state != 0) {
-    return state == 1 ? Status::Ok() : Released(origin_ + ": " + QLinearName(index / 4, index % 4));
+  if (const uint8_t state = linear_ok_[index].load(std::memory_order_acquire); state != kUnverified) {
+    return state == kVerified ? Status::Ok() : Released(origin_ + ": " + QLinearName(index / 4, index % 4));
   }
   const uint64_t stored = root_->integrity()->linears()->Get(static_cast<uint32_t>(index));
   const uint64_t computed = LinearDigest(*root_->linears()->Get(static_cast<uint32_t>(index)));
   if (computed != stored) return ChecksumMismatch(origin_ + ": " + QLinearName(index / 4, index % 4), stored, computed);
-  linear_ok_[index].store(1, std::memory_order_release);
+  linear_ok_[index].store(kVerified, std::memory_order_release);
   return Status::Ok();
 }
 
 Status QModel::VerifyFloatTensor(uint32_t index) const {
-  if (tensor_ok_[index].load(std::memory_order_acquire) != 0) return Status::Ok();
+  if (tensor_ok_[index].load(std::memory_order_acquire) != kUnverified) return Status::Ok();
   const fb::FloatTensor& t = *root_->float_tensors()->Get(index);
   const uint64_t stored = root_->integrity()->float_tensors()->Get(index);
   const uint64_t computed = FloatTensorDigest(t);
   if (computed != stored) return ChecksumMismatch(origin_ + ": tensor '" + t.name()->str() + "'", stored, computed);
-  tensor_ok_[index].store(1, std::memory_order_release);
+  tensor_ok_[index].store(kVerified, std::memory_order_release);
   return Status::Ok();
 }
 
@@ -633,33 +643,23 @@ Result<QMatrixView> QModel::MatrixView(int index) const {
 
 void QModel::ReleaseLinear(int index) {
   if (index < 0 || static_cast<uint32_t>(index) >= root_->linears()->size()) return;
-  linear_ok_[index].store(2, std::memory_order_release);
-  const auto* codes = root_->linears()->Get(static_cast<uint32_t>(index))->codes();
-  if (codes != nullptr) ReleaseBytes(codes->data(), codes->size());
+  ReleaseRecord(root_->linears()->Get(static_cast<uint32_t>(index)), &linear_ok_[index]);
 }
 
-void QModel::ReleaseEmbedding() {
-  if (root_->embedding() == nullptr) return;
-  embedding_ok_->store(2, std::memory_order_release);
-  if (const auto* codes = root_->embedding()->codes()) ReleaseBytes(codes->data(), codes->size());
-}
+void QModel::ReleaseEmbedding() { ReleaseRecord(root_->embedding(), embedding_ok_.get()); }
 
-void QModel::ReleaseLmHead() {
-  if (root_->lm_head() == nullptr) return;
-  lm_head_ok_->store(2, std::memory_order_release);
-  if (const auto* codes = root_->lm_head()->codes()) ReleaseBytes(codes->data(), codes->size());
-}
+void QModel::ReleaseLmHead() { ReleaseRecord(root_->lm_head(), lm_head_ok_.get()); }
 
 namespace {
 
 Status VerifyExtra(const fb::QuantLinear* l, uint64_t stored, std::atomic<uint8_t>* ok, const std::string& at) {
   if (l == nullptr) return Status::Ok();
-  if (const uint8_t state = ok->load(std::memory_order_acquire); state != 0) {
-    return state == 1 ? Status::Ok() : Released(at);
+  if (const uint8_t state = ok->load(std::memory_order_acquire); state != kUnverified) {
+    return state == kVerified ? Status::Ok() : Released(at);
   }
   const uint64_t computed = LinearDigest(*l);
   if (computed != stored) return ChecksumMismatch(at, stored, computed);
-  ok->store(1, std::memory_order_release);
+  ok->store(kVerified, std::memory_order_release);
   return Status::Ok();
 }
 

@@ -2,11 +2,9 @@
 
 #include <pthreadpool.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <span>
-#include <thread>
 
 #include "linear/weight_only_linear.h"
 
@@ -87,9 +85,8 @@ Result<std::unique_ptr<Engine>> BuildQuantizedEngine(const QModel& q, QModel* re
                                                      Isa isa) {
   const ModelConfig& c = q.config();
   FAMQ_ASSIGN_OR_RETURN(const int max_batch, Engine::ResolveMaxBatch(c, options));
-  int threads = options.num_threads;
-  if (threads <= 0) threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
-  PackPool pack(std::min(threads, 256));
+  FAMQ_ASSIGN_OR_RETURN(const int threads, Engine::ResolveNumThreads(options));
+  PackPool pack(threads);
   const fb::QModel& r = q.root();
   const bool w8a8 = r.scheme() == fb::QScheme::W8A8Static;
   EngineWeights w;
@@ -145,20 +142,13 @@ Result<std::unique_ptr<Engine>> BuildQuantizedEngine(const QModel& q, QModel* re
   // the embedding is then held once, in the kernels' layout.
   const bool tied_quantized = quantized_head && q.lm_head_record() == nullptr;
   if (quantized_head) {
-    const std::string name = q.origin() + ": lm_head";
-    auto view = q.HeadView();
-    Result<WeightOnlyLinear> lin = Internal(name + ": not packed");
-    if (view.ok()) {
-      lin = WeightOnlyLinear::Create(*view, {}, max_batch, isa, name, pack.pool);
-    } else if (view.status().code() == StatusCode::kUnsupported) {
-      FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.HeadMatrix());
-      lin = WeightOnlyLinear::Create(m, {}, max_batch, isa, name);
-    } else {
-      return view.status();
-    }
-    if (!lin.ok()) return lin.status();
-    if (tied_quantized) w.embed.packed = lin->packed_rows();  // the buffer stays put when lin moves
-    w.lm_head = LayerLinear(std::move(*lin), {});
+    // A quantized embedding or head is 4- or 8-bit (checked on open), so it
+    // is always packed in place.
+    FAMQ_ASSIGN_OR_RETURN(const QMatrixView view, q.HeadView());
+    FAMQ_ASSIGN_OR_RETURN(WeightOnlyLinear lin,
+                          WeightOnlyLinear::Create(view, {}, max_batch, isa, q.origin() + ": lm_head", pack.pool));
+    if (tied_quantized) w.embed.packed = lin.packed_rows();  // the buffer stays put when lin moves
+    w.lm_head = LayerLinear(std::move(lin), {});
     if (release != nullptr) {
       if (tied_quantized) release->ReleaseEmbedding();
       else release->ReleaseLmHead();
