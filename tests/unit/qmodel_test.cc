@@ -609,6 +609,20 @@ TEST(QModelQuantizedHead, ACorruptQuantizedHeadIsRefusedNamingIt) {
   }
 }
 
+// `base` edited by `edit`, serialized and sealed, must be refused on open as
+// kInvalidFormat with a message containing `expect`.
+void ExpectRefusedOnOpen(const QModelContents& base, const std::function<void(QModelContents*)>& edit,
+                         const std::string& expect) {
+  QModelContents c = base;
+  edit(&c);
+  auto bytes = SerializeQModel(c);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  auto q = QModel::FromBytes(*bytes, "bad.famq");
+  ASSERT_FALSE(q.ok()) << "accepted: " << expect;
+  EXPECT_EQ(q.status().code(), StatusCode::kInvalidFormat);
+  EXPECT_NE(q.status().message().find(expect), std::string::npos) << q.status().ToString();
+}
+
 // Records that are well-formed FlatBuffers, sealed with correct digests, but
 // break an invariant: each refused on open with a message naming it.
 TEST(QModelQuantizedHead, MalformedRecordsAreRefusedOnOpen) {
@@ -616,14 +630,7 @@ TEST(QModelQuantizedHead, MalformedRecordsAreRefusedOnOpen) {
   ASSERT_TRUE(base.ok()) << base.status().ToString();
   ASSERT_TRUE(base->embedding && base->lm_head);
   auto refused = [&](const std::function<void(QModelContents*)>& edit, const std::string& expect) {
-    QModelContents c = *base;
-    edit(&c);
-    auto bytes = SerializeQModel(c);
-    ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
-    auto q = QModel::FromBytes(*bytes, "bad.famq");
-    ASSERT_FALSE(q.ok()) << "accepted: " << expect;
-    EXPECT_EQ(q.status().code(), StatusCode::kInvalidFormat);
-    EXPECT_NE(q.status().message().find(expect), std::string::npos) << q.status().ToString();
+    ExpectRefusedOnOpen(*base, edit, expect);
   };
   {  // the untouched contents load
     auto bytes = SerializeQModel(*base);
@@ -815,14 +822,7 @@ TEST(QModelLowBits, WrongCodeCountsAndLowBitHeadsAreRefused) {
   auto base = LowBitContents(kSourceDir + "/tests/data/tiny-random-qwen3", 3, 32, false);
   ASSERT_TRUE(base.ok()) << base.status().ToString();
   auto refused = [&](const std::function<void(QModelContents*)>& edit, const std::string& expect) {
-    QModelContents c = *base;
-    edit(&c);
-    auto bytes = SerializeQModel(c);
-    ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
-    auto q = QModel::FromBytes(*bytes, "bad.famq");
-    ASSERT_FALSE(q.ok()) << "accepted: " << expect;
-    EXPECT_EQ(q.status().code(), StatusCode::kInvalidFormat);
-    EXPECT_NE(q.status().message().find(expect), std::string::npos) << q.status().ToString();
+    ExpectRefusedOnOpen(*base, edit, expect);
   };
   // 300 codes take 113 bytes at 3 bits, not what the shape needs.
   refused([](QModelContents* c) { c->linears[1].w.codes.resize(300); }, "layers.0.o_proj: 3-bit codes hold 113 bytes");
