@@ -18,7 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -47,6 +49,7 @@ constexpr size_t kMaxBodyBytes = 1 << 20;  // the server's --max-body-bytes
 struct Reply {
   int status = 0;  // 0: no HTTP answer (connection refused, reset or timed out)
   std::string body;
+  std::string why;  // with status 0: what happened instead of an answer
 };
 
 int Connect(int port) {
@@ -57,16 +60,25 @@ int Connect(int port) {
   a.sin_port = htons(static_cast<uint16_t>(port));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    const int e = errno;
     ::close(fd);
+    errno = e;
     return -1;
   }
   return fd;
 }
 
-bool SendAll(int fd, const std::string& data) {
+// Sends `data`; on failure says how far it got and why in `why`.
+bool SendAll(int fd, const std::string& data, std::string* why = nullptr) {
   for (size_t off = 0; off < data.size();) {
     const ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
+    if (n <= 0) {
+      if (why != nullptr) {
+        *why = "send cut after " + std::to_string(off) + " of " + std::to_string(data.size()) + " bytes (" +
+               (n < 0 ? std::strerror(errno) : "no progress") + ")";
+      }
+      return false;
+    }
     off += static_cast<size_t>(n);
   }
   return true;
@@ -75,18 +87,23 @@ bool SendAll(int fd, const std::string& data) {
 // Reads until the server closes (Connection: close) or `timeout_s`.
 Reply ReadReply(int fd, double timeout_s) {
   const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
-  std::string raw;
+  std::string raw, why;
   char buf[16384];
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
-    if (left <= 0) break;
     pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(std::max<long long>(left, 0))) <= 0) {
+      why = "no end of the answer within " + std::to_string(timeout_s) + " s";
+      break;
+    }
     const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n < 0) why = std::string("recv: ") + std::strerror(errno);
     if (n <= 0) break;
     raw.append(buf, static_cast<size_t>(n));
   }
   Reply r;
+  const std::string bytes = std::to_string(raw.size()) + " bytes";
+  r.why = why.empty() ? "closed after " + bytes : why + " (" + bytes + " read)";
   if (raw.rfind("HTTP/1.1 ", 0) == 0 && raw.size() >= 12) r.status = std::atoi(raw.c_str() + 9);
   const size_t body = raw.find("\r\n\r\n");
   if (body != std::string::npos) r.body = raw.substr(body + 4);
@@ -103,11 +120,24 @@ std::string Request(const std::string& path, const std::string& body) {
 }
 
 Reply Exchange(int port, const std::string& raw, double timeout_s) {
-  const int fd = Connect(port);
-  if (fd < 0) return {};
+  const auto t0 = Clock::now();
   Reply r;
-  if (SendAll(fd, raw)) r = ReadReply(fd, timeout_s);
+  const int fd = Connect(port);
+  if (fd < 0) {
+    r.why = std::string("connect: ") + std::strerror(errno);
+    return r;
+  }
+  // A server may answer early (408, 413) and stop reading: the answer is read
+  // even when the send was cut, as HTTP clients do.
+  std::string send_why;
+  const bool sent = SendAll(fd, raw, &send_why);
+  r = ReadReply(fd, sent ? timeout_s : std::min(timeout_s, 5.0));
+  if (!sent) r.why = send_why + "; then " + r.why;
   ::close(fd);
+  char took[48];
+  std::snprintf(took, sizeof(took), "; %.2f s after connecting",
+                std::chrono::duration<double>(Clock::now() - t0).count());
+  r.why += took;
   return r;
 }
 
@@ -135,14 +165,16 @@ struct Valid {
 
 struct Tally {
   std::atomic<long long> valid{0}, correct{0}, busy{0}, timeout408{0}, wrong{0}, failed{0};
-  std::atomic<long long> malformed{0}, deep{0}, huge{0}, slow{0}, disconnects{0}, bad_refusals{0};
+  std::atomic<long long> malformed{0}, deep{0}, deep408{0}, huge{0}, huge_unanswered{0}, slow{0}, disconnects{0};
+  std::atomic<long long> bad_refusals{0};
 };
 
 // Counts a hostile request that did not get its clean refusal and says which
 // one and what came back (status 0: no HTTP answer within the client's wait).
 void BadRefusal(Tally& t, const char* what, const Reply& r) {
   ++t.bad_refusals;
-  std::fprintf(stderr, "soak: %s got HTTP %d: %s\n", what, r.status, r.body.substr(0, 200).c_str());
+  std::fprintf(stderr, "soak: %s got HTTP %d: %s [%s]\n", what, r.status, r.body.substr(0, 200).c_str(),
+               r.why.c_str());
 }
 
 }  // namespace
@@ -257,7 +289,8 @@ int main(int argc, char** argv) {
             ++t.timeout408;
           } else {
             ++t.failed;
-            std::fprintf(stderr, "soak: valid request got HTTP %d: %s\n", r.status, r.body.substr(0, 200).c_str());
+            std::fprintf(stderr, "soak: valid request got HTTP %d: %s [%s]\n", r.status, r.body.substr(0, 200).c_str(),
+                         r.why.c_str());
           }
         } else if (kind == 12 || kind == 13) {  // malformed JSON: a clean 400
           static const char* kBad[] = {"{\"prompt\": ", "not json", "{\"prompt\": [1, 2,]}", "\xff\xfe{}", ""};
@@ -265,12 +298,15 @@ int main(int argc, char** argv) {
           ++t.malformed;
           if (r.status != 400 && r.status != 503) BadRefusal(t, "malformed JSON", r);
         } else if (kind == 14) {  // 300,000 levels of nesting: a clean 400
+          // (or 408 where the 600 KB body took longer than --body-timeout to arrive on a loaded machine)
           const Reply r = Exchange(port, Request(rng() % 2 ? "/v1/completions" : "/v1/chat/completions", deep), 30);
           ++t.deep;
-          if (r.status != 400 && r.status != 503) BadRefusal(t, "deep nesting", r);
+          if (r.status == 408) ++t.deep408;
+          if (r.status != 400 && r.status != 503 && r.status != 408) BadRefusal(t, "deep nesting", r);
         } else if (kind == 15) {  // a body 4x over the cap: 413 (the server may close before reading it all)
           const Reply r = Exchange(port, Request("/v1/completions", huge), 30);
           ++t.huge;
+          if (r.status == 0) ++t.huge_unanswered;
           if (r.status != 413 && r.status != 0) BadRefusal(t, "huge body", r);
         } else if (kind == 16 || kind == 17) {  // slow headers: one byte every 2 s until the server cuts it
           const int fd = Connect(port);
@@ -315,10 +351,11 @@ int main(int argc, char** argv) {
   ::close(out[0]);
   std::fprintf(stderr,
                "soak: valid %lld: correct %lld, 503 %lld, 408 %lld, wrong %lld, other %lld; malformed %lld, deep %lld, "
-               "huge %lld, slow-header %lld, disconnects %lld, unexpected refusals %lld; RSS start %.1f MiB, peak "
-               "sampled %.1f MiB, VmHWM %.1f MiB (bound %.0f MiB); exit %d\n",
+               "(408 %lld), huge %lld (no answer %lld), slow-header %lld, disconnects %lld, unexpected refusals %lld; "
+               "RSS start %.1f MiB, peak sampled %.1f MiB, VmHWM %.1f MiB (bound %.0f MiB); exit %d\n",
                t.valid.load(), t.correct.load(), t.busy.load(), t.timeout408.load(), t.wrong.load(), t.failed.load(),
-               t.malformed.load(), t.deep.load(), t.huge.load(), t.slow.load(), t.disconnects.load(),
+               t.malformed.load(), t.deep.load(), t.deep408.load(), t.huge.load(), t.huge_unanswered.load(),
+               t.slow.load(), t.disconnects.load(),
                t.bad_refusals.load(), rss_start / 1048576.0, rss_peak.load() / 1048576.0, hwm / 1048576.0,
                kMaxRssBytes / 1048576.0, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   const auto fail = [&](const char* why) {
