@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "model/dtype.h"
 
 namespace famq::gguf {
 
@@ -53,8 +54,8 @@ static_assert(sizeof(BlockQ4_0) == 2 + 16, "Q4_0 block: fp16 d + 16 bytes");
 static_assert(sizeof(BlockQ4_1) == 2 + 2 + 16, "Q4_1 block: fp16 d, fp16 m + 16 bytes");
 static_assert(sizeof(BlockQ8_0) == 2 + 32, "Q8_0 block: fp16 d + 32 int8");
 
-// IEEE binary16 of `f`, rounded to nearest even (overflow: infinity).
-uint16_t F32ToF16(float f);
+// IEEE binary16 of `f`, rounded to nearest even (overflow: infinity): model/dtype.h's.
+using ::famq::F32ToF16;
 
 // Bytes of a row of `ne0` elements of type t (ne0 a multiple of 32 for the
 // block types).

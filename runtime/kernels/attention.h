@@ -74,8 +74,7 @@ size_t KvHeadBytes(KvType type, size_t head_dim);
 
 inline constexpr float kKvMinAmax = 0x1p-100f;
 
-// IEEE binary32 -> binary16, round to nearest even (the cache's f16 writer).
-uint16_t F32ToF16(float x);
+// The cache's f16 writer is F32ToF16 (model/dtype.h).
 
 // Writes one kv head's hd values into the cache in `type` (see SPECIFICATION):
 // f32: dst is float*; f16: uint16_t*; int8: int8_t*, *scale receives the
