@@ -120,12 +120,18 @@ inline constexpr size_t kFirstVersionSize = sizeof(T);
 template <>
 inline constexpr size_t kFirstVersionSize<famq_model_options> = offsetof(famq_model_options, kv_type);
 
-// Whether struct_size names a version of T: the first one, or this one and
-// up to FAMQ_MAX_STRUCT_SIZE (a newer one). A size between the two would cut
-// a field in its middle.
+// A struct's second version, where a second field was appended later (its
+// offsetof); the first version's size where there was none.
+template <typename T>
+inline constexpr size_t kSecondVersionSize = kFirstVersionSize<T>;
+
+// Whether struct_size names a version of T: the first or second one, or this
+// one and up to FAMQ_MAX_STRUCT_SIZE (a newer one). A size between them would
+// cut a field in its middle.
 template <typename T>
 bool KnownStructSize(size_t size) {
-  return size == kFirstVersionSize<T> || (size >= sizeof(T) && size <= FAMQ_MAX_STRUCT_SIZE);
+  return size == kFirstVersionSize<T> || size == kSecondVersionSize<T> ||
+         (size >= sizeof(T) && size <= FAMQ_MAX_STRUCT_SIZE);
 }
 
 // Why struct_size is not KnownStructSize<T>; Ok when it is.

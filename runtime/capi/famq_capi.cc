@@ -86,9 +86,11 @@ void AppendError(std::string_view more) noexcept {
 
 const char* LastError() noexcept { return t_error_static != nullptr ? t_error_static : t_error.c_str(); }
 
-// famq_finalize_options gained head_bits at its end.
+// famq_finalize_options gained head_bits at its end, then f16_scales.
 template <>
 inline constexpr size_t kFirstVersionSize<famq_finalize_options> = offsetof(famq_finalize_options, head_bits);
+template <>
+inline constexpr size_t kSecondVersionSize<famq_finalize_options> = offsetof(famq_finalize_options, f16_scales);
 
 }  // namespace famq::capi
 
@@ -391,6 +393,7 @@ Status Finalize(const char* model_dir, const char* bundle_path, const char* key_
                            " is not one of 8, 4, 16 (kept as stored)");
   }
   o.head_bits = c.head_bits;
+  o.f16_scales = c.f16_scales != 0;
   if (c.num_threads < 0 || c.num_threads > 256) {
     return InvalidArgument("famq_finalize: num_threads " + std::to_string(c.num_threads) + " is not in [0, 256]");
   }
@@ -639,6 +642,7 @@ void famq_finalize_options_init(famq_finalize_options* options) {
   options->allow_unsigned = 0;
   options->allow_foreign_family = 0;
   options->head_bits = famq::kDefaultHeadBits;
+  options->f16_scales = 0;
   options->num_threads = 0;
 }
 

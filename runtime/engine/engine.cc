@@ -1,4 +1,5 @@
 #include "engine/engine.h"
+#include "model/dtype.h"
 
 #include <algorithm>
 #include <cmath>
@@ -257,19 +258,22 @@ Status Engine::SetLinear(int layer, LinearSlot slot, LayerLinear linear) {
 
 void PackedQuantRows::DequantRow(int r, float* out) const {
   const size_t groups = static_cast<size_t>(cols / group_size);
-  const float* s = scales + static_cast<size_t>(r) * groups;
-  const int8_t* z = zeros + static_cast<size_t>(r) * groups;
+  const size_t first = static_cast<size_t>(r) * groups;
   const size_t n = static_cast<size_t>(cols), g = static_cast<size_t>(group_size);
-  if (bits == 8) {
-    const int8_t* q = reinterpret_cast<const int8_t*>(codes) + static_cast<size_t>(r) * n;
-    for (size_t c = 0; c < n; ++c) out[c] = s[c / g] * static_cast<float>(q[c] - z[c / g]);
-    return;
-  }
-  const uint8_t* q = codes + static_cast<size_t>(r) * (n / 2);  // cols is even (a multiple of 32)
-  for (size_t c = 0; c < n; ++c) {
-    const int nib = (c % 2 == 0) ? (q[c / 2] & 0x0F) : (q[c / 2] >> 4);
-    const int code = nib >= 8 ? nib - 16 : nib;
-    out[c] = s[c / g] * static_cast<float>(code - z[c / g]);
+  const uint8_t* q = codes + static_cast<size_t>(r) * (bits == 8 ? n : n / 2);  // cols is even (a multiple of 32)
+  for (size_t k = 0; k < groups; ++k) {
+    const float s = scales_f16 != nullptr ? F16ToF32(scales_f16[first + k]) : scales[first + k];
+    const int z = zeros != nullptr ? zeros[first + k] : 0;
+    for (size_t c = k * g; c < (k + 1) * g; ++c) {
+      int code;
+      if (bits == 8) {
+        code = static_cast<int8_t>(q[c]);
+      } else {
+        const int nib = (c % 2 == 0) ? (q[c / 2] & 0x0F) : (q[c / 2] >> 4);
+        code = nib >= 8 ? nib - 16 : nib;
+      }
+      out[c] = s * static_cast<float>(code - z);
+    }
   }
 }
 

@@ -83,7 +83,8 @@ struct PackedQuantRows {
   int bits = 0, rows = 0, cols = 0, group_size = 0;
   const uint8_t* codes = nullptr;  // [rows][cols * bits / 8]
   const float* scales = nullptr;   // [rows][cols / group_size]
-  const int8_t* zeros = nullptr;   // [rows][cols / group_size]
+  const uint16_t* scales_f16 = nullptr;  // or the scales in IEEE binary16 (exactly one of the two is set)
+  const int8_t* zeros = nullptr;   // [rows][cols / group_size]; nullptr: all 0 (symmetric)
   // out[cols] = row r dequantized (r in [0, rows); unchecked).
   void DequantRow(int r, float* out) const;
 };

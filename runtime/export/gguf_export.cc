@@ -457,8 +457,7 @@ Result<GgufExportReport> ExportGguf(const std::string& qmodel_path, const std::s
   // A quantized embedding / head keeps its own type (it may have other bits
   // than the blocks): W8 -> Q8_0, W4 -> Q4_0, or Q4_1 with zero points.
   auto add_quant_embedding = [&](const std::string& gguf_name, int index, const fb::QuantLinear& l) -> Status {
-    bool zeros = false;
-    for (int8_t z : *l.zeros()) zeros = zeros || z != 0;
+    const bool zeros = !RecordIsSymmetric(l);
     if (l.bits() == 8 && zeros) return refuse(gguf_name + ": W8 with zero points (Q8_0 is symmetric)");
     const GgmlType t = l.bits() == 8 ? GgmlType::kQ8_0 : (zeros ? GgmlType::kQ4_1 : GgmlType::kQ4_0);
     auto sp = std::make_shared<QuantSlice>(QuantSlice{index, 0, static_cast<int>(l.rows()), nullptr, {}});

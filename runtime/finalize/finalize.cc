@@ -50,8 +50,8 @@ namespace {
 bool W8A8(const FinalizeOptions& o) { return o.abits == 8; }
 
 quant::QuantSpec SpecFor(const FinalizeOptions& o, int cols) {
-  if (W8A8(o)) return quant::QuantSpec{8, cols, true};
-  return quant::QuantSpec{o.wbits, o.group_size == 0 ? cols : o.group_size, o.symmetric};
+  if (W8A8(o)) return quant::QuantSpec{8, cols, true, o.f16_scales};
+  return quant::QuantSpec{o.wbits, o.group_size == 0 ? cols : o.group_size, o.symmetric, o.f16_scales};
 }
 
 }  // namespace
@@ -222,10 +222,10 @@ ActQuantParams ToParams(const quant::QuantRange& r) { return ActQuantParams{r.sc
 // symmetric, groups of kHeadGroupSize. RTN works per group, so quantizing a
 // chunk of rows at a time gives the same result while holding only that
 // chunk in fp32.
-Result<QLinearContents> QuantizeEmbedding(const TensorView& t, int bits, const std::string& name) {
+Result<QLinearContents> QuantizeEmbedding(const TensorView& t, int bits, bool f16_scales, const std::string& name) {
   if (t.shape.size() != 2) return InvalidArgument(name + ": not a matrix");
   const int rows = static_cast<int>(t.shape[0]), cols = static_cast<int>(t.shape[1]);
-  const quant::QuantSpec spec{bits, kHeadGroupSize, true};
+  const quant::QuantSpec spec{bits, kHeadGroupSize, true, f16_scales};
   QLinearContents q;
   q.name = name;
   q.w.bits = bits;
@@ -551,18 +551,18 @@ Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
 // The embedding and head as --head-bits says (quantized: the embedding once,
 // serving a tied head; an untied head quantized too); everything else but the
 // quantized linears stays floating point, in the checkpoint's dtype.
-Status AddFloatTensors(const Checkpoint& ck, int head_bits, QModelContents* out) {
+Status AddFloatTensors(const Checkpoint& ck, int head_bits, bool f16_scales, QModelContents* out) {
   if (head_bits == 16) {
     out->float_tensors.push_back(CopyTensor(ck.embed_tokens(), "model.embed_tokens.weight"));
   } else {
-    FAMQ_ASSIGN_OR_RETURN(out->embedding, QuantizeEmbedding(ck.embed_tokens(), head_bits, kQEmbeddingName));
+    FAMQ_ASSIGN_OR_RETURN(out->embedding, QuantizeEmbedding(ck.embed_tokens(), head_bits, f16_scales, kQEmbeddingName));
   }
   out->float_tensors.push_back(CopyTensor(ck.final_norm(), "model.norm.weight"));
   if (!ck.tied()) {
     if (head_bits == 16) {
       out->float_tensors.push_back(CopyTensor(ck.lm_head(), "lm_head.weight"));
     } else {
-      FAMQ_ASSIGN_OR_RETURN(out->lm_head, QuantizeEmbedding(ck.lm_head(), head_bits, kQLmHeadName));
+      FAMQ_ASSIGN_OR_RETURN(out->lm_head, QuantizeEmbedding(ck.lm_head(), head_bits, f16_scales, kQLmHeadName));
     }
   }
   for (int l = 0; l < ck.config().num_layers; ++l) {
@@ -639,7 +639,7 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
   for (int l = 0; l < ck.config().num_layers; ++l) FAMQ_RETURN_IF_ERROR(run.FinalizeBlock(l, &out));
 
   const auto t_assemble = Clock::now();
-  FAMQ_RETURN_IF_ERROR(AddFloatTensors(ck, o.head_bits, &out));
+  FAMQ_RETURN_IF_ERROR(AddFloatTensors(ck, o.head_bits, o.f16_scales, &out));
   FAMQ_RETURN_IF_ERROR(AddModelFiles(model, model_dir_path, &out));
   FillProvenance(calib, o, run.calibration_free() ? 0 : run.counted_tokens(), &out.provenance);
   run.timings().assemble += SecondsSince(t_assemble);

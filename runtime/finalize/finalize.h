@@ -58,6 +58,10 @@ struct FinalizeOptions {
   // (kHeadGroupSize), stored once for a tied model (lookup and head), the
   // untied head likewise. Default: measured on the family (docs/DEVICE.md).
   int head_bits = kDefaultHeadBits;
+  // true: every weight scale (blocks, embedding, head) is rounded to fp16
+  // before its codes are computed and stored in 2 bytes (--scale-dtype f16;
+  // quant::QuantSpec::f16_scales). false: fp32 scales, as before.
+  bool f16_scales = false;
 
   // Progress: return false to cancel (Finalize then returns kCancelled).
   std::function<bool(const struct FinalizeProgress&)> on_progress;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/qgemm_pack.h"
+#include "model/dtype.h"
 
 namespace famq {
 namespace {
@@ -107,6 +108,16 @@ QMatrixView ViewOf(const QMatrix& w) {
   return v;
 }
 
+namespace {
+
+// Group g's scale and zero point of a view (fp16 scales widened exactly; no zeros: 0).
+float ViewScale(const QMatrixView& w, size_t g) {
+  return w.scales_f16 != nullptr ? F16ToF32(w.scales_f16[g]) : w.scales[g];
+}
+int ViewZero(const QMatrixView& w, size_t g) { return w.zeros != nullptr ? w.zeros[g] : 0; }
+
+}  // namespace
+
 Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
   if (w.bits != 2 && w.bits != 3 && w.bits != 4 && w.bits != 8) {
     return InvalidArgument(name + ": weight-only kernels take 2-, 3-, 4- or 8-bit codes, not " + std::to_string(w.bits) +
@@ -125,7 +136,11 @@ Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
   const size_t cols = static_cast<size_t>(w.cols);
   const size_t groups = rows * static_cast<size_t>(w.cols / w.group_size);
   const size_t code_count = w.nibbles ? rows * cols / 2 : rows * cols;
-  if (w.code_count != code_count || w.scale_count != groups || w.zero_count != groups) {
+  const bool no_zeros = w.zeros == nullptr && w.zero_count == 0;
+  if ((w.scales == nullptr) == (w.scales_f16 == nullptr)) {
+    return InvalidArgument(name + ": exactly one of fp32 and fp16 scales must be given " + Sizes(w));
+  }
+  if (w.code_count != code_count || w.scale_count != groups || (w.zero_count != groups && !no_zeros)) {
     return InvalidArgument(name + ": expected " + std::to_string(code_count) + " code bytes and " +
                            std::to_string(groups) + " scales and zeros, got " + std::to_string(w.code_count) + ", " +
                            std::to_string(w.scale_count) + ", " + std::to_string(w.zero_count) + " " + Sizes(w));
@@ -143,12 +158,14 @@ Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
     }
   }
   for (size_t i = 0; i < groups; ++i) {
-    if (w.zeros[i] < lo || w.zeros[i] > hi) {
-      return InvalidArgument(name + ": zero point " + std::to_string(w.zeros[i]) + " of group " + std::to_string(i) +
+    const int zero = ViewZero(w, i);
+    if (zero < lo || zero > hi) {
+      return InvalidArgument(name + ": zero point " + std::to_string(zero) + " of group " + std::to_string(i) +
                              " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
-    if (!std::isfinite(w.scales[i]) || w.scales[i] < 0.0f) {
-      return InvalidArgument(name + ": scale " + std::to_string(w.scales[i]) + " of group " + std::to_string(i) +
+    const float scale = ViewScale(w, i);
+    if (!std::isfinite(scale) || scale < 0.0f) {
+      return InvalidArgument(name + ": scale " + std::to_string(scale) + " of group " + std::to_string(i) +
                              " is not finite and >= 0");
     }
   }
@@ -218,8 +235,8 @@ void PackQMatrixTiles(const QMatrixView& w, const QGemmPacking& p, size_t tile_b
       for (size_t i = 0; i < tile_rows; ++i) {
         const size_t r = t * tile_rows + i;
         const size_t dst = (t * groups + g) * tile_rows + i;
-        scales[dst] = r < rows ? w.scales[r * groups + g] : 0.0f;
-        const int zero = r < rows ? w.zeros[r * groups + g] : 0;
+        scales[dst] = r < rows ? ViewScale(w, r * groups + g) : 0.0f;
+        const int zero = r < rows ? ViewZero(w, r * groups + g) : 0;
         offsets[dst] = static_cast<uint8_t>(zero + p.code_bias);
       }
     }

@@ -23,7 +23,10 @@ struct QMatrixView {
   const uint8_t* codes = nullptr;  // int8 bit patterns [rows][cols], or nibbles [rows][cols / 2] (4 bits, nibbles)
   bool nibbles = false;            // 4-bit codes two per byte (signed nibbles, even column low)
   const float* scales = nullptr;   // [rows][cols / group_size]
-  const int8_t* zeros = nullptr;   // [rows][cols / group_size]
+  // Or the scales as IEEE binary16 bit patterns (a record written with fp16
+  // scales): exactly one of scales / scales_f16 is set; scale_count counts either.
+  const uint16_t* scales_f16 = nullptr;
+  const int8_t* zeros = nullptr;   // [rows][cols / group_size]; nullptr with zero_count 0: all 0 (symmetric)
   size_t code_count = 0, scale_count = 0, zero_count = 0;  // the arrays' lengths, checked against the shape
 };
 

@@ -11,9 +11,18 @@
 #include <unistd.h>
 
 #include "core/checksum.h"
+#include "model/dtype.h"
 #include "qmodel/code_packing.h"
 
 namespace famq {
+
+bool RecordIsSymmetric(const fb::QuantLinear& l) {
+  if (l.zeros() == nullptr) return true;
+  for (int8_t z : *l.zeros()) {
+    if (z != 0) return false;
+  }
+  return true;
+}
 
 std::string QLinearName(int layer, int slot) {
   return "layers." + std::to_string(layer) + "." + LinearSlotName(static_cast<LinearSlot>(slot));
@@ -87,6 +96,7 @@ uint64_t LinearDigest(const fb::QuantLinear& l) {
   r.Vec(l.input_multiplier());
   r.Act(l.act_in());
   r.Act(l.act_out());
+  if (l.scales_f16() != nullptr) r.Vec(l.scales_f16());  // absent: the record digests as before the field existed
   return r.Digest(kLinearRecord);
 }
 
@@ -171,8 +181,19 @@ flatbuffers::Offset<fb::QuantLinear> BuildLinear(flatbuffers::FlatBufferBuilder&
   PackCodes(w.bits, w.codes.data(), w.codes.size(), packed.data());
   const auto name = b.CreateString(l.name);
   const auto codes = b.CreateVector(packed);
-  const auto scales = b.CreateVector(w.scales);
-  const auto zeros = b.CreateVector(w.zeros);
+  // fp16 scales when every scale is exactly one (finalize --scale-dtype f16
+  // rounds them so): half the bytes, nothing lost; zero points only when
+  // some group has one.
+  bool f16 = true, symmetric = true;
+  std::vector<uint16_t> half(w.scales.size());
+  for (size_t i = 0; i < w.scales.size() && f16; ++i) {
+    half[i] = F32ToF16(w.scales[i]);
+    f16 = F16ToF32(half[i]) == w.scales[i];
+  }
+  for (int8_t z : w.zeros) symmetric = symmetric && z == 0;
+  const auto scales = f16 ? 0 : b.CreateVector(w.scales);
+  const auto scales_f16 = f16 ? b.CreateVector(half) : 0;
+  const auto zeros = symmetric ? 0 : b.CreateVector(w.zeros);
   const auto bias = l.bias.empty() ? 0 : b.CreateVector(l.bias);
   const auto mult = l.input_multiplier.empty() ? 0 : b.CreateVector(l.input_multiplier);
   fb::QuantLinearBuilder lb(b);
@@ -182,8 +203,9 @@ flatbuffers::Offset<fb::QuantLinear> BuildLinear(flatbuffers::FlatBufferBuilder&
   lb.add_cols(static_cast<uint32_t>(w.cols));
   lb.add_group_size(static_cast<uint32_t>(w.group_size));
   lb.add_codes(codes);
-  lb.add_scales(scales);
-  lb.add_zeros(zeros);
+  if (f16) lb.add_scales_f16(scales_f16);
+  else lb.add_scales(scales);
+  if (!symmetric) lb.add_zeros(zeros);
   if (!l.bias.empty()) lb.add_bias(bias);
   if (!l.input_multiplier.empty()) lb.add_input_multiplier(mult);
   const fb::ActQuant in(l.act_in.scale, l.act_in.zero_point), out(l.act_out.scale, l.act_out.zero_point);
@@ -234,10 +256,17 @@ QMatrixView ViewOfRecord(const fb::QuantLinear& l) {
   v.codes = l.codes()->data();
   v.code_count = l.codes()->size();
   v.nibbles = l.bits() == 4;
-  v.scales = l.scales()->data();
-  v.scale_count = l.scales()->size();
-  v.zeros = l.zeros()->data();
-  v.zero_count = l.zeros()->size();
+  if (l.scales_f16() != nullptr) {
+    v.scales_f16 = l.scales_f16()->data();
+    v.scale_count = l.scales_f16()->size();
+  } else {
+    v.scales = l.scales()->data();
+    v.scale_count = l.scales()->size();
+  }
+  if (l.zeros() != nullptr) {
+    v.zeros = l.zeros()->data();
+    v.zero_count = l.zeros()->size();
+  }
   return v;
 }
 
@@ -259,8 +288,15 @@ QMatrix UnpackQuantLinear(const fb::QuantLinear& l) {
   const size_t count = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols);
   m.codes.resize(count);
   UnpackCodes(m.bits, l.codes()->data(), count, m.codes.data());
-  m.scales.assign(l.scales()->begin(), l.scales()->end());
-  m.zeros.assign(l.zeros()->begin(), l.zeros()->end());
+  const size_t groups = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols / m.group_size);
+  if (l.scales_f16() != nullptr) {
+    m.scales.resize(groups);
+    for (size_t g = 0; g < groups; ++g) m.scales[g] = F16ToF32(l.scales_f16()->Get(static_cast<flatbuffers::uoffset_t>(g)));
+  } else {
+    m.scales.assign(l.scales()->begin(), l.scales()->end());
+  }
+  if (l.zeros() != nullptr) m.zeros.assign(l.zeros()->begin(), l.zeros()->end());
+  else m.zeros.assign(groups, 0);
   return m;
 }
 
@@ -305,7 +341,7 @@ Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
   if (c.lm_head) all.push_back(&*c.lm_head);
   for (const QLinearContents* lp : all) {
     const QLinearContents& l = *lp;
-    estimate += CodeBytes(l.w.bits, l.w.codes.size()) + 5 * l.w.scales.size() +
+    estimate += CodeBytes(l.w.bits, l.w.codes.size()) + 5 * l.w.scales.size() +  // at most: fp32 scales, zeros
                 4 * (l.bias.size() + l.input_multiplier.size()) + 256;
   }
   if (estimate > kMaxQModelBytes) {
@@ -425,14 +461,31 @@ Status CheckQuantLinear(const fb::QuantLinear& l, const std::string& name, Linea
     return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes hold " + std::to_string(Len(l.codes())) +
                          " bytes, expected " + std::to_string(CodeBytes(l.bits(), count)));
   }
-  if (Len(l.scales()) != groups || Len(l.zeros()) != groups) {
-    return InvalidFormat(at + "scales / zero points hold " + std::to_string(Len(l.scales())) + " / " +
-                         std::to_string(Len(l.zeros())) + " values, expected " + std::to_string(groups));
+  if ((l.scales() == nullptr) == (l.scales_f16() == nullptr)) {
+    return InvalidFormat(at + "needs exactly one of fp32 and fp16 scales");
   }
-  if (!AllFinite(l.scales(), true)) return InvalidFormat(at + "a scale is negative, infinite or NaN");
+  const size_t scale_count = l.scales() != nullptr ? Len(l.scales()) : Len(l.scales_f16());
+  if (scale_count != groups || (l.zeros() != nullptr && Len(l.zeros()) != groups)) {
+    return InvalidFormat(at + "scales / zero points hold " + std::to_string(scale_count) + " / " +
+                         std::to_string(Len(l.zeros())) + " values, expected " + std::to_string(groups) +
+                         " (zero points may be absent: all 0)");
+  }
+  if (l.scales() != nullptr && !AllFinite(l.scales(), true)) {
+    return InvalidFormat(at + "a scale is negative, infinite or NaN");
+  }
+  if (l.scales_f16() != nullptr) {
+    for (uint16_t h : *l.scales_f16()) {
+      // binary16: exponent all ones is inf / NaN; the sign bit set is negative (but -0).
+      if ((h & 0x7C00) == 0x7C00 || (h > 0x8000)) return InvalidFormat(at + "a scale is negative, infinite or NaN");
+    }
+  }
   const int zmin = -(1 << (l.bits() - 1)), zmax = (1 << (l.bits() - 1)) - 1;
-  for (int8_t z : *l.zeros()) {
-    if (z < zmin || z > zmax) return InvalidFormat(at + "zero point " + std::to_string(z) + " outside the code range");
+  if (l.zeros() != nullptr) {
+    for (int8_t z : *l.zeros()) {
+      if (z < zmin || z > zmax) {
+        return InvalidFormat(at + "zero point " + std::to_string(z) + " outside the code range");
+      }
+    }
   }
   if (l.bias() != nullptr && (l.bias()->size() != l.rows() || !AllFinite(l.bias(), false))) {
     return InvalidFormat(at + "bias has the wrong size or a non-finite value");
@@ -515,9 +568,7 @@ Status QModel::Validate() {
       if (l.bits() != 8 || l.group_size() != l.cols()) {
         return InvalidFormat(at + "W8A8 needs 8-bit per-channel weights");
       }
-      for (int8_t z : *l.zeros()) {
-        if (z != 0) return InvalidFormat(at + "W8A8 weights must be symmetric");
-      }
+      if (!RecordIsSymmetric(l)) return InvalidFormat(at + "W8A8 weights must be symmetric");
       for (const fb::ActQuant* a : {l.act_in(), l.act_out()}) {
         if (a == nullptr || !std::isfinite(a->scale()) || a->scale() <= 0.0f || a->zero_point() < -128 ||
             a->zero_point() > 127) {
@@ -664,8 +715,7 @@ Status VerifyExtra(const fb::QuantLinear* l, uint64_t stored, std::atomic<uint8_
 }
 
 std::string SchemeOf(const fb::QuantLinear& l) {
-  bool symmetric = true;
-  for (int8_t z : *l.zeros()) symmetric = symmetric && z == 0;
+  const bool symmetric = RecordIsSymmetric(l);
   std::string s = "W";
   s += std::to_string(l.bits());
   s += " g";

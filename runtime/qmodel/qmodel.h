@@ -191,6 +191,9 @@ class QModel {
 // Unpacks a stored quantized linear (codes, scales, zero points) to the canonical form.
 QMatrix UnpackQuantLinear(const fb::QuantLinear& l);
 
+// Whether every zero point of a stored quantized linear is 0 (absent zero points: yes).
+bool RecordIsSymmetric(const fb::QuantLinear& l);
+
 // The block slot names of linear i: "layers.<i/4>.<qkv|o_proj|gate_up|down_proj>".
 std::string QLinearName(int layer, int slot);
 

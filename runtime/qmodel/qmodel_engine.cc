@@ -163,8 +163,9 @@ Result<std::unique_ptr<Engine>> BuildQuantizedEngine(const QModel& q, QModel* re
       p.cols = static_cast<int>(e->cols());
       p.group_size = static_cast<int>(e->group_size());
       p.codes = e->codes()->data();
-      p.scales = e->scales()->data();
-      p.zeros = e->zeros()->data();
+      p.scales = e->scales() != nullptr ? e->scales()->data() : nullptr;
+      p.scales_f16 = e->scales_f16() != nullptr ? e->scales_f16()->data() : nullptr;
+      p.zeros = e->zeros() != nullptr ? e->zeros()->data() : nullptr;  // absent: symmetric
     } else {
       FAMQ_ASSIGN_OR_RETURN(w.embed.fp, q.Tensor("model.embed_tokens.weight"));
     }

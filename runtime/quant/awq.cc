@@ -92,7 +92,7 @@ std::vector<float> SearchClip(const float* ws, int rows, int cols, const float* 
         for (size_t i = 0; i < n_shrink; ++i) {
           max_val[i] = static_cast<float>(org_max * (1.0 - static_cast<double>(i) / o.clip_n_grid));
           float* di = d.data() + i * G;
-          QuantizeGroup(wg, static_cast<int>(G), o.spec.bits, o.spec.symmetric, max_val[i], nullptr, di);
+          QuantizeGroup(wg, static_cast<int>(G), o.spec.bits, o.spec.symmetric, max_val[i], nullptr, di, o.spec.f16_scales);
           for (size_t j = 0; j < G; ++j) di[j] -= wg[j];
         }
         MatMulF32(d.data(), G, bg.data() + g * G * n, n, out.data(), n, n_shrink, G, n);

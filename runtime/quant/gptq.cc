@@ -97,7 +97,7 @@ Result<QMatrix> QuantizeGptq(const float* w, int rows, int cols, std::vector<dou
     for (Index r = 0; r < R; ++r) {
       double lo, hi;
       RowMinMax(W.data() + r * K, K, &lo, &hi);
-      params[r] = FindGroupParams(lo, hi, bits, spec.symmetric);
+      params[r] = FindGroupParams(lo, hi, bits, spec.symmetric, spec.f16_scales);
     }
   }
   // 2. Dead columns.
@@ -115,7 +115,7 @@ Result<QMatrix> QuantizeGptq(const float* w, int rows, int cols, std::vector<dou
       for (Index g = 0; g < groups; ++g) {
         double lo, hi;
         RowMinMax(W.data() + r * K + g * G, G, &lo, &hi);
-        params[r * groups + g] = FindGroupParams(lo, hi, bits, spec.symmetric);
+        params[r * groups + g] = FindGroupParams(lo, hi, bits, spec.symmetric, spec.f16_scales);
       }
     }
   }
@@ -193,7 +193,7 @@ Result<QMatrix> QuantizeGptq(const float* w, int rows, int cols, std::vector<dou
             // 7. Refit on W (the block-start state), columns col .. col + G.
             double lo, hi;
             RowMinMax(W.data() + r * K + col, G, &lo, &hi);
-            params[r * groups + col / G] = FindGroupParams(lo, hi, bits, spec.symmetric);
+            params[r * groups + col / G] = FindGroupParams(lo, hi, bits, spec.symmetric, spec.f16_scales);
             current = &params[r * groups + col / G];
           }
           const double* hrow = hinv.data() + col * K;  // Hinv[col][*]

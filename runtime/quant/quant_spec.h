@@ -12,6 +12,11 @@ struct QuantSpec {
   int bits = 4;           // 2, 3, 4 or 8
   int group_size = 128;   // input features per scale; divides cols; 0 = per channel (== cols)
   bool symmetric = false; // true: zero point 0 (codes centred), false: a zero point per group
+  // true: every scale is rounded to the nearest IEEE binary16 value (within
+  // [2^-24, 65504]) before the group's zero point and codes are computed, so
+  // the quantized model stores it in 2 bytes without loss (finalize
+  // --scale-dtype f16).
+  bool f16_scales = false;
 };
 
 // The group size in effect for a matrix of `cols` input features (0 -> cols).

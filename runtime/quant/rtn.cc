@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "model/dtype.h"
+
 namespace famq::quant {
 namespace {
 
@@ -15,7 +17,7 @@ int ClampToCode(double q, int maxq) {
 
 }  // namespace
 
-GroupParams FindGroupParams(double group_min, double group_max, int bits, bool symmetric) {
+GroupParams FindGroupParams(double group_min, double group_max, int bits, bool symmetric, bool f16_scale) {
   const int maxq = (1 << bits) - 1;
   double xmin = std::min(group_min, 0.0);
   double xmax = std::max(group_max, 0.0);
@@ -29,6 +31,10 @@ GroupParams FindGroupParams(double group_min, double group_max, int bits, bool s
   }
   GroupParams p;
   p.scale = (xmax - xmin) / maxq;
+  if (f16_scale) {
+    constexpr double kMinF16 = 0x1p-24, kMaxF16 = 65504.0;  // the smallest subnormal, the largest finite
+    p.scale = F16ToF32(F32ToF16(static_cast<float>(std::clamp(p.scale, kMinF16, kMaxF16))));
+  }
   // -xmin / scale lies in [0, maxq] for finite inputs; the clamp only keeps
   // a non-finite input from reaching an undefined float -> int conversion.
   p.zero = symmetric ? (maxq + 1) / 2 : ClampToCode(std::nearbyint(-xmin / p.scale), maxq);
@@ -41,7 +47,7 @@ int QuantizeToCode(double w, const GroupParams& params, int maxq) {
 }
 
 GroupParams QuantizeGroup(const float* w, int n, int bits, bool symmetric, float clip, int8_t* codes,
-                          float* dequant) {
+                          float* dequant, bool f16_scale) {
   const bool clamp = clip >= 0;
   auto value = [&](int i) { return clamp ? std::clamp(w[i], -clip, clip) : w[i]; };
   float lo = value(0), hi = lo;
@@ -50,7 +56,7 @@ GroupParams QuantizeGroup(const float* w, int n, int bits, bool symmetric, float
     lo = std::min(lo, v);
     hi = std::max(hi, v);
   }
-  const GroupParams p = FindGroupParams(lo, hi, bits, symmetric);
+  const GroupParams p = FindGroupParams(lo, hi, bits, symmetric, f16_scale);
   const int maxq = (1 << bits) - 1;
   const int offset = 1 << (bits - 1);
   const float scale = static_cast<float>(p.scale);
@@ -99,7 +105,8 @@ Result<QMatrix> QuantizeRtn(const float* w, int rows, int cols, const QuantSpec&
   for (size_t g = 0; g < n_groups; ++g) {
     const size_t start = g * static_cast<size_t>(group);  // groups tile each row, rows follow each other
     const GroupParams p = QuantizeGroup(w + start, group, spec.bits, spec.symmetric,
-                                        clip != nullptr ? clip[g] : -1.0f, q.codes.data() + start, nullptr);
+                                        clip != nullptr ? clip[g] : -1.0f, q.codes.data() + start, nullptr,
+                                        spec.f16_scales);
     q.scales[g] = static_cast<float>(p.scale);
     q.zeros[g] = static_cast<int8_t>(p.zero - offset);
   }
@@ -112,7 +119,7 @@ void FakeQuantizeRtn(const float* w, int rows, int cols, const QuantSpec& spec, 
   for (size_t g = 0; g < n_groups; ++g) {
     const size_t start = g * static_cast<size_t>(group);
     QuantizeGroup(w + start, group, spec.bits, spec.symmetric, clip != nullptr ? clip[g] : -1.0f, nullptr,
-                  out + start);
+                  out + start, spec.f16_scales);
   }
 }
 

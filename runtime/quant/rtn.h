@@ -40,8 +40,10 @@ struct GroupParams {
 };
 
 // The parameters of a group whose smallest and largest values are
-// `group_min` <= `group_max` (finite). `bits`: 2, 3, 4 or 8.
-GroupParams FindGroupParams(double group_min, double group_max, int bits, bool symmetric);
+// `group_min` <= `group_max` (finite). `bits`: 2, 3, 4 or 8. f16_scale: the
+// scale is rounded to the nearest binary16 value, clamped to [2^-24, 65504]
+// (QuantSpec::f16_scales), before the zero point is derived from it.
+GroupParams FindGroupParams(double group_min, double group_max, int bits, bool symmetric, bool f16_scale = false);
 
 // The unsigned code of `w`: clamp(round(w / scale) + zero, 0, maxq), rounding
 // half to even like torch.round. `maxq` = 2^bits - 1.
@@ -53,7 +55,7 @@ int QuantizeToCode(double w, const GroupParams& params, int maxq);
 // QMatrix::Dequant returns, to `dequant`; either may be null. Returns the
 // group's parameters. No validation: callers have checked bits and inputs.
 GroupParams QuantizeGroup(const float* w, int n, int bits, bool symmetric, float clip, int8_t* codes,
-                          float* dequant);
+                          float* dequant, bool f16_scale = false);
 
 // RTN-quantizes w [rows][cols] (row-major, finite) with `spec`.
 //   clip: optional [rows][groups] maximum |w| per (row, group), e.g. AWQ's

@@ -1290,6 +1290,23 @@ TEST_F(CapiTest, FinalizeHeadBitsAndTheFirstOptionsVersion) {
                           Tmp("six.famq").c_str()),
             FAMQ_INVALID_ARGUMENT);
   EXPECT_NE(LastError().find("head_bits 6"), std::string::npos) << LastError();
+  // f16_scales, appended after head_bits: the second version's size is read
+  // without it (fp32 scales), the full struct with it (fp16 scales).
+  auto f16 = [&](const std::string& path) {
+    auto q = famq::QModel::Open(path);
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    return q.ok() && q->root().linears()->Get(0)->scales_f16() != nullptr;
+  };
+  o = Rtn4();
+  EXPECT_EQ(o.f16_scales, 0);
+  o.f16_scales = 1;
+  o.struct_size = offsetof(famq_finalize_options, f16_scales);
+  ASSERT_EQ(finalize(o, Tmp("v2.famq")), FAMQ_OK) << LastError();
+  EXPECT_FALSE(f16(Tmp("v2.famq")));
+  o.struct_size = sizeof o;
+  ASSERT_EQ(finalize(o, Tmp("f16.famq")), FAMQ_OK) << LastError();
+  EXPECT_TRUE(f16(Tmp("f16.famq")));
+  EXPECT_LT(fs::file_size(Tmp("f16.famq")), fs::file_size(Tmp("v2.famq")));
 }
 
 TEST_F(CapiTest, FinalizeChecksOptionsFirst) {

@@ -4,6 +4,7 @@
 // and ISA selection (FAMQ_FORCE_ISA, ForceIsa).
 #include "kernels/qgemm.h"
 #include "kernels/qgemm_pack.h"
+#include "model/dtype.h"
 
 #include <gtest/gtest.h>
 #include <pthreadpool.h>
@@ -479,6 +480,36 @@ TEST(QGemmPack, ViewsAndTileRangesPackLikeTheQMatrix) {
         EXPECT_EQ(codes, codes2) << "tile_rows " << packing.tile_rows << " bits " << bits << " asym " << asym;
         EXPECT_EQ(scales, scales2);
         EXPECT_EQ(offsets, offsets2);
+
+        // A record with fp16 scales (and, symmetric, no zero points) packs
+        // like the QMatrix holding the widened scales.
+        QMatrix w16 = w;
+        std::vector<uint16_t> half(w.scales.size());
+        for (size_t i = 0; i < half.size(); ++i) {
+          half[i] = F32ToF16(w.scales[i]);
+          w16.scales[i] = F16ToF32(half[i]);
+        }
+        const QGemmPackedSizes sizes16 = PackedSizes(w16, packing);
+        std::vector<uint8_t> codes16(sizes16.code_bytes), offsets16(sizes16.offset_bytes);
+        std::vector<float> scales16(sizes16.scale_count);
+        PackQMatrix(w16, packing, codes16.data(), scales16.data(), offsets16.data());
+        QMatrixView v16 = v;
+        v16.scales = nullptr;
+        v16.scales_f16 = half.data();
+        if (!asym) {
+          v16.zeros = nullptr;
+          v16.zero_count = 0;
+        }
+        ASSERT_TRUE(ValidateQMatrixView(v16, "v16").ok());
+        std::fill(codes2.begin(), codes2.end(), 0xAA);
+        std::fill(offsets2.begin(), offsets2.end(), 0xAA);
+        std::fill(scales2.begin(), scales2.end(), -1.0f);
+        PackQMatrixTiles(v16, packing, 0, sizes.tiles, codes2.data(), scales2.data(), offsets2.data());
+        EXPECT_EQ(codes16, codes2);
+        EXPECT_EQ(scales16, scales2);
+        EXPECT_EQ(offsets16, offsets2);
+        v16.scales = w.scales.data();  // both kinds of scales: refused
+        EXPECT_FALSE(ValidateQMatrixView(v16, "v16").ok());
 
         // Rows read back from the packed form equal QMatrix::Dequant bit for bit.
         QGemmPackedRows rows;

@@ -19,6 +19,7 @@
 #include "core/file.h"
 #include "finalize/finalize.h"
 #include "kernels/isa.h"
+#include "model/dtype.h"
 #include "qmodel/code_packing.h"
 #include "qmodel/qmodel_engine.h"
 #include "quant/rtn.h"
@@ -776,7 +777,7 @@ TEST(QModelLowBits, ThreeAndTwoBitModelsAreStoredAtTrueSizeAndRoundTrip) {
     EXPECT_TRUE(q->VerifyAll().ok());
     EXPECT_EQ(q->root().wbits(), bits);
     ASSERT_EQ(q->root().linears()->size(), c->linears.size());
-    size_t w4_code_bytes = 0, code_bytes = 0;
+    size_t w4_code_bytes = 0, code_bytes = 0, w4_zero_bytes = 0;
     for (uint32_t i = 0; i < c->linears.size(); ++i) {
       const QMatrix& want = c->linears[i].w;
       const fb::QuantLinear& rec = *q->root().linears()->Get(i);
@@ -785,7 +786,12 @@ TEST(QModelLowBits, ThreeAndTwoBitModelsAreStoredAtTrueSizeAndRoundTrip) {
       EXPECT_EQ(rec.bits(), bits);
       EXPECT_EQ(rec.codes()->size(), (count * static_cast<size_t>(bits) + 7) / 8) << c->linears[i].name;
       code_bytes += rec.codes()->size();
-      w4_code_bytes += fb::GetSizePrefixedQModel(w4_bytes->data())->linears()->Get(i)->codes()->size();
+      const fb::QuantLinear& w4_rec = *fb::GetSizePrefixedQModel(w4_bytes->data())->linears()->Get(i);
+      w4_code_bytes += w4_rec.codes()->size();
+      ASSERT_NE(w4_rec.zeros(), nullptr);  // asymmetric: zero points stored
+      w4_zero_bytes += w4_rec.zeros()->size();
+      // Symmetric records store no zero points (all 0), asymmetric ones one per group.
+      EXPECT_EQ(rec.zeros() == nullptr, sym) << c->linears[i].name;
       auto got = q->Matrix(static_cast<int>(i));
       ASSERT_TRUE(got.ok()) << got.status().ToString();
       EXPECT_EQ(got->bits, bits);
@@ -793,13 +799,14 @@ TEST(QModelLowBits, ThreeAndTwoBitModelsAreStoredAtTrueSizeAndRoundTrip) {
       EXPECT_EQ(got->scales, want.scales);
       EXPECT_EQ(got->zeros, want.zeros);
     }
-    // The whole file shrinks against W4 by the code bytes saved, less the
-    // difference in scale / zero-point counts (per channel) and FlatBuffers
-    // alignment (at most 8 bytes per vector).
+    // The whole file shrinks against (asymmetric) W4 by the code bytes saved
+    // and, symmetric, the zero points not stored, less the difference in scale
+    // counts (per channel) and FlatBuffers alignment (at most 8 bytes per vector).
     EXPECT_EQ(code_bytes * 4, w4_code_bytes * static_cast<size_t>(bits));
     if (group == 32) {
       const double saved = static_cast<double>(w4_bytes->size()) - static_cast<double>(bytes->size());
-      EXPECT_NEAR(saved, static_cast<double>(w4_code_bytes - code_bytes), 8.0 * 3 * c->linears.size());
+      const size_t want_saved = w4_code_bytes - code_bytes + (sym ? w4_zero_bytes : 0);
+      EXPECT_NEAR(saved, static_cast<double>(want_saved), 8.0 * 3 * c->linears.size());
     }
     // Sealing covers the bytes as stored, and the model runs.
     std::vector<uint8_t> again = *bytes;
@@ -844,6 +851,116 @@ TEST(QModelLowBits, WrongCodeCountsAndLowBitHeadsAreRefused) {
   EXPECT_NE(q.status().message().find("model.embed_tokens: 3-bit codes: a quantized embedding or head is 4- or 8-bit"),
             std::string::npos)
       << q.status().ToString();
+}
+
+// ---------------------------------------------------------------- fp16 scales, absent zero points
+
+Result<QModelContents> ScaleContents(const std::string& dir, bool symmetric, bool f16_scales) {
+  FAMQ_ASSIGN_OR_RETURN(ModelDir model, OpenModelDir(dir));
+  FAMQ_ASSIGN_OR_RETURN(CalibrationSet calib, CalibrationFromText(model.tokenizer, CalibText(), 32, "corpus"));
+  FinalizeOptions o;
+  o.method = QuantMethod::kRtn;
+  o.wbits = 4;
+  o.group_size = 32;
+  o.symmetric = symmetric;
+  o.f16_scales = f16_scales;
+  o.num_threads = 1;
+  o.isa = Isa::kRef;
+  return Finalize(model, dir, calib, o);
+}
+
+// --scale-dtype f16: the quantizer rounds every scale to an fp16 value, the
+// writer stores them in 2 bytes (and no zero points when all are 0), the
+// reader widens them exactly: the matrices read back are the quantizer's,
+// the embedding rows the engine looks up are their dequantization, and the
+// file is smaller by 2 bytes per group (3 when symmetric).
+TEST(QModelScales, Fp16ScalesAndAbsentZeroPointsRoundTripExactly) {
+  for (const char* fixture : {"tiny-random-qwen3", "tiny-random-llama"})  // tied; untied (its own quantized head)
+  for (bool sym : {false, true}) {
+    SCOPED_TRACE(std::string(fixture) + (sym ? " symmetric" : " with zero points"));
+    const std::string dir = kSourceDir + "/tests/data/" + fixture;
+    auto c = ScaleContents(dir, sym, true);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto c32 = ScaleContents(dir, sym, false);
+    ASSERT_TRUE(c32.ok()) << c32.status().ToString();
+    std::vector<const QLinearContents*> all;
+    for (const auto& l : c->linears) all.push_back(&l);
+    if (c->embedding) all.push_back(&*c->embedding);
+    if (c->lm_head) all.push_back(&*c->lm_head);
+    size_t groups = 0, inexact32 = 0;
+    for (const QLinearContents* l : all) {
+      groups += l->w.scales.size();
+      for (float v : l->w.scales) ASSERT_EQ(F16ToF32(F32ToF16(v)), v) << l->name << ": not an fp16 value";
+    }
+    for (const auto& l : c32->linears) {
+      for (float v : l.w.scales) inexact32 += F16ToF32(F32ToF16(v)) != v;
+    }
+    EXPECT_GT(inexact32, 0u) << "fp32 scales happen to be fp16 values: the test would not tell the two apart";
+    auto bytes = SerializeQModel(*c);
+    ASSERT_TRUE(bytes.ok());
+    auto bytes32 = SerializeQModel(*c32);
+    ASSERT_TRUE(bytes32.ok());
+    auto q = QModel::FromBytes(*bytes, "f16.famq");
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    ASSERT_TRUE(q->VerifyAll().ok());
+    for (uint32_t i = 0; i < c->linears.size(); ++i) {
+      const fb::QuantLinear& rec = *q->root().linears()->Get(i);
+      EXPECT_EQ(rec.scales(), nullptr);
+      ASSERT_NE(rec.scales_f16(), nullptr);
+      EXPECT_EQ(rec.zeros() == nullptr, sym);
+      auto got = q->Matrix(static_cast<int>(i));
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_EQ(got->codes, c->linears[i].w.codes);
+      EXPECT_EQ(got->scales, c->linears[i].w.scales);
+      EXPECT_EQ(got->zeros, c->linears[i].w.zeros);
+    }
+    // The embedding (and an untied head) are symmetric: no zero points stored.
+    ASSERT_NE(q->root().embedding(), nullptr);
+    EXPECT_EQ(q->root().embedding()->zeros(), nullptr);
+    EXPECT_NE(q->root().embedding()->scales_f16(), nullptr);
+    auto em = q->EmbeddingMatrix();
+    ASSERT_TRUE(em.ok());
+    EXPECT_EQ(em->scales, c->embedding->w.scales);
+    // The rows the engine looks up: packed (tied head) or read in place (untied).
+    EngineOptions eo;
+    eo.num_threads = 1;
+    eo.max_seq_len = 16;
+    auto e = CreateQuantizedEngine(*q, eo, Isa::kRef);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    const int V = q->config().vocab_size, H = q->config().hidden_size;
+    std::vector<int32_t> tokens(static_cast<size_t>(V));
+    for (int t = 0; t < V; ++t) tokens[static_cast<size_t>(t)] = t;
+    std::vector<float> x(static_cast<size_t>(V) * static_cast<size_t>(H));
+    ASSERT_TRUE((*e)->Embed(tokens, x.data()).ok());
+    int mismatches = 0;
+    for (int t = 0; t < V; ++t) {
+      for (int col = 0; col < H; ++col) mismatches += x[static_cast<size_t>(t) * H + col] != em->Dequant(t, col);
+    }
+    EXPECT_EQ(mismatches, 0);
+    auto logits = Logits(*q);
+    ASSERT_TRUE(logits.ok()) << logits.status().ToString();
+    for (float v : *logits) ASSERT_TRUE(std::isfinite(v));
+    // 2 bytes saved per scale (zero points: absent in both files when
+    // symmetric; the embedding's and head's in both), FlatBuffers alignment aside.
+    const double saved = static_cast<double>(bytes32->size()) - static_cast<double>(bytes->size());
+    EXPECT_NEAR(saved, 2.0 * static_cast<double>(groups), 8.0 * static_cast<double>(all.size()));
+  }
+}
+
+TEST(QModelScales, BadFp16ScalesAreRefusedOnOpen) {
+  auto base = ScaleContents(kSourceDir + "/tests/data/tiny-random-qwen3", true, true);
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  auto ok = SerializeQModel(*base);
+  ASSERT_TRUE(ok.ok());
+  ASSERT_TRUE(QModel::FromBytes(*ok, "ok.famq").ok());
+  // fp16 infinity and a negative value are stored as fp16 (exact) and refused.
+  ExpectRefusedOnOpen(
+      *base, [](QModelContents* c) { c->linears[0].w.scales[3] = INFINITY; }, "layers.0.qkv: a scale is negative");
+  ExpectRefusedOnOpen(
+      *base, [](QModelContents* c) { c->linears[1].w.scales[0] = -0.5f; }, "layers.0.o_proj: a scale is negative");
+  // A zero point outside the code range still needs its vector (asymmetric record).
+  ExpectRefusedOnOpen(
+      *base, [](QModelContents* c) { c->linears[2].w.zeros[0] = 8; }, "layers.0.gate_up: zero point 8 outside");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/file.h"
+#include "model/dtype.h"
 #include "quant/act_range.h"
 #include "quant/awq.h"
 #include "quant/gptq.h"
@@ -844,6 +845,52 @@ TEST(LowBitTest, EveryMethodAtTwoAndThreeBits) {
                       bits, gptq_h, rtn_h, awq_out, rtn_out);
         }
       }
+    }
+  }
+}
+
+// QuantSpec::f16_scales: every method's scales are fp16 values, and the codes
+// are computed against those scales: the errors stay within a hair of the
+// fp32-scale results (the rounding of a scale moves it by at most 2^-11).
+TEST(F16ScalesTest, EveryMethodGivesFp16ScalesAtAboutTheSameError) {
+  const AwqData d = MakeAwqData(23);
+  std::vector<double> h(static_cast<size_t>(d.cols) * d.cols, 0.0);
+  ASSERT_TRUE(AccumulateHessian(d.x.data(), d.weights.data(), d.tokens, d.cols, h.data()).ok());
+  auto all_f16 = [](const QMatrix& q) {
+    for (float v : q.scales)
+      if (F16ToF32(F32ToF16(v)) != v || !(v > 0)) return false;
+    return true;
+  };
+  for (bool sym : {false, true}) {
+    for (int bits : {3, 4, 8}) {
+      SCOPED_TRACE(testing::Message() << "bits " << bits << " symmetric " << sym);
+      QuantSpec spec{bits, 32, sym};
+      QuantSpec spec16 = spec;
+      spec16.f16_scales = true;
+      auto rtn = QuantizeRtn(d.w.data(), d.rows, d.cols, spec);
+      auto rtn16 = QuantizeRtn(d.w.data(), d.rows, d.cols, spec16);
+      ASSERT_TRUE(rtn.ok() && rtn16.ok());
+      EXPECT_FALSE(all_f16(*rtn));  // fp32 scales are not fp16 values by chance
+      EXPECT_TRUE(all_f16(*rtn16));
+      GptqOptions go;
+      go.spec = spec16;
+      auto gptq16 = QuantizeGptq(d.w.data(), d.rows, d.cols, h, go, nullptr);
+      go.spec = spec;
+      auto gptq = QuantizeGptq(d.w.data(), d.rows, d.cols, h, go, nullptr);
+      ASSERT_TRUE(gptq.ok() && gptq16.ok());
+      EXPECT_TRUE(all_f16(*gptq16));
+      AwqOptions ao;
+      ao.spec = spec16;
+      auto awq16 = QuantizeAwq(d.w.data(), d.rows, d.cols, d.x.data(), d.weights.data(), d.tokens, ao);
+      ASSERT_TRUE(awq16.ok());
+      EXPECT_TRUE(all_f16(awq16->q));
+      const double e_rtn = HessianError(Dequantize(*rtn), d.w.data(), d.rows, d.cols, h);
+      const double e_rtn16 = HessianError(Dequantize(*rtn16), d.w.data(), d.rows, d.cols, h);
+      const double e_gptq = HessianError(Dequantize(*gptq), d.w.data(), d.rows, d.cols, h);
+      const double e_gptq16 = HessianError(Dequantize(*gptq16), d.w.data(), d.rows, d.cols, h);
+      EXPECT_NEAR(e_rtn16, e_rtn, 0.02 * e_rtn);
+      EXPECT_NEAR(e_gptq16, e_gptq, 0.02 * e_gptq);
+      EXPECT_LT(e_gptq16, e_rtn16);
     }
   }
 }

@@ -637,6 +637,10 @@ typedef struct famq_finalize_options {
   int32_t head_bits;         /* token embedding and head: 8 (default) or 4: quantized RTN, symmetric, groups of
                                 32, stored once when tied; 16: kept as the checkpoint stores them. Added after
                                 the first version: a caller built without it gets the default */
+  int32_t f16_scales;        /* nonzero: every weight scale is rounded to fp16 before its codes are computed and
+                                stored in 2 bytes (a smaller file; `famq-rt finalize --scale-dtype f16`);
+                                default 0: fp32 scales. Added after head_bits: a caller built without it gets
+                                the default */
 } famq_finalize_options;
 
 /* Fills `options` with the defaults above (NULL: does nothing). */

@@ -23,7 +23,7 @@ namespace {
 struct FinalizeArgs {
   std::string model, mix_private, out;
   CalibSourceArgs source;
-  std::string method = "gptq", group = "32", estimator = "minmax";
+  std::string method = "gptq", group = "32", estimator = "minmax", scale_dtype = "f32";
   int wbits = 4, abits = 0;
   float private_weight = 0.0f;
   bool symmetric = false, act_order = false, quiet = false, json = false;
@@ -59,6 +59,10 @@ int RunFinalize(FinalizeArgs a) {
   o.abits = a.abits;
   if (o.method == QuantMethod::kSmoothQuant && a.abits == 0) o.abits = 8;  // SmoothQuant means W8A8
   o.symmetric = a.symmetric;
+  if (a.scale_dtype != "f32" && a.scale_dtype != "f16") {
+    return Fail(InvalidArgument("--scale-dtype " + a.scale_dtype + " is not one of f32, f16"));
+  }
+  o.f16_scales = a.scale_dtype == "f16";
   o.gptq_act_order = a.act_order;
   if (Status st = CheckCalibSourceArgs(a.source); !st.ok()) return Fail(st);
   if (!a.mix_private.empty() && !(a.private_weight > 0.0f && a.private_weight < 1.0f)) {
@@ -155,6 +159,10 @@ void RegisterFinalize(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--head-bits", a->options.head_bits,
                   "Embedding and head: 8 or 4 (RTN, symmetric, groups of 32; stored once when tied) or 16 (kept as "
                   "stored)")
+      ->capture_default_str();
+  cmd->add_option("--scale-dtype", a->scale_dtype,
+                  "Weight scales: f32, or f16 (rounded to fp16 before the codes are computed, stored in 2 bytes: "
+                  "a smaller file)")
       ->capture_default_str();
   cmd->add_option("--act-estimator", a->estimator, "Static activation ranges: minmax, percentile or mse")
       ->capture_default_str();

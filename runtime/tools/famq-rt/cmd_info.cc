@@ -36,11 +36,23 @@ int QModelInfo(const std::string& model, const std::string& qmodel, bool json) {
   j["abits"] = r.abits();
   j["group_size"] = r.group_size() == 0 ? std::string("channel") : std::to_string(r.group_size());
   j["symmetric"] = r.symmetric();
-  size_t qbytes = 0;
-  for (const fb::QuantLinear* l : *r.linears()) qbytes += l->codes()->size() + 5 * l->scales()->size();
-  for (const fb::QuantLinear* l : {r.embedding(), r.lm_head()}) {
-    if (l != nullptr) qbytes += l->codes()->size() + 5 * l->scales()->size();
-  }
+  // Codes, scales (fp32 or fp16) and zero points (absent when symmetric) as stored.
+  auto record_bytes = [](const fb::QuantLinear* l) -> size_t {
+    if (l == nullptr) return 0;
+    return l->codes()->size() + (l->scales() != nullptr ? 4 * l->scales()->size() : 0) +
+           (l->scales_f16() != nullptr ? 2 * l->scales_f16()->size() : 0) +
+           (l->zeros() != nullptr ? l->zeros()->size() : 0);
+  };
+  size_t qbytes = 0, f16 = 0, records = 0;
+  auto count = [&](const fb::QuantLinear* l) {
+    if (l == nullptr) return;
+    qbytes += record_bytes(l);
+    f16 += l->scales_f16() != nullptr;
+    ++records;
+  };
+  for (const fb::QuantLinear* l : *r.linears()) count(l);
+  for (const fb::QuantLinear* l : {r.embedding(), r.lm_head()}) count(l);
+  j["scales"] = f16 == 0 ? "f32" : f16 == records ? "f16" : "mixed";
   j["quantized_linears"] = r.linears()->size();
   j["quantized_bytes"] = qbytes;
   j["head"] = m->qmodel->HeadDescription();
