@@ -102,6 +102,13 @@ Result<std::unique_ptr<GroupBackend>> MakeHttpGroupBackend(const RegenerateConfi
 #endif
 }
 
+// The in-process engine as the stage headers and the bundle's provenance
+// name it: "engine" (fp32 weights, as before the option existed) or "engine
+// with bf16 weights" (EngineOptions::weights).
+std::string EngineLabel(const EngineOptions& o) {
+  return o.weights == WeightType::kBf16 ? "engine with bf16 weights" : "engine";
+}
+
 // How select computes each score (docs/DESIGN.md §1.2), and with what.
 struct ScoringPlan {
   std::string fidelity = "engine";     // echo | prompt_logprobs | sampled_logprobs | engine
@@ -113,6 +120,7 @@ struct ScoringPlan {
   std::mutex engine_mu;                       // the engine takes one pass at a time
   const Tokenizer* tokenizer = nullptr;       // the expert's (texts for the embeddings path)
   std::vector<int32_t> stop_tokens;           // the expert's (left out of a candidate's text)
+  std::string engine_label = "engine";        // EngineLabel of the expert's options
 
   ServerScorer* fidelity_server() const { return fidelity == "echo" || fidelity == "prompt_logprobs" ? server.get() : nullptr; }
   ServerScorer* pool_server() const {
@@ -140,15 +148,17 @@ struct ScoringPlan {
     if (fidelity == "engine" && consistency == "engine") {
       std::string why = fidelity_why;
       if (!consistency_why.empty() && consistency_why != fidelity_why) why += (why.empty() ? "" : "; ") + consistency_why;
-      return why.empty() ? std::string("engine") : "engine (fallback: " + why + ")";
+      return why.empty() ? engine_label : engine_label + " (fallback: " + why + ")";
     }
-    std::string d = server ? server->Describe() : std::string("engine");
+    std::string d = server ? server->Describe() : engine_label;
     d += " (fidelity: ";
     d += fidelity;
     if (fidelity == "sampled_logprobs") d += " reported by the regenerator";
+    if (fidelity == "engine" && engine_label != "engine") d += " with bf16 weights";
     if (fidelity == "engine" && !fidelity_why.empty()) d += " (fallback: " + fidelity_why + ")";
     d += "; consistency: ";
     d += consistency;
+    if (consistency == "engine" && engine_label != "engine") d += " with bf16 weights";
     if (consistency == "engine" && !consistency_why.empty()) d += " (fallback: " + consistency_why + ")";
     if (consistency != "engine" && embed_server) d += " from " + embed_server->Describe() + " (model " + embed_server->model() + ")";
     return d + ")";
@@ -199,6 +209,7 @@ Result<std::unique_ptr<ScoringPlan>> MakeScoringPlan(const SelectConfig& c, cons
   auto plan = std::make_unique<ScoringPlan>();
   plan->tokenizer = &expert.tokenizer;
   plan->stop_tokens = expert.stop_tokens;
+  plan->engine_label = EngineLabel(c.engine);
   const bool server_asked = c.scoring_backend != "engine";
   if (server_asked && c.scoring_backend.rfind("openai:", 0) != 0) {
     return InvalidArgument("select: unknown scoring backend '" + c.scoring_backend + "' (engine or openai:URL)");
@@ -375,7 +386,7 @@ Status RunRegenerate(const RegenerateConfig& c, const std::string& out) {
                             {"seed", c.seed},
                             {"original_cap", c.original_cap},
                             {"separator", SeparatorToken(target)}}},
-               {"backend", backend ? backend->Describe() : std::string("engine")}};
+               {"backend", backend ? backend->Describe() : EngineLabel(c.engine)}};
   std::vector<GroupRecord> done;
   FAMQ_ASSIGN_OR_RETURN(auto writer, OpenStage(out, "regenerate", header, &done));
   const size_t n = c.calib.samples.size();

@@ -97,7 +97,47 @@ Result<int> Engine::ResolveMaxBatch(const ModelConfig& c, const EngineOptions& o
   return std::min(options.max_batch, max_seq);
 }
 
+const char* WeightTypeName(WeightType type) {
+  switch (type) {
+    case WeightType::kF32: return "fp32";
+    case WeightType::kBf16: return "bf16";
+  }
+  return "?";
+}
+
+Result<WeightType> ParseWeightType(std::string_view name) {
+  if (name == "fp32") return WeightType::kF32;
+  if (name == "bf16") return WeightType::kBf16;
+  return InvalidArgument("unknown weight type '" + std::string(name) + "' (valid: fp32, bf16)");
+}
+
+namespace {
+
+// One linear layer of a checkpoint as `type` says: fp32 (XNNPACK, a packed
+// copy) or BF16 read in place.
+Result<LayerLinear> CheckpointLinear(WeightType type, Isa isa, const std::vector<const TensorView*>& blocks,
+                                     const std::vector<const std::optional<TensorView>*>& biases,
+                                     const std::string& name) {
+  if (type == WeightType::kBf16) {
+    FAMQ_ASSIGN_OR_RETURN(Bf16Linear lin, Bf16Linear::Create(blocks, biases, isa, name));
+    return LayerLinear(std::move(lin));
+  }
+  FAMQ_ASSIGN_OR_RETURN(Linear lin, Linear::Create(blocks, biases, name));
+  return LayerLinear(std::move(lin));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const EngineOptions& options) {
+  const WeightType type = options.weights;
+  if (type != WeightType::kF32 && type != WeightType::kBf16) {
+    return InvalidArgument("weights " + std::to_string(static_cast<int>(type)) + " is not fp32 or bf16");
+  }
+  if (type == WeightType::kBf16 && ck.WeightDTypeName() != "BF16") {
+    return InvalidArgument("bf16 weights are read in place from BF16 checkpoints, and " + ck.dir() +
+                           " holds " + ck.WeightDTypeName() + " weights: use fp32 weights for it");
+  }
+  FAMQ_ASSIGN_OR_RETURN(const Isa isa, ActiveIsa());
   EngineWeights w;
   w.embed.fp = ck.embed_tokens();
   for (size_t i = 0; i < ck.layers().size(); ++i) {
@@ -109,20 +149,19 @@ Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const Engin
     if (t.q_norm) l.q_norm = ToF32(*t.q_norm);
     if (t.k_norm) l.k_norm = ToF32(*t.k_norm);
     auto& lin = l.linears;
-    FAMQ_ASSIGN_OR_RETURN(Linear qkv, Linear::Create({&t.q_proj, &t.k_proj, &t.v_proj},
-                                                     {&t.q_bias, &t.k_bias, &t.v_bias}, p + "qkv"));
-    lin[static_cast<int>(LinearSlot::kQkv)] = LayerLinear(std::move(qkv));
-    FAMQ_ASSIGN_OR_RETURN(Linear o, Linear::Create({&t.o_proj}, {}, p + "o_proj"));
-    lin[static_cast<int>(LinearSlot::kOProj)] = LayerLinear(std::move(o));
-    FAMQ_ASSIGN_OR_RETURN(Linear gu, Linear::Create({&t.gate_proj, &t.up_proj}, {}, p + "gate_up"));
-    lin[static_cast<int>(LinearSlot::kGateUp)] = LayerLinear(std::move(gu));
-    FAMQ_ASSIGN_OR_RETURN(Linear down, Linear::Create({&t.down_proj}, {}, p + "down_proj"));
-    lin[static_cast<int>(LinearSlot::kDown)] = LayerLinear(std::move(down));
+    FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kQkv)],
+                          CheckpointLinear(type, isa, {&t.q_proj, &t.k_proj, &t.v_proj},
+                                           {&t.q_bias, &t.k_bias, &t.v_bias}, p + "qkv"));
+    FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kOProj)],
+                          CheckpointLinear(type, isa, {&t.o_proj}, {}, p + "o_proj"));
+    FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kGateUp)],
+                          CheckpointLinear(type, isa, {&t.gate_proj, &t.up_proj}, {}, p + "gate_up"));
+    FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kDown)],
+                          CheckpointLinear(type, isa, {&t.down_proj}, {}, p + "down_proj"));
     w.layers.push_back(std::move(l));
   }
   w.final_norm = ToF32(ck.final_norm());
-  FAMQ_ASSIGN_OR_RETURN(Linear head, Linear::Create({&ck.lm_head()}, {}, "lm_head"));
-  w.lm_head = LayerLinear(std::move(head));
+  FAMQ_ASSIGN_OR_RETURN(w.lm_head, CheckpointLinear(type, isa, {&ck.lm_head()}, {}, "lm_head"));
   return Create(ck.config(), std::move(w), options);
 }
 

@@ -1,8 +1,10 @@
 // The fp32 reference engine: a decoder-only transformer (Qwen3 / Qwen2 /
 // Llama) with RMSNorm, RoPE, grouped-query attention, optional QK-norm and
 // qkv bias, SwiGLU and tied or untied embeddings. Linear layers run on
-// XNNPACK f32 fully-connected operators over a pthreadpool; every buffer is
-// allocated in Create(), so Forward() allocates nothing.
+// XNNPACK f32 fully-connected operators over a pthreadpool (or, with
+// EngineOptions::weights = kBf16, on BF16 weights read in place from the
+// checkpoint); every buffer is allocated in Create(), so Forward() allocates
+// nothing.
 #pragma once
 
 #include <pthreadpool.h>
@@ -10,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -20,6 +23,23 @@
 #include "model/checkpoint.h"
 
 namespace famq {
+
+// How Engine::Create(checkpoint, ...) holds and runs the weights of the
+// linear layers and the head (activations and sums are fp32 either way; the
+// embedding table and norms are read from the checkpoint as they are).
+enum class WeightType : int {
+  // An fp32 copy packed by XNNPACK: 4 bytes per weight on top of the mapped
+  // checkpoint. The reference arithmetic (finalize's calibration, golden tests).
+  kF32 = 0,
+  // The checkpoint's BF16 tensors read in place (linear/bf16_linear.h): no
+  // copy, so about 2 bytes per weight (the map). BF16 checkpoints only:
+  // Create refuses F32 / F16 ones (InvalidArgument) rather than converting.
+  kBf16 = 1,
+};
+// "fp32", "bf16" (the names of --weights).
+const char* WeightTypeName(WeightType type);
+// Parses a name WeightTypeName prints; InvalidArgument naming the valid ones.
+Result<WeightType> ParseWeightType(std::string_view name);
 
 struct EngineOptions {
   int num_threads = 0;      // 0: one per online CPU, at most 8
@@ -40,6 +60,8 @@ struct EngineOptions {
   // model can ask for far more than its weights) fails with OutOfMemory
   // before anything is allocated. 0: kDefaultMaxKvCacheBytes.
   uint64_t max_kv_cache_bytes = 0;
+  // Linear layers of Create(checkpoint, ...); ignored by Create(config, weights, ...).
+  WeightType weights = WeightType::kF32;
 };
 
 // The default bound on EngineOptions::max_kv_cache_bytes: 8 GiB (an 8B model
@@ -131,7 +153,9 @@ struct KvCache {
 
 class Engine {
  public:
-  // An fp32 engine over a checkpoint (which must outlive it).
+  // An engine over a checkpoint (which must outlive it), its linear layers as
+  // options.weights says; InvalidArgument for kBf16 on a checkpoint whose
+  // weights are not all BF16.
   static Result<std::unique_ptr<Engine>> Create(const Checkpoint& checkpoint, const EngineOptions& options);
   // An engine over prepared weights (quantized models: see qmodel/qmodel_engine.h).
   static Result<std::unique_ptr<Engine>> Create(const ModelConfig& config, EngineWeights weights,

@@ -49,6 +49,7 @@ int LayerLinear::out_features() const {
 size_t LayerLinear::weight_bytes() const {
   const size_t in = static_cast<size_t>(in_features()), out = static_cast<size_t>(out_features());
   if (const auto* q = std::get_if<WeightOnlyLinear>(&impl_)) return q->packed_bytes();
+  if (const auto* b = std::get_if<Bf16Linear>(&impl_)) return b->weight_bytes();  // in place: W (2 bytes), fp32 b
   if (std::holds_alternative<Linear>(impl_)) return (in + 1) * out * sizeof(float);  // XNNPACK f32: W and b
   if (std::holds_alternative<StaticInt8Linear>(impl_)) return in * out + out * (sizeof(float) + sizeof(int32_t));
   return 0;
@@ -56,6 +57,7 @@ size_t LayerLinear::weight_bytes() const {
 
 std::string LayerLinear::Describe() const {
   if (std::holds_alternative<Linear>(impl_)) return "fp32 (XNNPACK f32)";
+  if (const auto* b = std::get_if<Bf16Linear>(&impl_)) return "bf16 (famq " + std::string(IsaName(b->isa())) + ")";
   if (const auto* q = std::get_if<WeightOnlyLinear>(&impl_)) {
     return "weight-only (famq " + std::string(IsaName(q->isa())) + ")";
   }

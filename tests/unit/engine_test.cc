@@ -325,3 +325,111 @@ TEST(EngineKvCache, F16AndInt8FollowF32) {
 
 }  // namespace
 }  // namespace famq
+
+namespace famq {
+namespace {
+
+// BF16 weights read in place against the fp32 engine on BF16 checkpoints.
+// Both evaluate the same products (a BF16 weight converts to fp32 exactly)
+// and differ only in the order of the fp32 sums (XNNPACK's against
+// kernels/bf16gemm.h's), so the logits agree to rounding: the bound below is
+// relative to the largest |logit|. Measured on x86-64 (FAMQ_FORCE_ISA=ref /
+// avx2 / avx512): tiny-random-qwen3 max |diff| 1.5e-5 to 2.3e-5 of max
+// |logit| 63.8 (<= 3.6e-7 relative), famq-tiny-s 6.2e-6 to 6.7e-6 of 10.2
+// (<= 6.6e-7 relative); the bound 2e-5 relative leaves 30x for other ISAs and
+// XNNPACK's kernels. Greedy choices agree at all 100 positions of both (a
+// flip would need top-two logits closer than ~1e-5).
+constexpr double kBf16RelLogitTol = 2e-5;
+TEST(EngineBf16Weights, LogitsFollowFp32OnBf16Checkpoints) {
+  for (const char* dir : {"/tests/data/tiny-random-qwen3", "/models/famq-tiny-s"}) {
+    SCOPED_TRACE(dir);
+    auto ck = Checkpoint::Open(std::string(FAMQ_SOURCE_DIR) + dir);
+    ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+    ASSERT_EQ(ck->WeightDTypeName(), "BF16");
+    const ModelConfig& c = ck->config();
+    const size_t vocab = static_cast<size_t>(c.vocab_size);
+    auto make = [&](WeightType w) {
+      EngineOptions o;
+      o.num_threads = 2;
+      o.max_seq_len = 128;
+      o.weights = w;
+      auto e = Engine::Create(*ck, o);
+      EXPECT_TRUE(e.ok()) << e.status().ToString();
+      return std::move(*e);
+    };
+    auto fp32 = make(WeightType::kF32);
+    auto bf16 = make(WeightType::kBf16);
+    ASSERT_TRUE(fp32 && bf16);
+    EXPECT_EQ(bf16->linear(0, LinearSlot::kQkv).Describe().rfind("bf16 (famq ", 0), 0u)
+        << bf16->linear(0, LinearSlot::kQkv).Describe();
+    // Weight bytes: 2 per linear weight (the head included: the tied matrix
+    // is read again), 4 per bias value and norm, one embedding row.
+    size_t expected = 0;
+    for (int s = 0; s < kLinearSlots; ++s) {
+      const LinearShape sh = LinearSlotShape(c, static_cast<LinearSlot>(s));
+      expected += static_cast<size_t>(sh.rows) * static_cast<size_t>(sh.cols) * 2 * static_cast<size_t>(c.num_layers);
+    }
+    if (c.attention_bias) expected += static_cast<size_t>(c.q_dim() + 2 * c.kv_dim()) * c.num_layers * sizeof(float);
+    const size_t h = static_cast<size_t>(c.hidden_size);
+    expected += vocab * h * 2 + h * sizeof(float) + h * 2;  // head, final norm, one BF16 embedding row
+    const size_t norms = (2 * h + (c.qk_norm ? 2 * static_cast<size_t>(c.head_dim) : 0)) * sizeof(float);
+    expected += norms * static_cast<size_t>(c.num_layers);
+    EXPECT_EQ(bf16->weight_bytes(), expected);
+
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 100; ++i) ids.push_back(static_cast<int32_t>((i * 97 + 13) % (c.vocab_size - 10) + 5));
+    // Prefill rows of 64 and 28 (all logits), then 8 single-token steps.
+    auto run = [&](Engine& e) {
+      std::vector<float> out(ids.size() * vocab);
+      for (size_t start = 0; start < 92; start += 64) {
+        const size_t n = std::min<size_t>(64, 92 - start);
+        EXPECT_TRUE(e.Forward(std::span<const int32_t>(&ids[start], n), static_cast<int>(start), &out[start * vocab],
+                              true)
+                        .ok());
+      }
+      for (size_t p = 92; p < ids.size(); ++p) {
+        EXPECT_TRUE(e.Forward(std::span<const int32_t>(&ids[p], 1), static_cast<int>(p), &out[p * vocab], false).ok());
+      }
+      return out;
+    };
+    const std::vector<float> a = run(*fp32), b = run(*bf16);
+    double max_diff = 0, max_abs = 0;
+    size_t agree = 0;
+    for (size_t p = 0; p < ids.size(); ++p) {
+      const float* x = &a[p * vocab];
+      const float* y = &b[p * vocab];
+      for (size_t v = 0; v < vocab; ++v) {
+        max_diff = std::max(max_diff, static_cast<double>(std::fabs(x[v] - y[v])));
+        max_abs = std::max(max_abs, static_cast<double>(std::fabs(x[v])));
+      }
+      agree += (std::max_element(x, x + vocab) - x) == (std::max_element(y, y + vocab) - y);
+    }
+    std::printf("%s: bf16 vs fp32 weights: max |logit diff| %.3g (max |logit| %.3g), argmax agrees at %zu of %zu\n",
+                dir, max_diff, max_abs, agree, ids.size());
+    EXPECT_LE(max_diff, kBf16RelLogitTol * max_abs);
+    EXPECT_EQ(agree, ids.size());
+  }
+}
+
+TEST(EngineBf16Weights, RefusesCheckpointsThatAreNotBf16) {
+  for (const char* name : {"tiny-random-qwen2", "tiny-random-llama"}) {  // F32, F16
+    auto ck = Checkpoint::Open(std::string(FAMQ_SOURCE_DIR) + "/tests/data/" + name);
+    ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+    EngineOptions o;
+    o.num_threads = 1;
+    o.max_seq_len = 32;
+    o.weights = WeightType::kBf16;
+    auto e = Engine::Create(*ck, o);
+    ASSERT_FALSE(e.ok()) << name;
+    EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(e.status().message().find("holds " + ck->WeightDTypeName() + " weights: use fp32"), std::string::npos)
+        << e.status().message();
+  }
+  EXPECT_EQ(ParseWeightType("bf16").value(), WeightType::kBf16);
+  EXPECT_EQ(ParseWeightType("fp32").value(), WeightType::kF32);
+  EXPECT_FALSE(ParseWeightType("f32").ok());
+  EXPECT_STREQ(WeightTypeName(WeightType::kBf16), "bf16");
+}
+
+}  // namespace
+}  // namespace famq

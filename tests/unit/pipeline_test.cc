@@ -307,6 +307,78 @@ TEST(Scoring, FiltersAndRanks) {
   EXPECT_EQ(TopK(s, 4), (std::vector<uint32_t>{3, 0}));  // the filtered ones never come back
 }
 
+// The expert with BF16 weights read in place (famq select --weights bf16)
+// against the fp32 expert on the trained famq-tiny-s (a BF16 checkpoint):
+// one group of 6 candidates after a shared prompt. The two engines differ only
+// in the order of fp32 sums (engine_test's EngineBf16Weights), so fidelity
+// (a mean of log-probabilities) and the pooled states agree to rounding:
+// measured (x86-64, FAMQ_FORCE_ISA=ref / avx2 / avx512) max |fidelity diff|
+// 0.9e-6 to 3.0e-6 and max |pooled diff| 2.0e-6 to 3.3e-6 of max |pooled| 3.3
+// (1e-6 relative); the bounds 1e-4 and 2e-5 x max |pooled| leave 20-30x. The group's ranking by fidelity and by
+// consistency with the original must be the same (the winners).
+TEST(Scoring, Bf16ExpertRanksAGroupAsTheFp32OneDoes) {
+  const std::string tiny_s = std::string(FAMQ_SOURCE_DIR) + "/models/famq-tiny-s";
+  auto m = OpenModelDir(tiny_s);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EngineOptions eo;
+  eo.num_threads = 2;
+  eo.max_seq_len = 128;
+  auto fp32 = Expert::Create(*m, eo);
+  eo.weights = WeightType::kBf16;
+  auto bf16 = Expert::Create(*m, eo);
+  ASSERT_TRUE(fp32.ok() && bf16.ok()) << (fp32.ok() ? bf16.status() : fp32.status()).ToString();
+  std::vector<int32_t> prompt;
+  ASSERT_TRUE(m->tokenizer.Encode("Question: what is 12 + 30? Answer:", &prompt).ok());
+  const char* continuations[] = {" 42.", " The sum of 12 and 30 is 42.", " 12 + 30 = 42, so the answer is 42.",
+                                 " blue green river stone", " 43.", " Let me think. 12 plus 30 gives 42."};
+  std::vector<double> fid[2];
+  std::vector<std::vector<float>> pooled[2];
+  double max_fid_diff = 0, max_pool_diff = 0, max_pool = 0;
+  for (const char* text : continuations) {
+    std::vector<int32_t> cont, ids = prompt;
+    ASSERT_TRUE(m->tokenizer.Encode(text, &cont).ok());
+    ids.insert(ids.end(), cont.begin(), cont.end());
+    const int from = static_cast<int>(prompt.size());
+    for (int w = 0; w < 2; ++w) {
+      double mean = 0;
+      std::vector<float> p;
+      ASSERT_TRUE((w == 0 ? *fp32 : *bf16)->Run(ids, from, from, &mean, &p).ok());
+      fid[w].push_back(mean);
+      pooled[w].push_back(std::move(p));
+    }
+    max_fid_diff = std::max(max_fid_diff, std::fabs(fid[0].back() - fid[1].back()));
+    for (size_t i = 0; i < pooled[0].back().size(); ++i) {
+      max_pool_diff = std::max(max_pool_diff, static_cast<double>(std::fabs(pooled[0].back()[i] - pooled[1].back()[i])));
+      max_pool = std::max(max_pool, static_cast<double>(std::fabs(pooled[0].back()[i])));
+    }
+  }
+  std::printf("bf16 vs fp32 expert: max |fidelity diff| %.3g, max |pooled diff| %.3g of max |pooled| %.3g\n",
+              max_fid_diff, max_pool_diff, max_pool);
+  EXPECT_LE(max_fid_diff, 1e-4);
+  EXPECT_LE(max_pool_diff, 2e-5 * max_pool);
+  auto order = [](const std::vector<double>& v) {
+    std::vector<size_t> o(v.size());
+    std::iota(o.begin(), o.end(), 0);
+    std::stable_sort(o.begin(), o.end(), [&](size_t a, size_t b) { return v[a] > v[b]; });
+    return o;
+  };
+  EXPECT_EQ(order(fid[0]), order(fid[1]));
+  // Consistency: cosine of each candidate's pooled state with the first one's.
+  std::vector<double> cons[2];
+  for (int w = 0; w < 2; ++w) {
+    for (const auto& p : pooled[w]) {
+      double dot = 0, na = 0, nb = 0;
+      for (size_t i = 0; i < p.size(); ++i) {
+        dot += p[i] * pooled[w][0][i];
+        na += p[i] * p[i];
+        nb += pooled[w][0][i] * pooled[w][0][i];
+      }
+      cons[w].push_back(dot / std::sqrt(na * nb));
+    }
+  }
+  EXPECT_EQ(order(cons[0]), order(cons[1]));
+}
+
 TEST(Scoring, ServedLogprobsAndEmbeddingsEqualTheExpertBitForBit) {
   auto m = OpenModelDir(kModel);
   ASSERT_TRUE(m.ok());

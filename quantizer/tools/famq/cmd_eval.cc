@@ -1,4 +1,5 @@
-// famq eval (--model DIR | --qmodel FILE) [--suite default] [--eval-dir DIR] [--kv-type f32|f16|int8] [--json]
+// famq eval (--model DIR | --qmodel FILE) [--suite default] [--eval-dir DIR] [--kv-type f32|f16|int8]
+//           [--weights fp32|bf16] [--json]
 // Perplexity and next-token accuracy per text domain, reasoning exact match
 // with greedy chain-of-thought decoding; a table on stdout, or one JSON object
 // (with the summed NLL and token count of every window, and every reasoning
@@ -21,6 +22,7 @@ struct EvalArgs {
   int max_windows = -1;
   EngineOptions engine;
   std::string kv_type = "f32";
+  std::string weights = "fp32";  // --weights (ParseWeightType); --model only
   bool json = false, quiet = false;
 };
 
@@ -34,6 +36,12 @@ int RunEval(const EvalArgs& a) {
   if (!kv.ok()) return Fail(kv.status());
   EngineOptions engine = a.engine;
   engine.kv_type = *kv;
+  auto weights = ParseWeightType(a.weights);
+  if (!weights.ok()) return Fail(weights.status());
+  if (*weights != WeightType::kF32 && !a.qmodel.empty()) {
+    return Fail(InvalidArgument("--weights applies to --model (a quantized model runs its own kernels)"));
+  }
+  engine.weights = *weights;
   auto suite = LoadEvalSuite(a.suite, a.eval_dir);
   if (!suite.ok()) return Fail(suite.status());
   if (a.limit >= 0) suite->reasoning_limit = a.limit;
@@ -120,6 +128,7 @@ void RegisterEval(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--kv-type", a->kv_type, "KV-cache element type: f32 (the reference), f16, int8")
       ->check(CLI::IsMember({"f32", "f16", "int8"}))
       ->capture_default_str();
+  AddWeightsFlag(cmd, &a->weights);
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress on stderr");
   cmd->callback([a, exit_code] { exit_code->value = RunEval(*a); });

@@ -41,6 +41,7 @@ struct PipelineArgs {
   bool allow_unsigned = false;
   // run
   int threads = 0;
+  std::string engine_weights = "fp32";  // --weights: the in-process engine's (ParseWeightType)
   bool quiet = false;
   std::string progress = "human";
   std::string in, out;
@@ -88,6 +89,7 @@ Result<RegenerateConfig> MakeRegenerateConfig(const PipelineArgs& a) {
   c.group.max_new_tokens = a.max_new_tokens;
   c.seed = a.seed;
   c.engine.num_threads = a.threads;
+  FAMQ_ASSIGN_OR_RETURN(c.engine.weights, ParseWeightType(a.engine_weights));
   c.backend = a.backend;
   c.max_inflight = a.max_inflight;
   c.parallel_candidates = a.parallel_candidates;
@@ -112,8 +114,9 @@ std::string ScoreBackendArg(const PipelineArgs& a, bool bundle) {
   return "engine";
 }
 
-SelectConfig MakeSelectConfig(const PipelineArgs& a, bool bundle) {
+Result<SelectConfig> MakeSelectConfig(const PipelineArgs& a, bool bundle) {
   SelectConfig c;
+  FAMQ_ASSIGN_OR_RETURN(c.engine.weights, ParseWeightType(a.engine_weights));
   c.expert = a.expert;
   c.scoring_backend = ScoreBackendArg(a, bundle);
   c.embed_backend = a.embed_backend;
@@ -247,6 +250,7 @@ void AddPackOptions(CLI::App* cmd, PipelineArgs* a) {
 
 void AddRunOptions(CLI::App* cmd, PipelineArgs* a) {
   cmd->add_option("--threads", a->threads, "Worker threads (0: one per CPU, at most 8)")->check(CLI::Range(0, 256));
+  AddWeightsFlag(cmd, &a->engine_weights);
   cmd->add_flag("-q,--quiet", a->quiet, "No progress on stderr");
   cmd->add_option("--progress", a->progress, "Progress format on stderr: human or json")
       ->check(CLI::IsMember({"human", "json"}));
@@ -260,7 +264,9 @@ int RunRegenerateCmd(const PipelineArgs& a) {
 }
 
 int RunSelectCmd(const PipelineArgs& a) {
-  Status s = RunSelect(MakeSelectConfig(a, false), a.in, a.out);
+  auto c = MakeSelectConfig(a, false);
+  if (!c.ok()) return Fail(c.status());
+  Status s = RunSelect(*c, a.in, a.out);
   return s.ok() ? 0 : Fail(s);
 }
 
@@ -297,7 +303,9 @@ int RunBundleCmd(const PipelineArgs& a) {
   const std::string regen = work + "/regenerate.jsonl", sel = work + "/select.jsonl";
   Status s = RunRegenerate(*rc, regen);
   if (!s.ok()) return Fail(s);
-  s = RunSelect(MakeSelectConfig(a, true), regen, sel);
+  auto sc = MakeSelectConfig(a, true);
+  if (!sc.ok()) return Fail(sc.status());
+  s = RunSelect(*sc, regen, sel);
   if (!s.ok()) return Fail(s);
   s = RunPack(MakePackConfig(a), sel, a.out);
   if (!s.ok()) return Fail(s);

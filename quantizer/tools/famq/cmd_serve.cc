@@ -1,4 +1,4 @@
-// famq serve --model DIR [--host 127.0.0.1] --port P [--name ID] [--threads N]
+// famq serve --model DIR [--host 127.0.0.1] --port P [--name ID] [--threads N] [--weights fp32|bf16]
 //            [--api full|chat-only|standard] [--api-key KEY] [limits: --max-concurrent,
 //            --request-timeout, --header-timeout, --body-timeout, --max-body-bytes,
 //            --max-prompt-bytes, --max-n, --max-tokens, --max-stop, ...]
@@ -37,6 +37,7 @@ struct ServeArgs {
   std::string model, name;
   HttpServeOptions http;
   EngineOptions engine;
+  std::string weights = "fp32";  // --weights (ParseWeightType)
   ServeLimits limits;
   std::string api = "full";
   bool quiet = false;
@@ -47,6 +48,12 @@ int RunServe(const ServeArgs& a) {
   (void)a;
   return Fail(Unsupported("serve: this famq was built without HTTP support (cpp-httplib)"));
 #else
+  EngineOptions engine = a.engine;
+  if (auto w = ParseWeightType(a.weights); w.ok()) {
+    engine.weights = *w;
+  } else {
+    return Fail(w.status());
+  }
   ServeLimits limits = a.limits;
   limits.api = a.api == "chat-only" ? ServeApi::kChatOnly : a.api == "standard" ? ServeApi::kStandard : ServeApi::kFull;
   {
@@ -61,7 +68,7 @@ int RunServe(const ServeArgs& a) {
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  auto service = CompletionService::Create(a.model, a.name, a.engine, limits);
+  auto service = CompletionService::Create(a.model, a.name, engine, limits);
   if (!service.ok()) return Fail(service.status());
   HttpServeOptions o = a.http;
   o.log_requests = !a.quiet;
@@ -93,6 +100,7 @@ void RegisterServe(CLI::App& app, ExitCode* exit_code) {
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   cmd->add_option("--threads", a->engine.num_threads, "Worker threads (0: one per CPU, at most 8)")->check(CLI::Range(0, 256));
+  AddWeightsFlag(cmd, &a->weights);
   cmd->add_option("--max-n", a->limits.max_n, "Largest n accepted")->check(CLI::Range(1, 1024))->capture_default_str();
   cmd->add_option("--parallel-sequences", a->limits.decode_slots,
                   "Candidates decoded at a time in one batch, over all requests in flight (KV-cache slots; fewer if "

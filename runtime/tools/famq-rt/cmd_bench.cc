@@ -143,6 +143,10 @@ Result<BenchResult> BenchOne(const std::string& path, bool quantized, const Benc
   r.model = path;
   r.quantized = quantized;
   r.label = model.Describe();
+  if (!quantized && eo.weights == WeightType::kBf16 && r.label.size() > 7 &&
+      r.label.compare(r.label.size() - 7, 7, " (fp32)") == 0) {
+    r.label.replace(r.label.size() - 7, 7, " (bf16 in place)");
+  }
   r.threads = engine->num_threads();
   r.parameters = model.config.NumParameters();
   r.prefill_tps = Median(prefill);
@@ -250,6 +254,18 @@ void RegisterBench(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--seed", a->seed, "Seed of the random prompt tokens");
   cmd->add_flag("--json", a->json, "Print one JSON object");
   AddEngineFlags(cmd, &a->engine);
+  // famq's host-stage engine option (famq regenerate/select/bundle/serve/eval
+  // --weights), to measure the in-process engine's memory and speed both ways.
+  cmd->add_option_function<std::string>(
+         "--weights",
+         [a](const std::string& name) {
+           auto w = ParseWeightType(name);
+           if (!w.ok()) throw CLI::ValidationError("--weights", w.status().message());
+           a->engine.weights = *w;
+         },
+         "--model's linear layers: fp32 (default; a packed fp32 copy) or bf16 (a BF16 checkpoint read in place); "
+         "quantized models run their own kernels")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->callback([a, cmd, model, qmodel, exit_code] {
     // Ratios are to the first model given, so keep --model / --qmodel in command-line order.
     a->order.clear();
