@@ -212,6 +212,12 @@ class HttpServer::Impl : public httplib::Server {
       : service_(service), o_(o), counters_(counters) {
     const size_t threads = static_cast<size_t>(o.max_concurrent) + 8;  // 8 more to answer 503, 401, 408
     new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    // The listening socket, seen before cpp-httplib binds it (its default
+    // options, SO_REUSEADDR, kept): WidenBacklog() needs it.
+    set_socket_options([this](socket_t sock) {
+      httplib::default_socket_options(sock);
+      listen_socket_ = sock;
+    });
     set_payload_max_length(max_body);
     set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (o_.api_key.empty() ||
@@ -388,6 +394,23 @@ class HttpServer::Impl : public httplib::Server {
   HttpServeOptions o_;
   HttpServeCounters& counters_;
   std::atomic<int> in_flight_{0};
+  int listen_socket_ = -1;
+
+ public:
+  // cpp-httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed
+  // in the packaged library): with more clients connecting at once than the
+  // acceptor takes in a moment, the kernel drops their handshakes, answers
+  // with SYN cookies and later resets connections mid-request (measured: 704
+  // listen-queue overflows and a reset request in a 64-client soak). Calling
+  // listen() again on the bound socket raises it to SOMAXCONN (the kernel
+  // caps it at net.core.somaxconn).
+  Status WidenBacklog() {
+    if (listen_socket_ < 0 || ::listen(listen_socket_, SOMAXCONN) != 0) {
+      return IoError(std::string("serve: cannot set the listen backlog: ") +
+                     (listen_socket_ < 0 ? "no listening socket" : std::strerror(errno)));
+    }
+    return Status::Ok();
+  }
 };
 
 bool IsLoopbackHost(const std::string& host) {
@@ -440,6 +463,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Create(CompletionService& servic
   } else {
     s->port_ = o.port;
   }
+  FAMQ_RETURN_IF_ERROR(s->impl_->WidenBacklog());
   return s;
 }
 
