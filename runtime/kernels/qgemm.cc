@@ -108,15 +108,11 @@ QMatrixView ViewOf(const QMatrix& w) {
   return v;
 }
 
-namespace {
-
-// Group g's scale and zero point of a view (fp16 scales widened exactly; no zeros: 0).
-float ViewScale(const QMatrixView& w, size_t g) {
+float QMatrixViewScale(const QMatrixView& w, size_t g) {
   return w.scales_f16 != nullptr ? F16ToF32(w.scales_f16[g]) : w.scales[g];
 }
-int ViewZero(const QMatrixView& w, size_t g) { return w.zeros != nullptr ? w.zeros[g] : 0; }
 
-}  // namespace
+int QMatrixViewZero(const QMatrixView& w, size_t g) { return w.zeros != nullptr ? w.zeros[g] : 0; }
 
 Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
   if (w.bits != 2 && w.bits != 3 && w.bits != 4 && w.bits != 8) {
@@ -158,12 +154,12 @@ Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
     }
   }
   for (size_t i = 0; i < groups; ++i) {
-    const int zero = ViewZero(w, i);
+    const int zero = QMatrixViewZero(w, i);
     if (zero < lo || zero > hi) {
       return InvalidArgument(name + ": zero point " + std::to_string(zero) + " of group " + std::to_string(i) +
                              " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
-    const float scale = ViewScale(w, i);
+    const float scale = QMatrixViewScale(w, i);
     if (!std::isfinite(scale) || scale < 0.0f) {
       return InvalidArgument(name + ": scale " + std::to_string(scale) + " of group " + std::to_string(i) +
                              " is not finite and >= 0");
@@ -235,8 +231,8 @@ void PackQMatrixTiles(const QMatrixView& w, const QGemmPacking& p, size_t tile_b
       for (size_t i = 0; i < tile_rows; ++i) {
         const size_t r = t * tile_rows + i;
         const size_t dst = (t * groups + g) * tile_rows + i;
-        scales[dst] = r < rows ? ViewScale(w, r * groups + g) : 0.0f;
-        const int zero = r < rows ? ViewZero(w, r * groups + g) : 0;
+        scales[dst] = r < rows ? QMatrixViewScale(w, r * groups + g) : 0.0f;
+        const int zero = r < rows ? QMatrixViewZero(w, r * groups + g) : 0;
         offsets[dst] = static_cast<uint8_t>(zero + p.code_bias);
       }
     }

@@ -33,6 +33,11 @@ struct QMatrixView {
 // The view of a QMatrix (codes one per byte).
 QMatrixView ViewOf(const QMatrix& w);
 
+// Group g's scale (fp16 scales widened exactly) and zero point (0 when the
+// view has none) of a view; g < scale_count, unchecked.
+float QMatrixViewScale(const QMatrixView& w, size_t g);
+int QMatrixViewZero(const QMatrixView& w, size_t g);
+
 // ValidateQMatrix's checks on a view: bits 2, 3, 4 or 8 (2 and 3 run on the
 // 8-bit packing), shape, array lengths, zero points in the code range, scales
 // finite and >= 0; codes stored one per byte are range-checked below 8 bits

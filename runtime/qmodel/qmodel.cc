@@ -288,15 +288,14 @@ QMatrix UnpackQuantLinear(const fb::QuantLinear& l) {
   const size_t count = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols);
   m.codes.resize(count);
   UnpackCodes(m.bits, l.codes()->data(), count, m.codes.data());
-  const size_t groups = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols / m.group_size);
-  if (l.scales_f16() != nullptr) {
-    m.scales.resize(groups);
-    for (size_t g = 0; g < groups; ++g) m.scales[g] = F16ToF32(l.scales_f16()->Get(static_cast<flatbuffers::uoffset_t>(g)));
-  } else {
-    m.scales.assign(l.scales()->begin(), l.scales()->end());
+  // Scales and zero points as the kernels' packing reads them (fp16 widened, absent zero points 0).
+  const QMatrixView v = ViewOfRecord(l);
+  m.scales.resize(v.scale_count);
+  m.zeros.resize(v.scale_count);
+  for (size_t g = 0; g < v.scale_count; ++g) {
+    m.scales[g] = QMatrixViewScale(v, g);
+    m.zeros[g] = static_cast<int8_t>(QMatrixViewZero(v, g));
   }
-  if (l.zeros() != nullptr) m.zeros.assign(l.zeros()->begin(), l.zeros()->end());
-  else m.zeros.assign(groups, 0);
   return m;
 }
 
