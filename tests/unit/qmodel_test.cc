@@ -746,7 +746,9 @@ TEST(QModelCodePacking, DenseLayoutsRoundTripAndMatchTheSchemaComment) {
   }
 }
 
-Result<QModelContents> LowBitContents(const std::string& dir, int wbits, int group, bool symmetric) {
+// A model finalized with RTN (fast) on the reference kernels, not serialized.
+Result<QModelContents> RtnContents(const std::string& dir, int wbits, int group, bool symmetric,
+                                   bool f16_scales = false) {
   FAMQ_ASSIGN_OR_RETURN(ModelDir model, OpenModelDir(dir));
   FAMQ_ASSIGN_OR_RETURN(CalibrationSet calib, CalibrationFromText(model.tokenizer, CalibText(), 32, "corpus"));
   FinalizeOptions o;
@@ -754,6 +756,7 @@ Result<QModelContents> LowBitContents(const std::string& dir, int wbits, int gro
   o.wbits = wbits;
   o.group_size = group;
   o.symmetric = symmetric;
+  o.f16_scales = f16_scales;
   o.num_threads = 1;
   o.isa = Isa::kRef;
   return Finalize(model, dir, calib, o);
@@ -761,14 +764,14 @@ Result<QModelContents> LowBitContents(const std::string& dir, int wbits, int gro
 
 TEST(QModelLowBits, ThreeAndTwoBitModelsAreStoredAtTrueSizeAndRoundTrip) {
   const std::string dir = kSourceDir + "/tests/data/tiny-random-qwen3";
-  auto w4 = LowBitContents(dir, 4, 32, false);
+  auto w4 = RtnContents(dir, 4, 32, false);
   ASSERT_TRUE(w4.ok()) << w4.status().ToString();
   auto w4_bytes = SerializeQModel(*w4);
   ASSERT_TRUE(w4_bytes.ok());
   for (const auto& [bits, group, sym] : {std::tuple{3, 32, false}, std::tuple{2, 32, true}, std::tuple{3, 0, true},
                                          std::tuple{2, 0, false}}) {
     SCOPED_TRACE(testing::Message() << "W" << bits << " group " << group << " symmetric " << sym);
-    auto c = LowBitContents(dir, bits, group, sym);
+    auto c = RtnContents(dir, bits, group, sym);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     auto bytes = SerializeQModel(*c);
     ASSERT_TRUE(bytes.ok());
@@ -826,7 +829,7 @@ TEST(QModelLowBits, ThreeAndTwoBitModelsAreStoredAtTrueSizeAndRoundTrip) {
 }
 
 TEST(QModelLowBits, WrongCodeCountsAndLowBitHeadsAreRefused) {
-  auto base = LowBitContents(kSourceDir + "/tests/data/tiny-random-qwen3", 3, 32, false);
+  auto base = RtnContents(kSourceDir + "/tests/data/tiny-random-qwen3", 3, 32, false);
   ASSERT_TRUE(base.ok()) << base.status().ToString();
   auto refused = [&](const std::function<void(QModelContents*)>& edit, const std::string& expect) {
     ExpectRefusedOnOpen(*base, edit, expect);
@@ -855,20 +858,6 @@ TEST(QModelLowBits, WrongCodeCountsAndLowBitHeadsAreRefused) {
 
 // ---------------------------------------------------------------- fp16 scales, absent zero points
 
-Result<QModelContents> ScaleContents(const std::string& dir, bool symmetric, bool f16_scales) {
-  FAMQ_ASSIGN_OR_RETURN(ModelDir model, OpenModelDir(dir));
-  FAMQ_ASSIGN_OR_RETURN(CalibrationSet calib, CalibrationFromText(model.tokenizer, CalibText(), 32, "corpus"));
-  FinalizeOptions o;
-  o.method = QuantMethod::kRtn;
-  o.wbits = 4;
-  o.group_size = 32;
-  o.symmetric = symmetric;
-  o.f16_scales = f16_scales;
-  o.num_threads = 1;
-  o.isa = Isa::kRef;
-  return Finalize(model, dir, calib, o);
-}
-
 // --scale-dtype f16: the quantizer rounds every scale to an fp16 value, the
 // writer stores them in 2 bytes (and no zero points when all are 0), the
 // reader widens them exactly: the matrices read back are the quantizer's,
@@ -879,9 +868,9 @@ TEST(QModelScales, Fp16ScalesAndAbsentZeroPointsRoundTripExactly) {
   for (bool sym : {false, true}) {
     SCOPED_TRACE(std::string(fixture) + (sym ? " symmetric" : " with zero points"));
     const std::string dir = kSourceDir + "/tests/data/" + fixture;
-    auto c = ScaleContents(dir, sym, true);
+    auto c = RtnContents(dir, 4, 32, sym, true);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
-    auto c32 = ScaleContents(dir, sym, false);
+    auto c32 = RtnContents(dir, 4, 32, sym, false);
     ASSERT_TRUE(c32.ok()) << c32.status().ToString();
     std::vector<const QLinearContents*> all;
     for (const auto& l : c->linears) all.push_back(&l);
@@ -948,7 +937,7 @@ TEST(QModelScales, Fp16ScalesAndAbsentZeroPointsRoundTripExactly) {
 }
 
 TEST(QModelScales, BadFp16ScalesAreRefusedOnOpen) {
-  auto base = ScaleContents(kSourceDir + "/tests/data/tiny-random-qwen3", true, true);
+  auto base = RtnContents(kSourceDir + "/tests/data/tiny-random-qwen3", 4, 32, true, true);
   ASSERT_TRUE(base.ok()) << base.status().ToString();
   auto ok = SerializeQModel(*base);
   ASSERT_TRUE(ok.ok());
