@@ -1,6 +1,7 @@
 // Kernel tables, QMatrix validation and packing for the weight-only kernels.
 #include "kernels/qgemm.h"
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -184,6 +185,52 @@ void PackQMatrix(const QMatrix& w, const QGemmPacking& p, uint8_t* codes, float*
   PackQMatrixTiles(v, p, 0, PackedSizes(v, p).tiles, codes, scales, offsets);
 }
 
+namespace {
+
+// Four nibbles (bits 0..15 of v) spread to the low nibbles of four bytes.
+inline uint32_t SpreadNibbles(uint32_t v) {
+  return (v & 0xFu) | ((v & 0xF0u) << 4) | ((v & 0xF00u) << 8) | ((v & 0xF000u) << 12);
+}
+
+// Row r's block b written into its tile's block (row i of the tile) a word at
+// a time, for the two common cases; returns false for the others, which the
+// element-wise loop below (the definition) packs:
+// - 4-bit nibbles into a nibble packing with code_bias 8: a stored signed
+//   nibble n means c = n - 16 [n >= 8], so u = c + 8 = n ^ 8; source word p
+//   holds columns 8p..8p+7 as its nibbles 0..7 (little-endian bytes, even
+//   column low), and packed word (p, i) takes nibbles 0..3 low and 4..7 high;
+// - 8-bit codes into an unpacked packing with code_bias 0 or 128 (u = c ^ 0x80).
+inline bool PackRowBlockFast(const QMatrixView& w, const QGemmPacking& p, size_t r, size_t b, size_t tile_rows,
+                             size_t i, uint8_t* block) {
+  static_assert(std::endian::native == std::endian::little, "the word-wise packing reads little-endian words");
+  const size_t cols = static_cast<size_t>(w.cols);
+  if (w.bits == 4 && w.nibbles && p.nibbles && p.code_bias == 8) {
+    const uint8_t* src = w.codes + (r * cols + b * kQBlock) / 2;
+    for (size_t pair = 0; pair < 4; ++pair) {
+      uint32_t x;
+      std::memcpy(&x, src + 4 * pair, sizeof(x));
+      x ^= 0x88888888u;
+      const uint32_t out = SpreadNibbles(x & 0xFFFFu) | (SpreadNibbles(x >> 16) << 4);
+      std::memcpy(block + (pair * tile_rows + i) * 4, &out, sizeof(out));
+    }
+    return true;
+  }
+  if (w.bits == 8 && !w.nibbles && !p.nibbles && (p.code_bias == 0 || p.code_bias == 128)) {
+    const uint8_t* src = w.codes + r * cols + b * kQBlock;
+    const uint32_t flip = p.code_bias == 128 ? 0x80808080u : 0u;
+    for (size_t q = 0; q < 8; ++q) {
+      uint32_t x;
+      std::memcpy(&x, src + 4 * q, sizeof(x));
+      x ^= flip;
+      std::memcpy(block + (q * tile_rows + i) * 4, &x, sizeof(x));
+    }
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void PackQMatrixTiles(const QMatrixView& w, const QGemmPacking& p, size_t tile_begin, size_t tile_end, uint8_t* codes,
                       float* scales, uint8_t* offsets) {
   const size_t tile_rows = static_cast<size_t>(p.tile_rows);
@@ -200,6 +247,7 @@ void PackQMatrixTiles(const QMatrixView& w, const QGemmPacking& p, size_t tile_b
         const size_t r = t * tile_rows + i;
         // u[j] = code + code_bias of column 32 b + j (two's complement bytes; padding rows: code 0).
         uint8_t u[kQBlock];
+        if (r < rows && PackRowBlockFast(w, p, r, b, tile_rows, i, block)) continue;
         if (r >= rows) {
           std::memset(u, bias, sizeof(u));
         } else if (w.nibbles) {

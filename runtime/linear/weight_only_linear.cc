@@ -82,7 +82,8 @@ Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrix& w, std::span<co
 }
 
 Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrixView& w, std::span<const float> bias, int max_batch,
-                                                  Isa isa, const std::string& name, pthreadpool_t pack_pool) {
+                                                  Isa isa, const std::string& name, pthreadpool_t pack_pool,
+                                                  std::shared_ptr<HugePageArena> arena) {
   FAMQ_RETURN_IF_ERROR(ValidateQMatrixView(w, name));
   if (!bias.empty() && bias.size() != static_cast<size_t>(w.rows)) {
     return InvalidArgument(name + ": bias has " + std::to_string(bias.size()) + " values for " +
@@ -119,11 +120,17 @@ Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrixView& w, std::spa
   const size_t packed_total = bias_at + RoundUp(bias.empty() ? 0 : padded_rows * sizeof(float), kAlign);
   // Huge pages: decode streams the packed weights once per token, and with
   // 4 KiB pages every 4 KiB costs a TLB miss and stops the hardware prefetchers.
-  lin.packed_.reset(AllocateAligned(packed_total, /*huge_pages=*/true));
-  if (!lin.packed_) {
+  uint8_t* base = nullptr;
+  if (arena != nullptr) {
+    base = arena->Allocate(packed_total);
+    lin.packed_owner_ = std::move(arena);
+  } else {
+    base = AllocateAligned(packed_total, /*huge_pages=*/true);
+    if (base != nullptr) lin.packed_owner_ = std::shared_ptr<void>(base, FreeDeleter{});
+  }
+  if (base == nullptr) {
     return OutOfMemory(name + ": cannot allocate " + std::to_string(packed_total) + " bytes of packed weights");
   }
-  uint8_t* base = lin.packed_.get();
   auto* scales = ArrayAt<float>(base, scales_at);
   PackTask pack{&w, &packing, sizes.tiles, sizes.tiles, base, scales, base + offsets_at};
   const size_t pack_threads = pack_pool != nullptr ? pthreadpool_get_threads_count(pack_pool) : 1;

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "core/aligned_buffer.h"
+#include "core/huge_page_arena.h"
 #include "core/status.h"
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
@@ -42,8 +43,11 @@ class WeightOnlyLinear {
   // The same from weights read in place (a quantized model's record, see
   // QMatrixView; ValidateQMatrixView's checks), packed on `pack_pool`'s
   // threads (nullptr: inline). The view is not referenced afterwards.
+  // arena: where the packed weights go (shared by an engine's linears, kept
+  // alive by each of them); nullptr: a buffer of their own.
   static Result<WeightOnlyLinear> Create(const QMatrixView& w, std::span<const float> bias, int max_batch, Isa isa,
-                                         const std::string& name, pthreadpool_t pack_pool);
+                                         const std::string& name, pthreadpool_t pack_pool,
+                                         std::shared_ptr<HugePageArena> arena = nullptr);
 
   WeightOnlyLinear(WeightOnlyLinear&&) noexcept = default;
   WeightOnlyLinear& operator=(WeightOnlyLinear&&) noexcept = default;
@@ -83,7 +87,8 @@ class WeightOnlyLinear {
   int max_batch_ = 0;
   size_t packed_bytes_ = 0;
   const float* bias_ = nullptr;  // padded to tiles_ * tile_rows_, in packed_; nullptr: none
-  AlignedBuffer packed_;         // codes | scales | offsets | bias
+  // codes | scales | offsets | bias: an AlignedBuffer's or an arena's, kept alive by this pointer.
+  std::shared_ptr<void> packed_owner_;
   AlignedBuffer scratch_;        // qx [max_batch][qx_stride] | sx | qsum [max_batch][blocks]
   int8_t* qx_ = nullptr;
   float* sx_ = nullptr;

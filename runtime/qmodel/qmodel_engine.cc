@@ -3,6 +3,7 @@
 #include <pthreadpool.h>
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 
@@ -41,12 +42,13 @@ struct PackPool {
 // A weight-only linear packed from the record in place when its width allows
 // (no canonical copy in between), else through the canonical form.
 Result<WeightOnlyLinear> PackWeightOnly(const QModel& q, int index, std::span<const float> bias, int max_batch, Isa isa,
-                                        const std::string& name, pthreadpool_t pool) {
+                                        const std::string& name, pthreadpool_t pool,
+                                        std::shared_ptr<HugePageArena> arena) {
   auto view = q.MatrixView(index);  // verifies the record before its fields are read
-  if (view.ok()) return WeightOnlyLinear::Create(*view, bias, max_batch, isa, name, pool);
+  if (view.ok()) return WeightOnlyLinear::Create(*view, bias, max_batch, isa, name, pool, std::move(arena));
   if (view.status().code() != StatusCode::kUnsupported) return view.status();
   FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.Matrix(index));
-  return WeightOnlyLinear::Create(m, bias, max_batch, isa, name);
+  return WeightOnlyLinear::Create(ViewOf(m), bias, max_batch, isa, name, pool, std::move(arena));
 }
 
 // Every weight-only linear verified, packed and (optionally) released, one
@@ -57,6 +59,7 @@ struct PackLinearsTask {
   QModel* release;
   int max_batch;
   Isa isa;
+  std::shared_ptr<HugePageArena> arena;  // every packed linear's weights
   std::vector<std::optional<WeightOnlyLinear>>* out;
   std::vector<std::vector<float>>* multipliers;
   std::vector<Status>* status;
@@ -72,7 +75,7 @@ void RunPackLinear(void* context, size_t index) {
   const std::vector<float> bias = ToVector(ql.bias());
   (*t->multipliers)[index] = ToVector(ql.input_multiplier());
   auto lin = PackWeightOnly(*t->q, i, bias, t->max_batch, t->isa, t->q->origin() + ": " + QLinearName(i / 4, i % 4),
-                            nullptr);
+                            nullptr, t->arena);
   if (!lin.ok()) {
     status = lin.status();
     return;
@@ -89,6 +92,7 @@ Result<std::unique_ptr<Engine>> BuildQuantizedEngine(const QModel& q, QModel* re
   PackPool pack(threads);
   const fb::QModel& r = q.root();
   const bool w8a8 = r.scheme() == fb::QScheme::W8A8Static;
+  const auto arena = std::make_shared<HugePageArena>();
   EngineWeights w;
   FAMQ_ASSIGN_OR_RETURN(w.final_norm, TensorF32(q, "model.norm.weight"));
   const size_t linear_count = static_cast<size_t>(c.num_layers) * kLinearSlots;
@@ -96,7 +100,7 @@ Result<std::unique_ptr<Engine>> BuildQuantizedEngine(const QModel& q, QModel* re
   std::vector<std::vector<float>> multipliers(w8a8 ? 0 : linear_count);
   if (!w8a8) {
     std::vector<Status> status(linear_count);
-    PackLinearsTask task{&q, release, max_batch, isa, &packed, &multipliers, &status};
+    PackLinearsTask task{&q, release, max_batch, isa, arena, &packed, &multipliers, &status};
     if (pack.pool != nullptr) {
       pthreadpool_parallelize_1d(pack.pool, RunPackLinear, &task, linear_count, PTHREADPOOL_FLAG_YIELD_WORKERS);
     } else {
@@ -146,7 +150,7 @@ Result<std::unique_ptr<Engine>> BuildQuantizedEngine(const QModel& q, QModel* re
     // is always packed in place.
     FAMQ_ASSIGN_OR_RETURN(const QMatrixView view, q.HeadView());
     FAMQ_ASSIGN_OR_RETURN(WeightOnlyLinear lin,
-                          WeightOnlyLinear::Create(view, {}, max_batch, isa, q.origin() + ": lm_head", pack.pool));
+                          WeightOnlyLinear::Create(view, {}, max_batch, isa, q.origin() + ": lm_head", pack.pool, arena));
     if (tied_quantized) w.embed.packed = lin.packed_rows();  // the buffer stays put when lin moves
     w.lm_head = LayerLinear(std::move(lin), {});
     if (release != nullptr) {

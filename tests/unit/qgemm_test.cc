@@ -655,6 +655,36 @@ TEST(WeightOnlyLinearTest, UnavailableIsaIsRefusedAndPackedBytesShrinkWithBits) 
   }
 }
 
+// Layers packed into a shared arena compute exactly what layers with their
+// own buffers compute, and keep the arena alive after the caller drops it.
+TEST(WeightOnlyLinearTest, ArenaPackedLayersMatchOwnBuffersAndOutliveTheCallersArena) {
+  for (Isa isa : kAllIsas) {
+    if (!IsaAvailable(isa)) continue;
+    auto arena = std::make_shared<HugePageArena>(size_t{4} << 20);
+    std::vector<WeightOnlyLinear> shared, own;
+    for (int bits : {4, 8, 3}) {
+      const QMatrix w = RandomQMatrix(bits, 45, 128, 32, true, static_cast<uint64_t>(bits));
+      const std::vector<float> bias(45, 0.25f);
+      auto a = WeightOnlyLinear::Create(ViewOf(w), bias, 3, isa, "a", nullptr, arena);
+      auto b = WeightOnlyLinear::Create(ViewOf(w), bias, 3, isa, "b", nullptr);
+      ASSERT_TRUE(a.ok() && b.ok()) << IsaName(isa);
+      shared.push_back(std::move(*a));
+      own.push_back(std::move(*b));
+    }
+    EXPECT_EQ(arena.use_count(), 4);  // the caller's and one per layer
+    arena.reset();                    // the layers keep it
+    std::vector<float> x(3 * 128);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 13) - 6) * 0.37f;
+    for (size_t l = 0; l < shared.size(); ++l) {
+      std::vector<float> ya(3 * 45, -1.0f), yb(3 * 45, -2.0f);
+      ASSERT_TRUE(shared[l].Run(x.data(), ya.data(), 3, nullptr).ok());
+      ASSERT_TRUE(own[l].Run(x.data(), yb.data(), 3, nullptr).ok());
+      EXPECT_EQ(ya, yb) << IsaName(isa) << " layer " << l;
+      EXPECT_EQ(shared[l].packed_bytes(), own[l].packed_bytes());
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // ISA names, detection and forcing.
 
