@@ -56,6 +56,14 @@ struct FileBytes {
 // they were read (kIoError: "changed while it was being read").
 Result<FileBytes> ReadFileBytes(const std::string& path, size_t max_bytes);
 
+// Gives the whole pages inside [p, p + n) back to the system (madvise
+// MADV_DONTNEED; partial pages at either end stay). Private anonymous memory
+// (a file read into memory, a vector) reads as zeros afterwards; a private
+// read-only file mapping (MappedFile) reads the file's bytes again, faulted
+// back in from the page cache. Memory that is not mapped by this process
+// must not be passed. A no-op where madvise is missing.
+void ReleasePages(const void* p, size_t n);
+
 // Writes `size` bytes to `path` atomically: readers see the old file or the
 // new one, never a partial one, and a crash leaves no temporary file behind
 // (except after a power loss mid-write). The bytes go to a new file beside

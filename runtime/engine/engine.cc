@@ -161,7 +161,9 @@ Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const Engin
     w.layers.push_back(std::move(l));
   }
   w.final_norm = ToF32(ck.final_norm());
-  FAMQ_ASSIGN_OR_RETURN(w.lm_head, CheckpointLinear(type, isa, {&ck.lm_head()}, {}, "lm_head"));
+  if (options.lm_head) {
+    FAMQ_ASSIGN_OR_RETURN(w.lm_head, CheckpointLinear(type, isa, {&ck.lm_head()}, {}, "lm_head"));
+  }
   return Create(ck.config(), std::move(w), options);
 }
 
@@ -230,8 +232,10 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
       return Internal("engine: norm size mismatch");
     }
   }
-  if (weights.lm_head.in_features() != H || weights.lm_head.out_features() != c.vocab_size ||
-      weights.final_norm.size() != static_cast<size_t>(H) || weights.embed.rows() != c.vocab_size ||
+  // An empty head: an engine without logits (EngineOptions::lm_head).
+  const bool head_ok =
+      weights.lm_head.empty() || (weights.lm_head.in_features() == H && weights.lm_head.out_features() == c.vocab_size);
+  if (!head_ok || weights.final_norm.size() != static_cast<size_t>(H) || weights.embed.rows() != c.vocab_size ||
       weights.embed.cols() != H) {
     return Internal("engine: head, final norm or embedding shape mismatch");
   }
@@ -292,6 +296,14 @@ Status Engine::SetLinear(int layer, LinearSlot slot, LayerLinear linear) {
     return InvalidArgument(std::string("SetLinear: ") + LinearSlotName(slot) + " shape mismatch");
   }
   cur = std::move(linear);
+  return Status::Ok();
+}
+
+Status Engine::ReleaseLinears(int layer) {
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) {
+    return InvalidArgument("ReleaseLinears: no layer " + std::to_string(layer));
+  }
+  for (LayerLinear& l : layers_[static_cast<size_t>(layer)].linears) l = LayerLinear();
   return Status::Ok();
 }
 

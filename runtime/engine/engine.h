@@ -62,6 +62,11 @@ struct EngineOptions {
   uint64_t max_kv_cache_bytes = 0;
   // Linear layers of Create(checkpoint, ...); ignored by Create(config, weights, ...).
   WeightType weights = WeightType::kF32;
+  // Create(checkpoint, ...): false builds no LM head (finalize's block-by-block
+  // pass computes no logits; an fp32 head of a 151,936-token vocabulary is
+  // 4 bytes x vocab x hidden). Asking such an engine for logits fails
+  // (kInternal, "empty layer"); ForwardLayer and Embed work.
+  bool lm_head = true;
 };
 
 // The default bound on EngineOptions::max_kv_cache_bytes: 8 GiB (an 8B model
@@ -205,6 +210,10 @@ class Engine {
   Status ForwardLayer(int layer, float* x, int n, int pos, LinearObserver* observer);
   // Replaces one linear of a block (same shape; built for max_batch() rows).
   Status SetLinear(int layer, LinearSlot slot, LayerLinear linear);
+  // Frees the four linears of `layer` (finalize, once the block's output has
+  // been propagated: it never runs again). Running the layer afterwards fails
+  // (kInternal, "empty layer"). InvalidArgument for a layer out of range.
+  Status ReleaseLinears(int layer);
   const LayerLinear& linear(int layer, LinearSlot slot) const {
     return layers_[static_cast<size_t>(layer)].linears[static_cast<int>(slot)];
   }

@@ -354,7 +354,14 @@ Status FinalizeRun::Start() {
   eo.num_threads = o_.num_threads;
   eo.max_seq_len = calib_.seq_len;
   eo.max_batch = calib_.seq_len;
+  eo.weights = o_.calib_weights;
+  eo.lm_head = false;  // the block pass computes no logits
   FAMQ_ASSIGN_OR_RETURN(engine_, Engine::Create(ck_, eo));
+  // An fp32 engine holds its own copies: the mapped blocks are read again
+  // one at a time (LoadWeights), so none has to stay resident now.
+  if (o_.calib_weights == WeightType::kF32) {
+    for (size_t l = 0; l < ck_.layers().size(); ++l) ck_.ReleaseLayerPages(l);
+  }
   max_batch_ = engine_->max_batch();
   const size_t H = static_cast<size_t>(c_.hidden_size);
   x_.resize(calib_.samples.size());
@@ -540,10 +547,15 @@ Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
     FAMQ_RETURN_IF_ERROR(SwapIn(l, s, q));
     out->linears.push_back(std::move(q));
   }
+  // The block's fp weights are no longer read (its quantized linears run
+  // from here on): their mapped pages go, so one block's stay resident.
+  ck_.ReleaseLayerPages(static_cast<size_t>(l));
   timings_.quantize += SecondsSince(t);
   // D. the next block's input, through the quantized block.
   t = Clock::now();
   FAMQ_RETURN_IF_ERROR(Propagate(l));
+  // The block has done its work: its quantized linears never run again.
+  if (engine_ != nullptr) FAMQ_RETURN_IF_ERROR(engine_->ReleaseLinears(l));
   timings_.propagate += SecondsSince(t);
   return Status::Ok();
 }
@@ -557,6 +569,9 @@ Status AddFloatTensors(const Checkpoint& ck, int head_bits, bool f16_scales, QMo
   } else {
     FAMQ_ASSIGN_OR_RETURN(out->embedding, QuantizeEmbedding(ck.embed_tokens(), head_bits, f16_scales, kQEmbeddingName));
   }
+  // The embedding and an untied head are read once, whole, here: their mapped
+  // pages need not stay resident (the checkpoint mapping is private and read-only).
+  ReleasePages(ck.embed_tokens().data, ck.embed_tokens().num_bytes);
   out->float_tensors.push_back(CopyTensor(ck.final_norm(), "model.norm.weight"));
   if (!ck.tied()) {
     if (head_bits == 16) {
@@ -564,6 +579,7 @@ Status AddFloatTensors(const Checkpoint& ck, int head_bits, bool f16_scales, QMo
     } else {
       FAMQ_ASSIGN_OR_RETURN(out->lm_head, QuantizeEmbedding(ck.lm_head(), head_bits, f16_scales, kQLmHeadName));
     }
+    ReleasePages(ck.lm_head().data, ck.lm_head().num_bytes);
   }
   for (int l = 0; l < ck.config().num_layers; ++l) {
     const LayerTensors& t = ck.layers()[static_cast<size_t>(l)];

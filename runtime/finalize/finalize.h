@@ -23,6 +23,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "engine/engine.h"
 #include "finalize/calibration_set.h"
 #include "kernels/isa.h"
 #include "model/model_dir.h"
@@ -52,6 +53,14 @@ struct FinalizeOptions {
   bool gptq_act_order = false;
   int awq_max_tokens = 4096;     // calibration tokens AWQ's searches evaluate
   int num_threads = 0;           // engine threads (0: one per CPU, at most 8)
+  // How the calibration forward holds the fp blocks not yet quantized
+  // (--calib-weights): kF32, an fp32 copy of every linear packed up front
+  // (about 4 bytes per weight on top of the mapped checkpoint; the reference
+  // arithmetic), or kBf16, a BF16 checkpoint's weights read in place (about
+  // 2 bytes per weight, and only the block being calibrated is resident: each
+  // block's mapped pages are dropped once it is quantized). The two differ in
+  // fp32 summation order only (docs/DEVICE.md "Finalize memory").
+  WeightType calib_weights = WeightType::kF32;
   Isa isa = Isa::kRef;           // kernels the quantized blocks run on while calibrating
   // The token embedding and the head: 16 keeps them as the checkpoint stores
   // them (fp); 8 or 4 quantizes them RTN, symmetric, groups of 32

@@ -54,16 +54,19 @@ Result<FinalizeReport> FinalizeToFile(const FinalizeRequest& r) {
   FAMQ_RETURN_IF_ERROR(ValidateFinalizeOptions(r.options, model.checkpoint.config()));
   FAMQ_ASSIGN_OR_RETURN(const CalibrationSet calib, LoadCalibration(r, model));
   FinalizeReport report;
-  FAMQ_ASSIGN_OR_RETURN(const QModelContents q, Finalize(model, r.model_dir, calib, r.options, &report.timings));
-  FAMQ_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, SerializeQModel(q));
-  // Read back what is about to be written: a file that fails verification never lands.
+  std::vector<uint8_t> bytes;
   {
-    auto check = QModel::FromBytes(bytes, r.out_path);
-    if (!check.ok()) return Internal("the finalized model does not verify: " + check.status().message());
+    FAMQ_ASSIGN_OR_RETURN(QModelContents q, Finalize(model, r.model_dir, calib, r.options, &report.timings));
+    report.provenance = q.provenance;
+    // Each record's weights are freed as they go into the buffer, and the rest with q here.
+    FAMQ_ASSIGN_OR_RETURN(bytes, SerializeQModel(std::move(q)));
   }
-  FAMQ_RETURN_IF_ERROR(WriteFileAtomic(r.out_path, bytes.data(), bytes.size()));
-  report.file_bytes = bytes.size();
-  report.provenance = q.provenance;
+  // Read back what is about to be written (the bytes move in, no copy): a
+  // file that fails verification never lands.
+  auto check = QModel::FromBytes(std::move(bytes), r.out_path);
+  if (!check.ok()) return Internal("the finalized model does not verify: " + check.status().message());
+  FAMQ_RETURN_IF_ERROR(WriteFileAtomic(r.out_path, check->bytes().data(), check->bytes().size()));
+  report.file_bytes = check->file_size();
   return report;
 }
 

@@ -81,6 +81,17 @@ Result<std::vector<std::string>> ShardNames(const std::string& dir) {
 
 }  // namespace
 
+void Checkpoint::ReleaseLayerPages(size_t l) const {
+  const LayerTensors& t = layers_[l];
+  for (const TensorView* v : {&t.input_norm, &t.q_proj, &t.k_proj, &t.v_proj, &t.o_proj, &t.post_attention_norm,
+                              &t.gate_proj, &t.up_proj, &t.down_proj}) {
+    ReleasePages(v->data, v->num_bytes);
+  }
+  for (const auto* v : {&t.q_bias, &t.k_bias, &t.v_bias, &t.q_norm, &t.k_norm}) {
+    if (v->has_value()) ReleasePages((*v)->data, (*v)->num_bytes);
+  }
+}
+
 std::string Checkpoint::WeightDTypeName() const {
   std::set<DType> seen;
   seen.insert(embed_.dtype);

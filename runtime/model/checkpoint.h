@@ -39,6 +39,11 @@ class Checkpoint {
   const std::vector<std::string>& files() const { return file_paths_; }
   // The dtype shared by the weights, or "mixed".
   std::string WeightDTypeName() const;
+  // Drops the resident pages of layer l's tensors from this process (the
+  // mapping is private and read-only: a later read faults them back in from
+  // the file), so that a pass over the model block by block holds about one
+  // block's weights. Views stay valid. l < layers().size(), unchecked.
+  void ReleaseLayerPages(size_t l) const;
   size_t num_tensors() const { return num_tensors_; }
 
  private:

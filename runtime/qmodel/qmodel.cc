@@ -222,21 +222,6 @@ Status Released(const std::string& at) {
   return InvalidArgument(at + ": released (its weights now live only in the engine built from this model)");
 }
 
-// Gives the whole pages inside [p, p + n) back to the system: the memory is
-// private and anonymous (a read file or a vector), so the pages read as zeros
-// afterwards; callers mark the record released first.
-void ReleaseBytes(const void* p, size_t n) {
-#if defined(MADV_DONTNEED)
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
-  const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
-  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-#else
-  (void)p;
-  (void)n;
-#endif
-}
-
 // Record states (QModel's *_ok_ flags): digest not checked yet, checked, released.
 constexpr uint8_t kUnverified = 0, kVerified = 1, kReleased = 2;
 
@@ -244,7 +229,8 @@ constexpr uint8_t kUnverified = 0, kVerified = 1, kReleased = 2;
 void ReleaseRecord(const fb::QuantLinear* l, std::atomic<uint8_t>* state) {
   if (l == nullptr) return;
   state->store(kReleased, std::memory_order_release);
-  if (const auto* codes = l->codes()) ReleaseBytes(codes->data(), codes->size());
+  // The model's bytes are private and anonymous (read, not mapped): the pages read as zeros afterwards.
+  if (const auto* codes = l->codes()) ReleasePages(codes->data(), codes->size());
 }
 
 QMatrixView ViewOfRecord(const fb::QuantLinear& l) {
@@ -331,7 +317,11 @@ Status SealQModel(std::vector<uint8_t>* bytes) {
   return Status::Ok();
 }
 
-Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
+namespace {
+
+// owned: c itself, writable, when its records' weights are to be freed as
+// they are added (SerializeQModel(&&)); nullptr otherwise.
+Result<std::vector<uint8_t>> Serialize(const QModelContents& c, QModelContents* owned) {
   size_t estimate = c.config_json.size() + c.tokenizer_json.size() + c.tokenizer_config_json.size() + 4096;
   for (const auto& t : c.float_tensors) estimate += t.raw.size() + 256;
   std::vector<const QLinearContents*> all;
@@ -372,9 +362,14 @@ Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
     tensors.push_back(tb.Finish());
   }
   std::vector<flatbuffers::Offset<fb::QuantLinear>> linears;
-  for (const QLinearContents& l : c.linears) linears.push_back(BuildLinear(b, l));
+  for (size_t i = 0; i < c.linears.size(); ++i) {
+    linears.push_back(BuildLinear(b, c.linears[i]));
+    if (owned != nullptr) owned->linears[i].w = QMatrix();  // frees the codes, scales and zero points
+  }
   const auto embedding = c.embedding ? BuildLinear(b, *c.embedding) : 0;
+  if (owned != nullptr && owned->embedding) owned->embedding->w = QMatrix();
   const auto lm_head = c.lm_head ? BuildLinear(b, *c.lm_head) : 0;
+  if (owned != nullptr && owned->lm_head) owned->lm_head->w = QMatrix();
   const QModelProvenanceContents& p = c.provenance;
   const auto prov = fb::CreateQProvenance(
       b, b.CreateString(p.tool), p.method, b.CreateString(p.calibration), b.CreateString(p.bundle_payload_sha256),
@@ -399,6 +394,12 @@ Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& c) {
   FAMQ_RETURN_IF_ERROR(SealQModel(&out));
   return out;
 }
+
+}  // namespace
+
+Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& contents) { return Serialize(contents, nullptr); }
+
+Result<std::vector<uint8_t>> SerializeQModel(QModelContents&& contents) { return Serialize(contents, &contents); }
 
 Result<QModel> QModel::Open(const std::string& path) {
   // Read, not mapped: a mapping dies of SIGBUS if the file is truncated underneath.

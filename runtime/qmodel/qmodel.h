@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,10 @@ inline constexpr char kQLmHeadName[] = "lm_head";
 // The file bytes of `contents` (no validation beyond what serialization needs),
 // sealed with their integrity data.
 Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& contents);
+// The same, freeing each record's weights of `contents` as soon as they are
+// in the buffer being built (peak: the buffer and the copy returned, not the
+// contents on top); `contents` keeps its other fields (provenance, names).
+Result<std::vector<uint8_t>> SerializeQModel(QModelContents&& contents);
 
 // Recomputes every integrity digest of a serialized model in place (the last
 // step of SerializeQModel). `bytes` must pass the FlatBuffers verifier and
@@ -129,6 +134,8 @@ class QModel {
   const ModelConfig& config() const { return config_; }
   const std::string& origin() const { return origin_; }
   size_t file_size() const { return size_; }
+  // The model's bytes as read or given (what FinalizeToFile writes once they verify).
+  std::span<const uint8_t> bytes() const { return {data_, size_}; }
 
   // Checks linear `index`'s digest (once; later calls are free). Fields of
   // root().linears()->Get(index) may be used after it returns Ok.

@@ -431,5 +431,44 @@ TEST(EngineBf16Weights, RefusesCheckpointsThatAreNotBf16) {
   EXPECT_STREQ(WeightTypeName(WeightType::kBf16), "bf16");
 }
 
+// Finalize's engine: no head (no logits asked for, none built) and each
+// block's linears freed once it has been propagated. The hidden states of
+// ForwardLayer are those of a full engine; what was left out fails cleanly.
+TEST(EngineForFinalize, NoHeadAndReleasedLinearsFailCleanly) {
+  const std::vector<int32_t> kPrompt = {1, 7, 42, 99, 3, 250, 11, 5};
+  auto ck = Checkpoint::Open(std::string(FAMQ_SOURCE_DIR) + "/tests/data/tiny-random-qwen3");
+  ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+  EngineOptions o;
+  o.num_threads = 1;
+  o.max_seq_len = 32;
+  auto full = Engine::Create(*ck, o);
+  o.lm_head = false;
+  auto headless = Engine::Create(*ck, o);
+  ASSERT_TRUE(full.ok() && headless.ok()) << headless.status().ToString();
+  EXPECT_LT((*headless)->weight_bytes(), (*full)->weight_bytes());
+  const int H = ck->config().hidden_size;
+  const int n = static_cast<int>(kPrompt.size());
+  std::vector<float> a(static_cast<size_t>(n * H)), b(a.size());
+  ASSERT_TRUE((*full)->Embed(kPrompt, a.data()).ok());
+  ASSERT_TRUE((*headless)->Embed(kPrompt, b.data()).ok());
+  for (int l = 0; l < ck->config().num_layers; ++l) {
+    ASSERT_TRUE((*full)->ForwardLayer(l, a.data(), n, 0, nullptr).ok());
+    ASSERT_TRUE((*headless)->ForwardLayer(l, b.data(), n, 0, nullptr).ok());
+  }
+  EXPECT_EQ(a, b);
+  std::vector<float> logits(static_cast<size_t>((*headless)->vocab_size()));
+  Status st = (*headless)->Forward(kPrompt, 0, logits.data(), false);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("empty layer"), std::string::npos) << st.message();
+
+  ASSERT_TRUE((*full)->ReleaseLinears(0).ok());
+  st = (*full)->ForwardLayer(0, a.data(), n, 0, nullptr);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("empty layer"), std::string::npos) << st.message();
+  EXPECT_TRUE((*full)->ForwardLayer(1, a.data(), n, 0, nullptr).ok());  // the others still run
+  EXPECT_EQ((*full)->ReleaseLinears(ck->config().num_layers).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*full)->ReleaseLinears(-1).code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace famq

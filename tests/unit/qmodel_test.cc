@@ -156,6 +156,36 @@ bool SameModel(const QModel& a, const QModel& b) {
   return true;
 }
 
+// Serializing by rvalue writes the same bytes and frees every record's
+// weights as it goes (finalize's peak memory), keeping the other fields.
+TEST(QModelIntegrity, SerializingByRvalueGivesTheSameBytesAndFreesTheWeights) {
+  const std::string dir = kSourceDir + "/tests/data/tiny-random-qwen3";
+  auto model = OpenModelDir(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto calib = CalibrationFromText(model->tokenizer, CalibText(), 32, "corpus");
+  ASSERT_TRUE(calib.ok());
+  FinalizeOptions o;
+  o.method = QuantMethod::kRtn;
+  o.num_threads = 1;
+  o.isa = Isa::kRef;
+  auto q = Finalize(*model, dir, *calib, o);
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  ASSERT_TRUE(q->embedding.has_value());  // the default W8 head
+  auto copied = SerializeQModel(*q);
+  ASSERT_TRUE(copied.ok());
+  QModelContents c = std::move(*q);
+  const std::string tool = c.provenance.tool;
+  auto moved = SerializeQModel(std::move(c));
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(*moved, *copied);
+  for (const QLinearContents& l : c.linears) {  // NOLINT(bugprone-use-after-move): documented to keep the rest
+    EXPECT_TRUE(l.w.codes.empty() && l.w.scales.empty() && l.w.codes.capacity() == 0) << l.name;
+    EXPECT_FALSE(l.name.empty());
+  }
+  EXPECT_TRUE(c.embedding->w.codes.empty());
+  EXPECT_EQ(c.provenance.tool, tool);
+}
+
 TEST(QModelIntegrity, SerializedModelsAreSealedAndVerify) {
   const std::vector<uint8_t> bytes = Finalized(kSourceDir + "/tests/data/tiny-random-qwen3", 4, 32);
   ASSERT_FALSE(bytes.empty());

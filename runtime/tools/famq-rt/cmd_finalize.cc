@@ -23,7 +23,7 @@ namespace {
 struct FinalizeArgs {
   std::string model, mix_private, out;
   CalibSourceArgs source;
-  std::string method = "gptq", group = "32", estimator = "minmax", scale_dtype = "f32";
+  std::string method = "gptq", group = "32", estimator = "minmax", scale_dtype = "f32", calib_weights = "fp32";
   int wbits = 4, abits = 0;
   float private_weight = 0.0f;
   bool symmetric = false, act_order = false, quiet = false, json = false;
@@ -63,6 +63,9 @@ int RunFinalize(FinalizeArgs a) {
     return Fail(InvalidArgument("--scale-dtype " + a.scale_dtype + " is not one of f32, f16"));
   }
   o.f16_scales = a.scale_dtype == "f16";
+  auto calib_weights = ParseWeightType(a.calib_weights);
+  if (!calib_weights.ok()) return Fail(calib_weights.status());
+  o.calib_weights = *calib_weights;
   o.gptq_act_order = a.act_order;
   if (Status st = CheckCalibSourceArgs(a.source); !st.ok()) return Fail(st);
   if (!a.mix_private.empty() && !(a.private_weight > 0.0f && a.private_weight < 1.0f)) {
@@ -172,6 +175,10 @@ void RegisterFinalize(CLI::App& app, ExitCode* exit_code) {
   cmd->add_flag("--act-order", a->act_order, "GPTQ: columns by descending Hessian diagonal (static groups)");
   cmd->add_option("--mix-private", a->mix_private, "On-device text mixed into the statistics (never leaves the device)");
   cmd->add_option("--private-weight", a->private_weight, "Mass of the --mix-private text, in (0, 1)");
+  cmd->add_option("--calib-weights", a->calib_weights,
+                  "Calibration forward's fp weights: fp32 (a packed copy, the reference) or bf16 (a BF16 "
+                  "checkpoint read in place: about half the memory)")
+      ->capture_default_str();
   cmd->add_option("--threads", a->options.num_threads, "Worker threads (0: one per CPU, at most 8)")
       ->check(CLI::Range(0, 256));
   cmd->add_option("--out", a->out, "Quantized model file to write (.famq)")->required();
