@@ -539,7 +539,7 @@ void AttendChunk(void* context, size_t chunk) {
   }
 }
 
-// Blocks of rows of one sequence x kv heads (Engine::RowRun), taken from a
+// Blocks of rows of one sequence (Engine::attn_blocks_) x kv heads, taken from a
 // shared counter by one task per thread, each with its own scratch.
 struct AttentionBlockTask {
   const ModelConfig* c;
