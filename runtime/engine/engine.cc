@@ -2,6 +2,7 @@
 #include "model/dtype.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -263,6 +264,9 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   {
     FAMQ_ASSIGN_OR_RETURN(const Isa isa, ActiveIsa());
     e->attend_ = GetAttendFn(isa, kv_type, static_cast<size_t>(c.head_dim));
+    e->attend_block_ = GetAttendBlockFn(isa, kv_type, static_cast<size_t>(c.head_dim));
+    e->attn_kernels_ = GetAttentionKernels(isa);
+    if (e->attn_kernels_ == nullptr) return Internal("engine: no attention kernels for the active ISA");
   }
   const size_t heads_positions = static_cast<size_t>(c.num_layers) * static_cast<size_t>(e->max_sequences_) *
                                  static_cast<size_t>(e->max_seq_) * static_cast<size_t>(c.num_kv_heads);
@@ -283,7 +287,17 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   // Attention splits rows x heads into at most this many items, each with a
   // row of scores: enough for every thread to take several.
   e->attn_chunks_ = static_cast<size_t>(std::max(c.num_heads, 4 * threads));
-  e->scores_.resize(e->attn_chunks_ * static_cast<size_t>(e->max_seq_));
+  // Blocks (prefill): one task per thread, each with a block's scratch.
+  const size_t group = static_cast<size_t>(c.num_heads / c.num_kv_heads);
+  e->attn_block_rows_ = std::min(B, std::max<size_t>(1, kAttendBlockQueries / group));
+  if (B > 1) {
+    e->attn_block_tasks_ = pthreadpool_get_threads_count(e->pool_);
+    e->attn_block_scratch_ = AttendBlockScratchFloats(e->attn_block_rows_, group, static_cast<size_t>(c.head_dim),
+                                                      static_cast<size_t>(e->max_seq_));
+  }
+  e->scores_.resize(std::max(e->attn_chunks_ * static_cast<size_t>(e->max_seq_),
+                             e->attn_block_tasks_ * e->attn_block_scratch_));
+  e->attn_blocks_.resize(2 * B);
   e->row_pos_.resize(B);
   e->row_seq_.resize(B);
   return e;
@@ -537,7 +551,82 @@ void AttendChunk(void* context, size_t chunk) {
   }
 }
 
+// Blocks of rows of one sequence (Engine::attn_blocks_) x kv heads, taken from a
+// shared counter by one task per thread, each with its own scratch.
+struct AttentionBlockTask {
+  const ModelConfig* c;
+  AttendBlockFn attend;
+  const float* qkv;
+  const uint8_t* k;  // as AttentionTask
+  const uint8_t* v;
+  const float* k_scale;
+  const float* v_scale;
+  float* out;
+  float* scratch;  // [tasks][scratch_floats]
+  size_t scratch_floats;
+  const int32_t* row_pos;
+  const int32_t* row_seq;
+  const int32_t* blocks;  // [blocks][2]: first row, rows
+  size_t elem, slot_heads;
+  size_t items;  // blocks x kv heads
+  std::atomic<size_t> next{0};
+};
+
+void AttendBlocks(void* context, size_t task) {
+  auto& a = *static_cast<AttentionBlockTask*>(context);
+  const ModelConfig& c = *a.c;
+  const size_t hd = static_cast<size_t>(c.head_dim);
+  const size_t kv_heads = static_cast<size_t>(c.num_kv_heads);
+  const size_t group = static_cast<size_t>(c.num_heads) / kv_heads;
+  const size_t q_dim = static_cast<size_t>(c.q_dim());
+  const size_t qkv_stride = q_dim + 2 * static_cast<size_t>(c.kv_dim());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  float* scratch = a.scratch + task * a.scratch_floats;
+  for (;;) {
+    const size_t taken = a.next.fetch_add(1, std::memory_order_relaxed);
+    if (taken >= a.items) return;
+    // Last blocks first: in a prefill they attend to the most positions.
+    const size_t item = a.items - 1 - taken;
+    const size_t block = item / kv_heads, kv_head = item % kv_heads;
+    const size_t t0 = static_cast<size_t>(a.blocks[2 * block]);
+    const size_t rows = static_cast<size_t>(a.blocks[2 * block + 1]);
+    const size_t first = static_cast<size_t>(a.row_seq[t0]) * a.slot_heads + kv_head;  // (pos 0, kv_head)
+    const KvHeadView kv{a.k + first * hd * a.elem,
+                        a.v + first * hd * a.elem,
+                        a.k_scale != nullptr ? a.k_scale + first : nullptr,
+                        a.v_scale != nullptr ? a.v_scale + first : nullptr,
+                        kv_heads * hd,
+                        kv_heads};
+    const AttendBlock blk{a.qkv + t0 * qkv_stride + kv_head * group * hd,
+                          qkv_stride,
+                          a.out + t0 * q_dim + kv_head * group * hd,
+                          q_dim,
+                          a.row_pos + t0,
+                          rows,
+                          group};
+    a.attend(&blk, &kv, hd, scale, scratch);
+  }
+}
+
 }  // namespace
+
+// Splits a chunk into runs of consecutive rows of one sequence (at most
+// attn_block_rows_ each) in attn_blocks_; false when no run has two rows
+// (decode, batched sequences: the per-query path serves them).
+bool Engine::FormAttentionBlocks(int n, size_t* count) {
+  size_t blocks = 0;
+  bool shared = false;
+  for (size_t t = 0, rows = static_cast<size_t>(n); t < rows;) {
+    const size_t start = t;
+    while (t < rows && t - start < attn_block_rows_ && row_seq_[t] == row_seq_[start]) ++t;
+    attn_blocks_[2 * blocks] = static_cast<int32_t>(start);
+    attn_blocks_[2 * blocks + 1] = static_cast<int32_t>(t - start);
+    ++blocks;
+    shared = shared || t - start > 1;
+  }
+  *count = blocks;
+  return shared;
+}
 
 void Engine::Attention(int layer, int n) {
   const size_t slot_heads = static_cast<size_t>(max_seq_) * static_cast<size_t>(config_.num_kv_heads);
@@ -562,6 +651,27 @@ void Engine::Attention(int layer, int n) {
                      items,
                      std::min(items, attn_chunks_),
                      max_seq_};
+  size_t blocks = 0;
+  if (blocked_attention_ && attn_block_tasks_ > 0 && n > 1 && FormAttentionBlocks(n, &blocks)) {
+    AttentionBlockTask bt{&config_,
+                          attend_block_,
+                          task.qkv,
+                          task.k,
+                          task.v,
+                          task.k_scale,
+                          task.v_scale,
+                          task.out,
+                          scores_.data(),
+                          attn_block_scratch_,
+                          row_pos_.data(),
+                          row_seq_.data(),
+                          attn_blocks_.data(),
+                          elem,
+                          slot_heads,
+                          blocks * static_cast<size_t>(config_.num_kv_heads)};
+    pthreadpool_parallelize_1d(pool_, AttendBlocks, &bt, std::min(attn_block_tasks_, bt.items), 0);
+    return;
+  }
   pthreadpool_parallelize_1d(pool_, AttendChunk, &task, task.chunks, 0);
 }
 
@@ -610,8 +720,10 @@ Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
     }
     for (size_t h = 0; h < static_cast<size_t>(c.num_kv_heads); ++h) {
       const size_t at = cache_head + h;
-      StoreKv(kv_.type, k + h * hd, hd, &kv_.k[at * hd * elem], scaled ? &kv_.k_scale[at] : nullptr);
-      StoreKv(kv_.type, v + h * hd, hd, &kv_.v[at * hd * elem], scaled ? &kv_.v_scale[at] : nullptr);
+      StoreKvWith(*attn_kernels_, kv_.type, k + h * hd, hd, &kv_.k[at * hd * elem],
+                  scaled ? &kv_.k_scale[at] : nullptr);
+      StoreKvWith(*attn_kernels_, kv_.type, v + h * hd, hd, &kv_.v[at * hd * elem],
+                  scaled ? &kv_.v_scale[at] : nullptr);
     }
   }
   Attention(layer, n);

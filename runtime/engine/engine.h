@@ -236,6 +236,12 @@ class Engine {
   // own scratch is not included).
   size_t scratch_bytes() const;
 
+  // Prefill attention: on (the default), a chunk's runs of rows of one
+  // sequence go through the block kernel (kernels/attention.h: each key and
+  // value converted once per block); off, every (row, head) through the
+  // per-query kernel, as decode always does. Both give the same bits.
+  void set_blocked_attention(bool on) { blocked_attention_ = on; }
+
   const ModelConfig& config() const { return config_; }
   int vocab_size() const { return config_.vocab_size; }
   int max_seq_len() const { return max_seq_; }
@@ -254,6 +260,7 @@ class Engine {
   // One block over x[n][hidden]; row t at row_pos_[t] of slot row_seq_[t].
   Status LayerStep(size_t li, float* x, int n, LinearObserver* observer);
   void Attention(int layer, int n);
+  bool FormAttentionBlocks(int n, size_t* count);
 
   ModelConfig config_;
   EmbeddingSource embed_;  // not owned; rows converted on lookup
@@ -270,7 +277,15 @@ class Engine {
   // KV cache: [layer][slot][pos][kv_head][head_dim] (see KvCache).
   KvCache kv_;
   AttendFn attend_ = nullptr;  // the attention kernel for kv_.type (ActiveIsa at Create)
+  AttendBlockFn attend_block_ = nullptr;            // its block kernel (prefill)
+  const AttentionKernels* attn_kernels_ = nullptr;  // ActiveIsa's table (the cache's f16 writer)
   size_t attn_chunks_ = 1;     // work items of Attention() at most (rows x heads are split into these)
+  bool blocked_attention_ = true;
+  size_t attn_block_rows_ = 1;      // rows of one block: kAttendBlockQueries / group, at least 1
+  size_t attn_block_tasks_ = 0;     // block tasks (one per thread; 0: the engine never forms blocks)
+  size_t attn_block_scratch_ = 0;   // floats of scratch_ per block task
+  // The current chunk's blocks: [max_batch][2] (first row, rows), rows of one sequence.
+  std::vector<int32_t> attn_blocks_;
   // Where each row of the current chunk sits: position and sequence slot.
   std::vector<int32_t> row_pos_, row_seq_;
   // Activations for one chunk of max_batch tokens.
@@ -281,7 +296,8 @@ class Engine {
   std::vector<float> tmp_;     // [batch][hidden]
   std::vector<float> gu_;      // [batch][2 intermediate]
   std::vector<float> act_;     // [batch][intermediate]
-  std::vector<float> scores_;  // [attn_chunks_][max_seq]
+  // Per-query path: [attn_chunks_][max_seq]; block path: [attn_block_tasks_][attn_block_scratch_].
+  std::vector<float> scores_;
 };
 
 }  // namespace famq

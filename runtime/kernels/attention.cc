@@ -13,20 +13,35 @@ namespace famq {
 namespace {
 
 constexpr AttentionKernels kRefAttention = {
-    Isa::kRef, {famq_attend_f32__ref, famq_attend_f16__ref, famq_attend_i8__ref}};
+    Isa::kRef,
+    {famq_attend_f32__ref, famq_attend_f16__ref, famq_attend_i8__ref},
+    {famq_attend_block_f32__ref, famq_attend_block_f16__ref, famq_attend_block_i8__ref},
+    famq_f32_to_f16__ref};
 #if defined(FAMQ_HAVE_X86_KERNELS)
 constexpr AttentionKernels kAvx2Attention = {
-    Isa::kAvx2, {famq_attend_f32__avx2, famq_attend_f16__avx2, famq_attend_i8__avx2}};
+    Isa::kAvx2,
+    {famq_attend_f32__avx2, famq_attend_f16__avx2, famq_attend_i8__avx2},
+    {famq_attend_block_f32__avx2, famq_attend_block_f16__avx2, famq_attend_block_i8__avx2},
+    famq_f32_to_f16__avx2};
 // No AVX-512 variant: a head is 64-128 values and decode reads the cache
 // once, so 256-bit lanes already stream it; the AVX2 kernels serve this level.
 constexpr AttentionKernels kAvx512Attention = {
-    Isa::kAvx512Vnni, {famq_attend_f32__avx2, famq_attend_f16__avx2, famq_attend_i8__avx2}};
+    Isa::kAvx512Vnni,
+    {famq_attend_f32__avx2, famq_attend_f16__avx2, famq_attend_i8__avx2},
+    {famq_attend_block_f32__avx2, famq_attend_block_f16__avx2, famq_attend_block_i8__avx2},
+    famq_f32_to_f16__avx2};
 #endif
 #if defined(FAMQ_HAVE_ARM_KERNELS)
 constexpr AttentionKernels kNeonAttention = {
-    Isa::kNeon, {famq_attend_f32__neon, famq_attend_f16__neon, famq_attend_i8__neon}};
+    Isa::kNeon,
+    {famq_attend_f32__neon, famq_attend_f16__neon, famq_attend_i8__neon},
+    {famq_attend_block_f32__neon, famq_attend_block_f16__neon, famq_attend_block_i8__neon},
+    famq_f32_to_f16__neon};
 constexpr AttentionKernels kNeonDotAttention = {
-    Isa::kNeonDot, {famq_attend_f32__neon, famq_attend_f16__neon, famq_attend_i8__neon}};
+    Isa::kNeonDot,
+    {famq_attend_f32__neon, famq_attend_f16__neon, famq_attend_i8__neon},
+    {famq_attend_block_f32__neon, famq_attend_block_f16__neon, famq_attend_block_i8__neon},
+    famq_f32_to_f16__neon};
 #endif
 
 }  // namespace
@@ -61,6 +76,23 @@ size_t KvElementSize(KvType type) {
 
 size_t KvHeadBytes(KvType type, size_t head_dim) {
   return head_dim * KvElementSize(type) + (type == KvType::kInt8 ? sizeof(float) : 0);
+}
+
+size_t AttendBlockScratchFloats(size_t rows, size_t group, size_t hd, size_t max_len) {
+  const size_t queries = rows * group;
+  return queries * max_len + kAttendKeyTile * hd + 2 * queries * hd;
+}
+
+void famq_f32_to_f16__ref(const float* x, size_t n, uint16_t* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = F32ToF16(x[i]);
+}
+
+void StoreKvWith(const AttentionKernels& kernels, KvType type, const float* x, size_t hd, void* dst, float* scale) {
+  if (type == KvType::kF16) {
+    kernels.f32_to_f16(x, hd, static_cast<uint16_t*>(dst));
+    return;
+  }
+  StoreKv(type, x, hd, dst, scale);
 }
 
 void StoreKv(KvType type, const float* x, size_t hd, void* dst, float* scale) {
@@ -136,6 +168,12 @@ AttendFn GetAttendFn(Isa isa, KvType type, size_t hd) {
   const AttentionKernels* k = GetAttentionKernels(isa);
   if (k == nullptr || hd % 8 != 0) k = &kRefAttention;
   return k->attend[static_cast<int>(type)];
+}
+
+AttendBlockFn GetAttendBlockFn(Isa isa, KvType type, size_t hd) {
+  const AttentionKernels* k = GetAttentionKernels(isa);
+  if (k == nullptr || hd % 8 != 0) k = &kRefAttention;
+  return k->attend_block[static_cast<int>(type)];
 }
 
 }  // namespace famq

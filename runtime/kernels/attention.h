@@ -1,8 +1,9 @@
 // Attention of one query head over a KV cache (scores, softmax, weighted sum
 // of values) for fp32, fp16 and int8 cache elements: the numerical
 // specification, the element conversions that write the cache, and the
-// kernel entry points of every ISA. The engine (engine/engine.cc) calls these
-// once per (query row, head).
+// kernel entry points of every ISA. The engine (engine/engine.cc) calls the
+// per-query kernel once per (query row, head) in decode, and the block kernel
+// once per (block of rows of one sequence, kv head) in prefill.
 //
 // ============================== SPECIFICATION ==============================
 // Cache elements, written by the scalar functions below (one definition on
@@ -98,11 +99,53 @@ struct KvHeadView {
 using AttendFn = void (*)(const float* q, const KvHeadView* kv, size_t hd, size_t len, float scale, float* scores,
                           float* out);
 
+// ------------------------------ prefill blocks ------------------------------
+// A block of query vectors that share one kv head: `rows` rows of one
+// sequence x the `group` query heads of one GQA group. Query (r, g) reads
+// q + r * q_stride + g * hd, writes out + r * out_stride + g * hd and attends
+// to the positions [0, pos[r]] (pos[r] >= 0; any order). Each query's out is
+// the per-query SPECIFICATION's, bit for bit (the tests check it with memcmp):
+// the block only changes how often a key or value is loaded and converted to
+// fp32 (once per block and not once per query), never the order of an
+// operation on one query's values.
+struct AttendBlock {
+  const float* q;
+  size_t q_stride;
+  float* out;
+  size_t out_stride;
+  const int32_t* pos;  // [rows]
+  size_t rows, group;
+};
+
+// Keys (and values) converted to fp32 together: one tile of kAttendKeyTile x hd
+// floats stays in L1 while every query of the block uses it.
+inline constexpr size_t kAttendKeyTile = 32;
+// Query vectors per block the engine forms (rows = this / group, at least 1):
+// each key is converted once per 16 queries instead of once per query.
+inline constexpr size_t kAttendBlockQueries = 16;
+
+// Floats of scratch a block of rows x group queries over at most max_len
+// positions needs: scores [rows * group][max_len], a key tile
+// [kAttendKeyTile][hd] and the two partial sums [rows * group][2][hd].
+size_t AttendBlockScratchFloats(size_t rows, size_t group, size_t hd, size_t max_len);
+
+// Attention of a block (see AttendBlock); scratch holds
+// AttendBlockScratchFloats(rows, group, hd, max_r pos[r] + 1) floats.
+using AttendBlockFn = void (*)(const AttendBlock* block, const KvHeadView* kv, size_t hd, float scale,
+                               float* scratch);
+
+// fp32 -> IEEE binary16 of n values, each exactly F32ToF16 (model/dtype.h):
+// round to nearest even, overflow to inf, NaN quiet with its top payload bits.
+using F32ToF16Fn = void (*)(const float* x, size_t n, uint16_t* out);
+
 // One ISA's kernels, indexed by static_cast<int>(KvType). SIMD kernels take
-// hd % 8 == 0 only; GetAttendFn falls back to the reference otherwise.
+// hd % 8 == 0 only; GetAttendFn / GetAttendBlockFn fall back to the
+// reference otherwise.
 struct AttentionKernels {
   Isa isa;
   AttendFn attend[3];
+  AttendBlockFn attend_block[3];
+  F32ToF16Fn f32_to_f16;  // any n
 };
 
 // The table for an ISA compiled into this build, or nullptr (the CPU is not
@@ -112,6 +155,13 @@ const AttentionKernels* GetAttentionKernels(Isa isa);
 // hd, else the reference. isa must be available.
 AttendFn GetAttendFn(Isa isa, KvType type, size_t hd);
 
+// The block kernel to run for (isa, type, hd), like GetAttendFn.
+AttendBlockFn GetAttendBlockFn(Isa isa, KvType type, size_t hd);
+
+// StoreKv with the f16 conversion of `kernels` (the same bytes as StoreKv on
+// every ISA; f32 and int8 as StoreKv).
+void StoreKvWith(const AttentionKernels& kernels, KvType type, const float* x, size_t hd, void* dst, float* scale);
+
 // The softmax step of the SPECIFICATION, in place over x[0, n). Every
 // kernel calls this one (compiled once, at the baseline ISA).
 void AttentionSoftmax(float* x, size_t n);
@@ -119,12 +169,21 @@ void AttentionSoftmax(float* x, size_t n);
 void famq_attend_f32__ref(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
 void famq_attend_f16__ref(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
 void famq_attend_i8__ref(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
+// The block reference: the per-query reference for each query in turn.
+void famq_attend_block_f32__ref(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_attend_block_f16__ref(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_attend_block_i8__ref(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_f32_to_f16__ref(const float*, size_t, uint16_t*);
 
 #if defined(FAMQ_HAVE_X86_KERNELS)
 // AVX2 + F16C (no FMA: see SPECIFICATION); also the AVX-512 level's kernels.
 void famq_attend_f32__avx2(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
 void famq_attend_f16__avx2(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
 void famq_attend_i8__avx2(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
+void famq_attend_block_f32__avx2(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_attend_block_f16__avx2(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_attend_block_i8__avx2(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_f32_to_f16__avx2(const float*, size_t, uint16_t*);
 #endif
 
 #if defined(FAMQ_HAVE_ARM_KERNELS)
@@ -132,6 +191,10 @@ void famq_attend_i8__avx2(const float*, const KvHeadView*, size_t, size_t, float
 void famq_attend_f32__neon(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
 void famq_attend_f16__neon(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
 void famq_attend_i8__neon(const float*, const KvHeadView*, size_t, size_t, float, float*, float*);
+void famq_attend_block_f32__neon(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_attend_block_f16__neon(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_attend_block_i8__neon(const AttendBlock*, const KvHeadView*, size_t, float, float*);
+void famq_f32_to_f16__neon(const float*, size_t, uint16_t*);
 #endif
 
 }  // namespace famq

@@ -50,6 +50,17 @@ void Attend(const float* q, const KvHeadView* kv, size_t hd, size_t len, float s
   }
 }
 
+// The block's definition: each query on its own, in the per-query order.
+void AttendBlockRef(AttendFn attend, const AttendBlock* b, const KvHeadView* kv, size_t hd, float scale,
+                    float* scratch) {
+  for (size_t r = 0; r < b->rows; ++r) {
+    const size_t len = static_cast<size_t>(b->pos[r]) + 1;
+    for (size_t g = 0; g < b->group; ++g) {
+      attend(b->q + r * b->q_stride + g * hd, kv, hd, len, scale, scratch, b->out + r * b->out_stride + g * hd);
+    }
+  }
+}
+
 }  // namespace
 
 void famq_attend_f32__ref(const float* q, const KvHeadView* kv, size_t hd, size_t len, float scale, float* scores,
@@ -63,6 +74,16 @@ void famq_attend_f16__ref(const float* q, const KvHeadView* kv, size_t hd, size_
 void famq_attend_i8__ref(const float* q, const KvHeadView* kv, size_t hd, size_t len, float scale, float* scores,
                          float* out) {
   Attend<int8_t, true>(q, kv, hd, len, scale, scores, out);
+}
+
+void famq_attend_block_f32__ref(const AttendBlock* b, const KvHeadView* kv, size_t hd, float scale, float* scratch) {
+  AttendBlockRef(famq_attend_f32__ref, b, kv, hd, scale, scratch);
+}
+void famq_attend_block_f16__ref(const AttendBlock* b, const KvHeadView* kv, size_t hd, float scale, float* scratch) {
+  AttendBlockRef(famq_attend_f16__ref, b, kv, hd, scale, scratch);
+}
+void famq_attend_block_i8__ref(const AttendBlock* b, const KvHeadView* kv, size_t hd, float scale, float* scratch) {
+  AttendBlockRef(famq_attend_i8__ref, b, kv, hd, scale, scratch);
 }
 
 }  // namespace famq

@@ -1,11 +1,13 @@
 // The KV-cache attention kernels (kernels/attention.h): the cache writers
-// against their definitions, the reference against double-precision
-// attention, and every SIMD kernel this CPU runs bit-identical to the
+// against their definitions (every ISA's f16 writer against F32ToF16), the
+// reference against double-precision attention, and every SIMD kernel this
+// CPU runs, per query and per block, bit-identical to the per-query
 // reference (the specification fixes the order of every fp32 operation).
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -206,6 +208,145 @@ TEST(AttentionKernels, EveryIsaMatchesReferenceBitForBit) {
     EXPECT_EQ(GetAttendFn(isa, KvType::kF16, 12), famq_attend_f16__ref);
   }
   if (checked == 0) GTEST_SKIP() << "no SIMD level available on this CPU/build: only the reference runs";
+}
+
+// Every ISA's f16 cache writer stores F32ToF16's bits: every binary16 value,
+// the midpoints between neighbours and one step either side (ties to even,
+// the subnormal range, overflow at 65520), every fp32 exponent and sign with
+// the low mantissa bits that decide a rounding (tie bit, sticky bits), NaNs
+// with payloads, infinities; lengths that leave a tail.
+TEST(KvF16, EveryIsaWriterMatchesF32ToF16) {
+  std::vector<float> x;
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const float f = F16ToF32(static_cast<uint16_t>(h));
+    x.push_back(f);
+    if ((h & 0x7fffu) < 0x7c00u) {
+      const float next = F16ToF32(static_cast<uint16_t>((h & 0x7fffu) == 0x7bffu ? h : h + 1));
+      const float mid = (h & 0x7fffu) == 0x7bffu ? std::copysign(65520.0f, f)
+                                                 : static_cast<float>((static_cast<double>(f) + next) / 2);
+      x.push_back(mid);
+      x.push_back(std::nextafter(mid, 0.0f));
+      x.push_back(std::nextafter(mid, std::copysign(INFINITY, f)));
+    }
+  }
+  const uint32_t lows[] = {0x0000u, 0x0001u, 0x0fffu, 0x1000u, 0x1001u, 0x1fffu, 0x2000u, 0x2001u,
+                           0x3000u, 0x5000u, 0x7fffu, 0x8000u, 0x9000u, 0xefffu, 0xf000u, 0xffffu};
+  for (uint32_t hi = 0; hi < 0x10000; ++hi) {
+    for (uint32_t lo : lows) x.push_back(Bits(hi << 16 | lo));
+  }
+  std::mt19937 rng(5);
+  for (int i = 0; i < 100000; ++i) x.push_back(Bits(static_cast<uint32_t>(rng())));
+  std::vector<uint16_t> want(x.size());
+  for (size_t i = 0; i < x.size(); ++i) want[i] = F32ToF16(x[i]);
+  int checked = 0;
+  for (Isa isa : kAllIsas) {
+    if (!IsaAvailable(isa)) continue;
+    const AttentionKernels* kernels = GetAttentionKernels(isa);
+    ASSERT_NE(kernels, nullptr) << IsaName(isa);
+    std::vector<uint16_t> got(x.size(), 0xabcdu);
+    kernels->f32_to_f16(x.data(), x.size(), got.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      uint32_t b;
+      std::memcpy(&b, &x[i], 4);
+      ASSERT_EQ(got[i], want[i]) << IsaName(isa) << " fp32 0x" << std::hex << b;
+    }
+    // Short lengths (the tails) and StoreKvWith.
+    for (size_t n : {1u, 7u, 8u, 9u, 23u}) {
+      std::vector<uint16_t> h(n + 1, 0x5555u);
+      StoreKvWith(*kernels, KvType::kF16, &x[1000], n, h.data(), nullptr);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(h[i], want[1000 + i]) << IsaName(isa) << " n " << n;
+      EXPECT_EQ(h[n], 0x5555u) << IsaName(isa) << " wrote past n " << n;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
+}
+
+// The query rows of a block: `rows` rows of q_stride floats (the engine's
+// qkv rows), query (r, g) at r * q_stride + g * hd.
+struct BlockCase {
+  size_t hd, group, rows;
+  std::vector<int32_t> pos;
+};
+
+void RunBlock(Isa isa, KvType t, const BlockCase& bc, uint32_t seed) {
+  const size_t hd = bc.hd, group = bc.group, rows = bc.rows;
+  const size_t kv_heads = 3, head = 1;
+  size_t max_len = 0;
+  for (int32_t p : bc.pos) max_len = std::max(max_len, static_cast<size_t>(p) + 1);
+  const Cache c(t, hd, kv_heads, max_len, seed);
+  const KvHeadView view = c.View(head);
+  // q and out rows hold all kv heads' groups (as the engine's) plus a gap.
+  const size_t q_stride = kv_heads * group * hd + 8, out_stride = kv_heads * group * hd + 16;
+  std::vector<float> q(rows * q_stride);
+  std::mt19937 rng(seed + 1);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  for (float& e : q) e = dist(rng);
+  std::vector<float> out(rows * out_stride, -7.0f);
+  const size_t off = head * group * hd;  // this kv head's group of query heads
+  const AttendBlock blk{q.data() + off, q_stride, out.data() + off, out_stride, bc.pos.data(), rows, group};
+  // Exactly the scratch the header asks for (ASan sees an overrun).
+  std::vector<float> scratch(AttendBlockScratchFloats(rows, group, hd, max_len));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  GetAttentionKernels(isa)->attend_block[static_cast<int>(t)](&blk, &view, hd, scale, scratch.data());
+  std::vector<float> scores(max_len), want(hd);
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t g = 0; g < group; ++g) {
+      GetAttentionKernels(Isa::kRef)->attend[static_cast<int>(t)](
+          &q[r * q_stride + off + g * hd], &view, hd, static_cast<size_t>(bc.pos[r]) + 1, scale, scores.data(),
+          want.data());
+      ASSERT_EQ(std::memcmp(want.data(), &out[r * out_stride + off + g * hd], hd * sizeof(float)), 0)
+          << IsaName(isa) << " " << KvTypeName(t) << " hd " << hd << " group " << group << " rows " << rows
+          << ": row " << r << " (pos " << bc.pos[r] << ") head " << g << ": out[0] " << want[0] << " vs "
+          << out[r * out_stride + off + g * hd];
+    }
+    // Nothing outside the block's queries is written.
+    for (size_t e = 0; e < out_stride; ++e) {
+      if (e >= off && e < off + group * hd) continue;
+      ASSERT_EQ(out[r * out_stride + e], -7.0f) << IsaName(isa) << " row " << r << " element " << e;
+    }
+  }
+}
+
+// Every ISA's block kernel (the reference's included) returns, for every
+// query of the block, the per-query reference's bits: f32, f16, int8; head
+// sizes 8 .. 128; GQA groups of 1, 2 and 4; consecutive positions from 0
+// and from inside the cache (a later chunk), row counts that key tiles
+// (kAttendKeyTile) and query pairs do not divide, positions out of order
+// and repeated (rows of one sequence in any order).
+TEST(AttentionBlock, EveryIsaMatchesPerQueryReferenceBitForBit) {
+  std::vector<BlockCase> shapes;
+  for (size_t hd : {8u, 24u, 64u, 128u}) {
+    for (size_t group : {1u, 2u, 4u}) {
+      for (size_t rows : {1u, 2u, 5u, 16u}) {
+        for (int32_t first : {0, 3, 61}) {
+          BlockCase b{hd, group, rows, {}};
+          for (size_t r = 0; r < rows; ++r) b.pos.push_back(first + static_cast<int32_t>(r));
+          shapes.push_back(b);
+        }
+      }
+    }
+  }
+  shapes.push_back({64, 2, 37, {}});
+  for (int32_t r = 0; r < 37; ++r) shapes.back().pos.push_back(r);
+  shapes.push_back({128, 2, 6, {70, 2, 33, 31, 32, 0}});  // any order
+  shapes.push_back({128, 1, 3, {64, 64, 1}});             // repeated
+  shapes.push_back({64, 4, 3, {300, 299, 301}});
+  int checked = 0;
+  for (Isa isa : kAllIsas) {
+    if (!IsaAvailable(isa)) continue;
+    for (KvType t : {KvType::kF32, KvType::kF16, KvType::kInt8}) {
+      uint32_t seed = 100;
+      for (const BlockCase& bc : shapes) {
+        RunBlock(isa, t, bc, ++seed);
+        if (HasFatalFailure()) return;
+        ++checked;
+      }
+      EXPECT_EQ(GetAttendBlockFn(isa, t, 64), GetAttentionKernels(isa)->attend_block[static_cast<int>(t)]);
+    }
+    EXPECT_EQ(GetAttendBlockFn(isa, KvType::kF16, 12), famq_attend_block_f16__ref);
+  }
+  EXPECT_GT(checked, 0);
 }
 
 }  // namespace

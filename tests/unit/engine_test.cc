@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <span>
 #include <string>
 #include <random>
@@ -468,6 +469,73 @@ TEST(EngineForFinalize, NoHeadAndReleasedLinearsFailCleanly) {
   EXPECT_TRUE((*full)->ForwardLayer(1, a.data(), n, 0, nullptr).ok());  // the others still run
   EXPECT_EQ((*full)->ReleaseLinears(ck->config().num_layers).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*full)->ReleaseLinears(-1).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace famq
+
+namespace famq {
+namespace {
+
+// Prefill attention by blocks (the default) against the per-query kernel
+// (set_blocked_attention(false)), every cache type: the logits of a prefill
+// in chunks of 40 (blocks of 8 rows do not divide them), of decode steps after
+// it, and of ForwardRows chunks that mix two sequences in runs of several rows
+// are the same bits. Everything but attention is shared, so any difference is
+// the block kernel's.
+TEST(EngineAttentionBlocks, LogitsEqualPerQueryPath) {
+  auto ck = Checkpoint::Open(std::string(FAMQ_SOURCE_DIR) + "/models/famq-tiny-s");
+  ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+  const size_t vocab = static_cast<size_t>(ck->config().vocab_size);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 100; ++i) ids.push_back(static_cast<int32_t>((i * 131 + 7) % 4000 + 10));
+  for (KvType t : {KvType::kF32, KvType::kF16, KvType::kInt8}) {
+    SCOPED_TRACE(KvTypeName(t));
+    // Logits of: prefill ids[0, 90) in chunks of 40 (all rows), 10 decode
+    // steps, then slot 0 copied to slot 1 and chunks of rows of both slots.
+    auto run = [&](bool blocked) {
+      EngineOptions o;
+      o.num_threads = 2;
+      o.max_seq_len = 128;
+      o.max_batch = 40;
+      o.max_sequences = 2;
+      o.kv_type = t;
+      auto e = Engine::Create(*ck, o);
+      EXPECT_TRUE(e.ok()) << e.status().ToString();
+      (*e)->set_blocked_attention(blocked);
+      std::vector<float> out;
+      std::vector<float> logits(40 * vocab);
+      for (size_t start = 0; start < 90; start += 40) {
+        const size_t n = std::min<size_t>(40, 90 - start);
+        EXPECT_TRUE((*e)->Forward(std::span<const int32_t>(&ids[start], n), static_cast<int>(start),
+                                  logits.data(), true)
+                        .ok());
+        out.insert(out.end(), logits.begin(), logits.begin() + static_cast<std::ptrdiff_t>(n * vocab));
+      }
+      for (size_t p = 90; p < 100; ++p) {
+        EXPECT_TRUE((*e)->Forward(std::span<const int32_t>(&ids[p], 1), static_cast<int>(p), logits.data(), false).ok());
+        out.insert(out.end(), logits.begin(), logits.begin() + static_cast<std::ptrdiff_t>(vocab));
+      }
+      EXPECT_TRUE((*e)->CopySequence(0, 1, 100).ok());
+      // Runs: slot 0 x 3, slot 1 x 11 (blocks of 8 + 3), slot 0 x 1, slot 1 x 2.
+      const std::vector<int32_t> seqs = {0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1};
+      const std::vector<int32_t> pos = {100, 101, 102, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 103,
+                                        111, 112};
+      std::vector<int32_t> toks(seqs.size());
+      for (size_t r = 0; r < toks.size(); ++r) toks[r] = ids[r * 5 % ids.size()];
+      EXPECT_TRUE((*e)->ForwardRows(toks, pos, seqs, logits.data()).ok());
+      out.insert(out.end(), logits.begin(), logits.begin() + static_cast<std::ptrdiff_t>(toks.size() * vocab));
+      return out;
+    };
+    const std::vector<float> per_query = run(false), blocked = run(true);
+    ASSERT_EQ(per_query.size(), blocked.size());
+    size_t first_diff = per_query.size();
+    for (size_t i = 0; i < per_query.size() && first_diff == per_query.size(); ++i) {
+      if (std::memcmp(&per_query[i], &blocked[i], sizeof(float)) != 0) first_diff = i;
+    }
+    EXPECT_EQ(first_diff, per_query.size()) << "row " << first_diff / vocab << ": " << per_query[first_diff]
+                                            << " vs " << blocked[first_diff];
+  }
 }
 
 }  // namespace
