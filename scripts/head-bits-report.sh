@@ -6,7 +6,7 @@
 #
 # For each target T in famq-tiny-s, famq-tiny-m, famq-tiny-l: `famq-rt
 # finalize --method rtn --wbits 4 --group 32` (RTN needs no calibration data)
-# with --head-bits 16 (embedding and head as stored), 8 and 4, then `famq
+# with --head-bits 16 (embedding and head as stored), 8, 6 and 4, then `famq
 # eval --limit 0` (perplexity of the four text domains of models/eval/test,
 # first FAMQ_WINDOWS windows of 256 tokens each, default 64) on each file.
 # Prints a markdown table: ppl per domain, its change against head 16 of the
@@ -20,7 +20,7 @@ windows=${FAMQ_WINDOWS:-64}
 threads=${FAMQ_THREADS:-2}
 mkdir -p "$out"
 for t in famq-tiny-s famq-tiny-m famq-tiny-l; do
-  for hb in 16 8 4; do
+  for hb in 16 8 6 4; do
     name=$t.h$hb
     echo "[head-bits] $t: --head-bits $hb" >&2
     "$rt" finalize --model "$repo/models/$t" --calib-text "$repo/models/README.md" --method rtn --wbits 4 --group 32 \
@@ -37,7 +37,7 @@ print("| target | head | " + " | ".join(f"{d} ppl (Δ)" for d in domains) + " | 
 print("|---|---|" + "---|" * len(domains) + "---|---|")
 for t in ["famq-tiny-s", "famq-tiny-m", "famq-tiny-l"]:
     base = json.load(open(f"{out}/{t}.h16.eval.json"))["text"]
-    for hb in [16, 8, 4]:
+    for hb in [16, 8, 6, 4]:
         q = json.load(open(f"{out}/{t}.h{hb}.eval.json"))["text"]
         fin = json.load(open(f"{out}/{t}.h{hb}.finalize.json"))
         d = [q[x]["ppl"] / base[x]["ppl"] - 1 for x in domains]
