@@ -323,7 +323,8 @@ TEST(Gguf, ExportMapsWeightsExactlyUpToFp16Scales) {
 // decodes is the .famq's dequantized weight bit for bit, tied and untied.
 TEST(Gguf, ASixBitHeadWithFp16ScalesIsQ8_0Exactly) {
   const std::string dir = ::testing::TempDir();
-  for (const std::string arch : {"qwen3", "llama"}) {
+  for (const char* arch_name : {"qwen3", "llama"}) {
+    const std::string arch = arch_name;
     SCOPED_TRACE(arch);
     const std::string src = kData + "/tiny-random-" + arch;
     auto m = OpenModelDir(src);
