@@ -388,9 +388,9 @@ Status Finalize(const char* model_dir, const char* bundle_path, const char* key_
   o.abits = c.abits;
   if (o.method == famq::QuantMethod::kSmoothQuant && o.abits == 0) o.abits = 8;  // SmoothQuant means W8A8
   o.symmetric = c.symmetric != 0;
-  if (c.head_bits != 4 && c.head_bits != 8 && c.head_bits != 16) {
+  if (c.head_bits != 4 && c.head_bits != 6 && c.head_bits != 8 && c.head_bits != 16) {
     return InvalidArgument("famq_finalize: head_bits " + std::to_string(c.head_bits) +
-                           " is not one of 8, 4, 16 (kept as stored)");
+                           " is not one of 8, 6, 4, 16 (kept as stored)");
   }
   o.head_bits = c.head_bits;
   o.f16_scales = c.f16_scales != 0;

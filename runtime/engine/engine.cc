@@ -325,7 +325,8 @@ void PackedQuantRows::DequantRow(int r, float* out) const {
   const size_t groups = static_cast<size_t>(cols / group_size);
   const size_t first = static_cast<size_t>(r) * groups;
   const size_t n = static_cast<size_t>(cols), g = static_cast<size_t>(group_size);
-  const uint8_t* q = codes + static_cast<size_t>(r) * (bits == 8 ? n : n / 2);  // cols is even (a multiple of 32)
+  const size_t width = static_cast<size_t>(bits);
+  const uint8_t* q = codes + static_cast<size_t>(r) * (n / 8) * width;  // cols is a multiple of 32
   for (size_t k = 0; k < groups; ++k) {
     const float s = scales_f16 != nullptr ? F16ToF32(scales_f16[first + k]) : scales[first + k];
     const int z = zeros != nullptr ? zeros[first + k] : 0;
@@ -333,6 +334,11 @@ void PackedQuantRows::DequantRow(int r, float* out) const {
       int code;
       if (bits == 8) {
         code = static_cast<int8_t>(q[c]);
+      } else if (bits != 4) {  // 6 bits: the bit stream of unsigned codes c + 2^(bits-1), LSB first
+        const size_t bit = c * width;
+        unsigned window = q[bit / 8];
+        if (bit % 8 + width > 8) window |= static_cast<unsigned>(q[bit / 8 + 1]) << 8;
+        code = static_cast<int>((window >> (bit % 8)) & ((1u << bits) - 1u)) - (1 << (bits - 1));
       } else {
         const int nib = (c % 2 == 0) ? (q[c / 2] & 0x0F) : (q[c / 2] >> 4);
         code = nib >= 8 ? nib - 16 : nib;

@@ -105,9 +105,10 @@ struct EngineLayer {
 // model stores them (schema/qmodel.fbs QuantLinear): row r, column c is
 // scales[r][c / group_size] * (code - zeros[r][c / group_size]), exactly
 // QMatrix::Dequant; 8-bit codes one per byte, 4-bit two per byte (even
-// column in the low nibble), both signed.
+// column in the low nibble), both signed; 6-bit as runtime/qmodel/code_packing.h's
+// bit stream (unsigned code + 32, least significant bit first).
 struct PackedQuantRows {
-  int bits = 0, rows = 0, cols = 0, group_size = 0;
+  int bits = 0, rows = 0, cols = 0, group_size = 0;  // bits 4, 6 or 8; cols a multiple of 32
   const uint8_t* codes = nullptr;  // [rows][cols * bits / 8]
   const float* scales = nullptr;   // [rows][cols / group_size]
   const uint16_t* scales_f16 = nullptr;  // or the scales in IEEE binary16 (exactly one of the two is set)

@@ -455,11 +455,17 @@ Result<GgufExportReport> ExportGguf(const std::string& qmodel_path, const std::s
   };
 
   // A quantized embedding / head keeps its own type (it may have other bits
-  // than the blocks): W8 -> Q8_0, W4 -> Q4_0, or Q4_1 with zero points.
+  // than the blocks): W8 -> Q8_0, W6 -> Q8_0 (a 6-bit code is an int8 code; a
+  // g32 group is one Q8_0 block with the same scale), W4 -> Q4_0, or Q4_1 with
+  // zero points.
   auto add_quant_embedding = [&](const std::string& gguf_name, int index, const fb::QuantLinear& l) -> Status {
     const bool zeros = !RecordIsSymmetric(l);
-    if (l.bits() == 8 && zeros) return refuse(gguf_name + ": W8 with zero points (Q8_0 is symmetric)");
-    const GgmlType t = l.bits() == 8 ? GgmlType::kQ8_0 : (zeros ? GgmlType::kQ4_1 : GgmlType::kQ4_0);
+    const bool q8 = l.bits() == 8 || l.bits() == 6;
+    if (q8 && zeros) {
+      return refuse(gguf_name + ": W" + std::to_string(l.bits()) + " with zero points (Q8_0 is symmetric)");
+    }
+    if (l.bits() != 4 && !q8) return refuse(gguf_name + ": W" + std::to_string(l.bits()) + " has no GGUF block type");
+    const GgmlType t = q8 ? GgmlType::kQ8_0 : (zeros ? GgmlType::kQ4_1 : GgmlType::kQ4_0);
     auto sp = std::make_shared<QuantSlice>(QuantSlice{index, 0, static_cast<int>(l.rows()), nullptr, {}});
     return w.AddTensor(gguf_name, {u64(H), u64(c.vocab_size)}, t, [cache, sp, t, gguf_name](std::vector<uint8_t>* b) {
       return ProduceQuant(cache.get(), *sp, t, gguf_name, b);

@@ -22,9 +22,9 @@
 // read one value row, so an o_proj multiplier that is not all ones cannot be
 // folded and the model is refused (famq's AWQ does not scale o_proj under GQA).
 //
-// A quantized embedding / untied head (finalize --head-bits 8 or 4) becomes
-// token_embd / output in its own type (W8 -> Q8_0, W4 -> Q4_0, or Q4_1 with
-// zero points), as exact as the blocks; kept in floating point they keep the
+// A quantized embedding / untied head (finalize --head-bits 8, 6 or 4) becomes
+// token_embd / output in its own type (W8 and W6 -> Q8_0, W4 -> Q4_0, or Q4_1
+// with zero points), as exact as the blocks; kept in floating point they keep the
 // .famq's dtype (BF16 stays BF16, F16 F16, F32 F32); norms and biases are F32. Llama's q/k rows are permuted
 // to llama.cpp's rotary layout (pairs (i, i + d/2) of a head become (2i, 2i+1));
 // Qwen2/Qwen3 use llama.cpp's NEOX rope and need none.

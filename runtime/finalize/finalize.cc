@@ -58,7 +58,9 @@ quant::QuantSpec SpecFor(const FinalizeOptions& o, int cols) {
 
 Status ValidateFinalizeOptions(const FinalizeOptions& o, const ModelConfig& c) {
   if (o.wbits != 2 && o.wbits != 3 && o.wbits != 4 && o.wbits != 8) {
-    return InvalidArgument("wbits " + std::to_string(o.wbits) + " is not supported (2, 3, 4 or 8)");
+    return InvalidArgument("wbits " + std::to_string(o.wbits) + " is not supported (2, 3, 4 or 8" +
+                           (o.wbits == 6 ? std::string("; 6 bits is for the embedding / head: --head-bits 6)")
+                                         : std::string(")")));
   }
   if (o.abits != 0 && o.abits != 8) return InvalidArgument("abits " + std::to_string(o.abits) + " is not supported (8, or none)");
   if ((o.wbits == 2 || o.wbits == 3) && (o.abits == 8 || o.method == QuantMethod::kSmoothQuant)) {
@@ -83,8 +85,9 @@ Status ValidateFinalizeOptions(const FinalizeOptions& o, const ModelConfig& c) {
   }
   if (!(o.gptq_damp > 0.0 && o.gptq_damp < 1.0)) return InvalidArgument("GPTQ damping must be in (0, 1)");
   if (o.gptq_block <= 0 || o.awq_max_tokens <= 0) return InvalidArgument("GPTQ block and AWQ tokens must be positive");
-  if (o.head_bits != 4 && o.head_bits != 8 && o.head_bits != 16) {
-    return InvalidArgument("head bits " + std::to_string(o.head_bits) + " is not supported (4, 8, or 16: kept as stored)");
+  if (o.head_bits != 4 && o.head_bits != 6 && o.head_bits != 8 && o.head_bits != 16) {
+    return InvalidArgument("head bits " + std::to_string(o.head_bits) +
+                           " is not supported (4, 6, 8, or 16: kept as stored)");
   }
   if (o.head_bits != 16) {
     FAMQ_RETURN_IF_ERROR(quant::ValidateQuantSpec(quant::QuantSpec{o.head_bits, kHeadGroupSize, true}, c.vocab_size,

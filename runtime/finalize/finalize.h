@@ -63,7 +63,7 @@ struct FinalizeOptions {
   WeightType calib_weights = WeightType::kF32;
   Isa isa = Isa::kRef;           // kernels the quantized blocks run on while calibrating
   // The token embedding and the head: 16 keeps them as the checkpoint stores
-  // them (fp); 8 or 4 quantizes them RTN, symmetric, groups of 32
+  // them (fp); 8, 6 or 4 quantizes them RTN, symmetric, groups of 32
   // (kHeadGroupSize), stored once for a tied model (lookup and head), the
   // untied head likewise. Default: measured on the family (docs/DEVICE.md).
   int head_bits = kDefaultHeadBits;

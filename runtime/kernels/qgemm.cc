@@ -67,6 +67,20 @@ constexpr QGemmKernels kNeonDotKernels = {
 };
 #endif
 
+// Decodes the 32 bit-stream codes at src (4 * bits bytes, code_packing.h's
+// layout) into u[j] = code + bias, as two's complement bytes.
+void DecodeBitStreamBlock(const uint8_t* src, int bits, int bias, uint8_t* u) {
+  const unsigned mask = (1u << bits) - 1u;
+  const int offset = (1 << (bits - 1)) - bias;  // stored u - 2^(bits-1) + bias
+  const size_t width = static_cast<size_t>(bits);
+  for (size_t j = 0; j < kQBlock; ++j) {
+    const size_t bit = j * width;
+    unsigned window = src[bit / 8];
+    if (bit % 8 + width > 8) window |= static_cast<unsigned>(src[bit / 8 + 1]) << 8;  // stays in the block
+    u[j] = static_cast<uint8_t>(static_cast<int>((window >> (bit % 8)) & mask) - offset);
+  }
+}
+
 std::string Sizes(const QMatrixView& w) {
   std::string sizes = "(bits ";
   sizes += std::to_string(w.bits) + ", rows " + std::to_string(w.rows) + ", cols " + std::to_string(w.cols) +
@@ -116,10 +130,9 @@ float QMatrixViewScale(const QMatrixView& w, size_t g) {
 int QMatrixViewZero(const QMatrixView& w, size_t g) { return w.zeros != nullptr ? w.zeros[g] : 0; }
 
 Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
-  if (w.bits != 2 && w.bits != 3 && w.bits != 4 && w.bits != 8) {
-    return InvalidArgument(name + ": weight-only kernels take 2-, 3-, 4- or 8-bit codes, not " + std::to_string(w.bits) +
-                           " " +
-                           Sizes(w));
+  if (w.bits != 2 && w.bits != 3 && w.bits != 4 && w.bits != 6 && w.bits != 8) {
+    return InvalidArgument(name + ": weight-only kernels take 2-, 3-, 4-, 6- or 8-bit codes, not " +
+                           std::to_string(w.bits) + " " + Sizes(w));
   }
   if (w.rows <= 0 || w.cols <= 0 || w.group_size <= 0) {
     return InvalidArgument(name + ": rows, cols and group_size must be positive " + Sizes(w));
@@ -129,10 +142,16 @@ Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
                            Sizes(w));
   }
   if (w.nibbles && w.bits != 4) return InvalidArgument(name + ": only 4-bit codes can be stored two per byte");
+  if (w.bitstream && (w.nibbles || (w.bits != 2 && w.bits != 3 && w.bits != 6))) {
+    return InvalidArgument(name + ": only 2-, 3- and 6-bit codes are stored as a bit stream " + Sizes(w));
+  }
   const size_t rows = static_cast<size_t>(w.rows);
   const size_t cols = static_cast<size_t>(w.cols);
   const size_t groups = rows * static_cast<size_t>(w.cols / w.group_size);
-  const size_t code_count = w.nibbles ? rows * cols / 2 : rows * cols;
+  // cols % 32 == 0: a bit-stream row is cols / 8 * bits whole bytes.
+  const size_t code_count = w.nibbles     ? rows * cols / 2
+                            : w.bitstream ? rows * (cols / 8) * static_cast<size_t>(w.bits)
+                                          : rows * cols;
   const bool no_zeros = w.zeros == nullptr && w.zero_count == 0;
   if ((w.scales == nullptr) == (w.scales_f16 == nullptr)) {
     return InvalidArgument(name + ": exactly one of fp32 and fp16 scales must be given " + Sizes(w));
@@ -144,7 +163,7 @@ Status ValidateQMatrixView(const QMatrixView& w, const std::string& name) {
   }
   const int lo = -(1 << (w.bits - 1));
   const int hi = (1 << (w.bits - 1)) - 1;
-  if (w.bits != 8 && !w.nibbles) {
+  if (w.bits != 8 && !w.nibbles && !w.bitstream) {
     const auto* codes = reinterpret_cast<const int8_t*>(w.codes);
     for (size_t i = 0; i < code_count; ++i) {
       if (codes[i] < lo || codes[i] > hi) {
@@ -250,6 +269,8 @@ void PackQMatrixTiles(const QMatrixView& w, const QGemmPacking& p, size_t tile_b
         if (r < rows && PackRowBlockFast(w, p, r, b, tile_rows, i, block)) continue;
         if (r >= rows) {
           std::memset(u, bias, sizeof(u));
+        } else if (w.bitstream) {
+          DecodeBitStreamBlock(w.codes + (r * blocks + b) * 4 * static_cast<size_t>(w.bits), w.bits, p.code_bias, u);
         } else if (w.nibbles) {
           const uint8_t* src = w.codes + (r * cols + b * kQBlock) / 2;
           for (size_t j = 0; j < kQBlock / 2; ++j) {

@@ -17,11 +17,20 @@ namespace famq {
 
 // A group-wise quantized matrix read in place: a QMatrix's vectors (codes one
 // per byte) or a quantized-model record (schema/qmodel.fbs QuantLinear: 4-bit
-// codes two per byte, even column in the low nibble). Same meaning as QMatrix.
+// codes two per byte, even column in the low nibble; 2-, 3- and 6-bit codes
+// as a bit stream). Same meaning as QMatrix.
 struct QMatrixView {
   int bits = 0, rows = 0, cols = 0, group_size = 0;
-  const uint8_t* codes = nullptr;  // int8 bit patterns [rows][cols], or nibbles [rows][cols / 2] (4 bits, nibbles)
+  // int8 bit patterns [rows][cols], or nibbles [rows][cols / 2] (4 bits, nibbles),
+  // or a bit stream [rows][cols * bits / 8] (2, 3 or 6 bits, bitstream).
+  const uint8_t* codes = nullptr;
   bool nibbles = false;            // 4-bit codes two per byte (signed nibbles, even column low)
+  // 2-, 3- or 6-bit codes as runtime/qmodel/code_packing.h's bit stream: the
+  // unsigned code c + 2^(bits-1) of element i (row-major) at stream bits
+  // [i * bits, (i + 1) * bits), least significant bit first. cols % 32 == 0, so
+  // each 32-column block is 4 * bits whole bytes. Every bit pattern is a code
+  // in range. At most one of nibbles / bitstream is set.
+  bool bitstream = false;
   const float* scales = nullptr;   // [rows][cols / group_size]
   // Or the scales as IEEE binary16 bit patterns (a record written with fp16
   // scales): exactly one of scales / scales_f16 is set; scale_count counts either.
@@ -38,13 +47,16 @@ QMatrixView ViewOf(const QMatrix& w);
 float QMatrixViewScale(const QMatrixView& w, size_t g);
 int QMatrixViewZero(const QMatrixView& w, size_t g);
 
-// ValidateQMatrix's checks on a view: bits 2, 3, 4 or 8 (2 and 3 run on the
-// 8-bit packing), shape, array lengths, zero points in the code range, scales
-// finite and >= 0; codes stored one per byte are range-checked below 8 bits
-// (nibbles and 8-bit bytes are in range by construction). Returns: Ok; InvalidArgument naming the first offending value.
+// ValidateQMatrix's checks on a view: bits 2, 3, 4, 6 or 8 (2, 3 and 6 run on
+// the 8-bit packing), shape, array lengths (bit stream: rows * cols * bits / 8
+// bytes), zero points in the code range, scales finite and >= 0; codes stored
+// one per byte are range-checked below 8 bits (nibbles, bit-stream codes and
+// 8-bit bytes are in range by construction); nibbles only at 4 bits, a bit
+// stream only at 2, 3 or 6. Returns: Ok; InvalidArgument naming the first
+// offending value.
 Status ValidateQMatrixView(const QMatrixView& w, const std::string& name);
 
-// Checks everything the kernels rely on: bits 2, 3, 4 or 8; rows, cols, group_size
+// Checks everything the kernels rely on: bits 2, 3, 4, 6 or 8; rows, cols, group_size
 // positive; cols % 32, group_size % 32 and cols % group_size all 0; vector
 // sizes; codes and zeros within [CodeMin(), CodeMax()]; scales finite, >= 0.
 // name: prefixes messages (the layer or tensor name).
@@ -65,6 +77,8 @@ QGemmPackedSizes PackedSizes(const QMatrixView& w, const QGemmPacking& p);
 void PackQMatrix(const QMatrix& w, const QGemmPacking& p, uint8_t* codes, float* scales, uint8_t* offsets);
 // The same for the tiles [tile_begin, tile_end) of a view (valid), so that
 // packing can be split across threads; the arrays are the whole matrix's.
+// A bit-stream view is decoded block by block straight into the packing (no
+// one-byte-per-code copy of the matrix).
 void PackQMatrixTiles(const QMatrixView& w, const QGemmPacking& p, size_t tile_begin, size_t tile_end, uint8_t* codes,
                       float* scales, uint8_t* offsets);
 

@@ -4,7 +4,7 @@
 
 namespace famq {
 
-bool StoredCodeBitsSupported(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 8; }
+bool StoredCodeBitsSupported(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 6 || bits == 8; }
 
 size_t PackedCodeBytes(int bits, size_t count) {
   return (count * static_cast<size_t>(bits) + 7) / 8;
@@ -29,7 +29,7 @@ void PackCodes(int bits, const int8_t* codes, size_t count, uint8_t* out) {
   for (size_t i = 0; i < count; ++i) {
     const unsigned u = static_cast<unsigned>(codes[i] + offset) & mask;
     const size_t bit = i * static_cast<size_t>(bits);
-    const unsigned shifted = u << (bit % 8);  // at most 3 + 7 bits: spans two bytes
+    const unsigned shifted = u << (bit % 8);  // at most 6 + 7 bits: spans two bytes
     out[bit / 8] |= static_cast<uint8_t>(shifted & 0xFFu);
     if ((shifted >> 8) != 0) out[bit / 8 + 1] |= static_cast<uint8_t>(shifted >> 8);
   }

@@ -242,6 +242,7 @@ QMatrixView ViewOfRecord(const fb::QuantLinear& l) {
   v.codes = l.codes()->data();
   v.code_count = l.codes()->size();
   v.nibbles = l.bits() == 4;
+  v.bitstream = IsBitStreamWidth(l.bits());
   if (l.scales_f16() != nullptr) {
     v.scales_f16 = l.scales_f16()->data();
     v.scale_count = l.scales_f16()->size();
@@ -256,8 +257,10 @@ QMatrixView ViewOfRecord(const fb::QuantLinear& l) {
   return v;
 }
 
+// Every stored width is read in place (2, 3 and 6 bits as a bit stream); a
+// width the kernels cannot run would be refused here (kUnsupported).
 Result<QMatrixView> ViewIfKernelWidth(const fb::QuantLinear& l, const std::string& at) {
-  if (l.bits() != 4 && l.bits() != 8) {
+  if (!StoredCodeBitsSupported(l.bits())) {
     return Unsupported(at + ": " + std::to_string(l.bits()) + "-bit codes are read through Matrix(), not in place");
   }
   return ViewOfRecord(l);
@@ -444,7 +447,7 @@ bool AllFinite(const flatbuffers::Vector<float>* v, bool non_negative) {
 Status CheckQuantLinear(const fb::QuantLinear& l, const std::string& name, LinearShape shape, const std::string& at) {
   if (l.name() == nullptr || l.name()->str() != name) return InvalidFormat(at + "missing or misnamed");
   if (!StoredCodeBitsSupported(l.bits())) {
-    return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes (this famq reads 2, 3, 4 or 8)");
+    return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes (this famq reads 2, 3, 4, 6 or 8)");
   }
   if (static_cast<int64_t>(l.rows()) != shape.rows || static_cast<int64_t>(l.cols()) != shape.cols) {
     return InvalidFormat(at + "shape [" + std::to_string(l.rows()) + ", " + std::to_string(l.cols()) +
@@ -502,8 +505,9 @@ Status CheckQuantLinear(const fb::QuantLinear& l, const std::string& name, Linea
 Status CheckQuantEmbedding(const fb::QuantLinear& l, const char* name, const ModelConfig& c, const std::string& o) {
   const std::string at = o + ": " + name + ": ";
   FAMQ_RETURN_IF_ERROR(CheckQuantLinear(l, name, LinearShape{c.vocab_size, c.hidden_size}, at));
-  if (l.bits() != 4 && l.bits() != 8) {
-    return InvalidFormat(at + std::to_string(l.bits()) + "-bit codes: a quantized embedding or head is 4- or 8-bit");
+  if (l.bits() != 4 && l.bits() != 6 && l.bits() != 8) {
+    return InvalidFormat(at + std::to_string(l.bits()) +
+                         "-bit codes: a quantized embedding or head is 4-, 6- or 8-bit");
   }
   if (l.cols() % 32 != 0 || l.group_size() % 32 != 0) {
     return InvalidFormat(at + "weight-only kernels need input features and group size in multiples of 32");
@@ -564,6 +568,10 @@ Status QModel::Validate() {
     const std::string name = QLinearName(static_cast<int>(i / 4), slot);
     const std::string at = o + ": " + name + ": ";
     FAMQ_RETURN_IF_ERROR(CheckQuantLinear(l, name, LinearSlotShape(c, static_cast<LinearSlot>(slot)), at));
+    if (l.bits() == 6) {
+      return InvalidFormat(at + "6-bit codes: only a quantized embedding or head is 6-bit (block linears are 2, 3, 4 "
+                                "or 8)");
+    }
     if (w8a8) {
       if (l.bits() != 8 || l.group_size() != l.cols()) {
         return InvalidFormat(at + "W8A8 needs 8-bit per-channel weights");

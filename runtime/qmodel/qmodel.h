@@ -142,8 +142,9 @@ class QModel {
   Status VerifyLinear(int index) const;
   // Linear `index` (4 per layer), verified and unpacked to the canonical form.
   Result<QMatrix> Matrix(int index) const;
-  // Linear `index` verified and read in place (4- and 8-bit codes; other
-  // widths: Matrix()); valid while this model lives and the record is not released.
+  // Linear `index` verified and read in place (every stored width: 4 bits as
+  // nibbles, 2 and 3 as a bit stream, 8 one per byte); valid while this model
+  // lives and the record is not released.
   Result<QMatrixView> MatrixView(int index) const;
   // A floating-point tensor by its Hugging Face name, verified (data points into the model's bytes).
   Result<TensorView> Tensor(const std::string& name) const;
@@ -160,7 +161,7 @@ class QModel {
   // The quantized head: the untied record, else the tied quantized
   // embedding (kNotFound when the head is kept in floating point).
   Result<QMatrix> HeadMatrix() const;
-  // The quantized head read in place (as HeadMatrix, 4 or 8 bits).
+  // The quantized head read in place (as HeadMatrix; 4, 6 or 8 bits).
   Result<QMatrixView> HeadView() const;
   // Releases the memory of a record's codes once its weights live elsewhere
   // (packed by the engine): the pages go back to the system, and any later

@@ -146,8 +146,8 @@ Result<std::unique_ptr<Engine>> BuildQuantizedEngine(const QModel& q, QModel* re
   // the embedding is then held once, in the kernels' layout.
   const bool tied_quantized = quantized_head && q.lm_head_record() == nullptr;
   if (quantized_head) {
-    // A quantized embedding or head is 4- or 8-bit (checked on open), so it
-    // is always packed in place.
+    // A quantized embedding or head (4, 6 or 8 bits, checked on open) is
+    // always packed in place (6 bits decoded from its bit stream block by block).
     FAMQ_ASSIGN_OR_RETURN(const QMatrixView view, q.HeadView());
     FAMQ_ASSIGN_OR_RETURN(WeightOnlyLinear lin,
                           WeightOnlyLinear::Create(view, {}, max_batch, isa, q.origin() + ": lm_head", pack.pool, arena));

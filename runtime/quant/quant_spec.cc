@@ -7,8 +7,8 @@ namespace famq::quant {
 constexpr int kKernelBlock = 32;
 
 Status ValidateQuantSpec(const QuantSpec& spec, int rows, int cols, const std::string& name) {
-  if (spec.bits != 2 && spec.bits != 3 && spec.bits != 4 && spec.bits != 8) {
-    return InvalidArgument(name + ": wbits " + std::to_string(spec.bits) + " is not supported (2, 3, 4 or 8)");
+  if (spec.bits != 2 && spec.bits != 3 && spec.bits != 4 && spec.bits != 6 && spec.bits != 8) {
+    return InvalidArgument(name + ": wbits " + std::to_string(spec.bits) + " is not supported (2, 3, 4, 6 or 8)");
   }
   if (rows <= 0 || cols <= 0) {
     return InvalidArgument(name + ": shape [" + std::to_string(rows) + ", " + std::to_string(cols) +

@@ -9,7 +9,7 @@
 namespace famq::quant {
 
 struct QuantSpec {
-  int bits = 4;           // 2, 3, 4 or 8
+  int bits = 4;           // 2, 3, 4, 6 or 8 (6: finalize uses it for the embedding / head only)
   int group_size = 128;   // input features per scale; divides cols; 0 = per channel (== cols)
   bool symmetric = false; // true: zero point 0 (codes centred), false: a zero point per group
   // true: every scale is rounded to the nearest IEEE binary16 value (within
@@ -26,7 +26,7 @@ inline int EffectiveGroupSize(const QuantSpec& spec, int cols) {
 
 // Checks `spec` against a [rows][cols] weight named `name` (used in the
 // message, e.g. "layers.3.mlp.down_proj"). Errors (all kInvalidArgument):
-//   bits other than 2, 3, 4 or 8       "wbits 5 is not supported (2, 3, 4 or 8)"
+//   bits other than 2, 3, 4, 6 or 8    "wbits 5 is not supported (2, 3, 4, 6 or 8)"
 //   rows or cols not positive
 //   cols not a multiple of 32          the int8/int4 activation kernels work in blocks of 32
 //   group_size < 0, not dividing cols  "group 64 does not divide down_proj's 192 input features"

@@ -56,7 +56,8 @@ expect_error "another family" "${rt[@]}" finalize --model "$repo/tests/data/tiny
 expect_error "wbits 5 is not supported" "${fin[@]}" --wbits 5 --out "$work/x.famq"
 expect_error "wbits 3 is weight-only" "${fin[@]}" --wbits 3 --abits 8 --group channel --out "$work/x.famq"
 expect_error "needs a W8 per-channel" "${fin[@]}" --wbits 4 --abits 8 --out "$work/x.famq"
-expect_error "head bits 6 is not supported" "${fin[@]}" --head-bits 6 --out "$work/x.famq"
+expect_error "head bits 5 is not supported" "${fin[@]}" --head-bits 5 --out "$work/x.famq"
+expect_error "6 bits is for the embedding / head: --head-bits 6" "${fin[@]}" --wbits 6 --out "$work/x.famq"
 expect_error "does not divide" "${rt[@]}" finalize --model "$repo/tests/data/tiny-random-qwen3" --calib-text "$work/heldout.txt" \
   --group 64 --out "$work/x.famq"
 [ ! -e "$work/x.famq" ] || fail "a refused finalize wrote its output"

@@ -11,7 +11,9 @@
 # ${FAMQ_CACHE_DIR:-$HOME/.cache/famq}/npm/gguf-oracle.
 #
 # On famq-tiny-s finalized from the committed signed bundle with GPTQ W4 g32,
-# AWQ W4 g32, GPTQ W4 per-channel and RTN W8 g32 --symmetric, each exported:
+# AWQ W4 g32, GPTQ W4 per-channel, RTN W8 g32 --symmetric and RTN W4 g32
+# --symmetric --scale-dtype f16 --head-bits 6 (a Q8_0 token_embd holding the
+# 6-bit codes), each exported:
 #   - tokenization of every NFC string of tests/data/tokenizer_corpus.jsonl
 #     identical to famq-rt tokenize (the others are counted and reported),
 #     except strings holding U+2028/U+2029, where llama.cpp's own split differs
@@ -130,7 +132,7 @@ expect_refusal "famq-tiny-s.famqb" "$REPO/tests/data/bundles/famq-tiny-s.famqb"
 expect_refusal "static W8A8" "$work/w8a8.famq"
 echo "ok: refusals (W8 with zero points, static W8A8, truncated, foreign) write nothing"
 
-# --- famq-tiny-s, four schemes ---
+# --- famq-tiny-s, five schemes ---
 cat >"$work/prompts.txt" <<'EOF'
 In the beginning God created
 And the LORD said unto Moses,
@@ -139,7 +141,8 @@ Q: What is the capital of France?
 Once upon a time, there was a
 EOF
 for scheme in "gptq --wbits 4 --group 32" "awq --wbits 4 --group 32" "gptq --wbits 4 --group channel" \
-              "rtn --wbits 8 --group 32 --symmetric"; do
+              "rtn --wbits 8 --group 32 --symmetric" \
+              "rtn --wbits 4 --group 32 --symmetric --scale-dtype f16 --head-bits 6"; do
   read -r -a args <<<"$scheme"
   tag=$(echo "$scheme" | tr -c 'a-z0-9\n' '_')
   "${fin[@]}" --model "$S" --method "${args[@]}" --out "$work/$tag.famq" >/dev/null

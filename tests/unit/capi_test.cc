@@ -1286,10 +1286,13 @@ TEST_F(CapiTest, FinalizeHeadBitsAndTheFirstOptionsVersion) {
   ASSERT_EQ(finalize(o, Tmp("fp.famq")), FAMQ_OK) << LastError();
   EXPECT_EQ(head(Tmp("fp.famq")), "fp BF16 (tied)");
   o.head_bits = 6;
+  ASSERT_EQ(finalize(o, Tmp("six.famq")), FAMQ_OK) << LastError();
+  EXPECT_EQ(head(Tmp("six.famq")), "W6 g32 symmetric (tied)");
+  o.head_bits = 5;
   EXPECT_EQ(famq_finalize("/nonexistent/dir", nullptr, nullptr, text.c_str(), &o, nullptr, nullptr,
-                          Tmp("six.famq").c_str()),
+                          Tmp("five.famq").c_str()),
             FAMQ_INVALID_ARGUMENT);
-  EXPECT_NE(LastError().find("head_bits 6"), std::string::npos) << LastError();
+  EXPECT_NE(LastError().find("head_bits 5"), std::string::npos) << LastError();
   // f16_scales, appended after head_bits: the second version's size is read
   // without it (fp32 scales), the full struct with it (fp16 scales).
   auto f16 = [&](const std::string& path) {

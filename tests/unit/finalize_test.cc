@@ -111,7 +111,14 @@ TEST(FinalizeOptions, ImpossibleSettingsAreRejectedUpFront) {
   };
   EXPECT_NE(msg(Options(QuantMethod::kRtn, 5, 0, 32)).find("wbits 5 is not supported (2, 3, 4 or 8)"), std::string::npos);
   EXPECT_NE(msg(Options(QuantMethod::kRtn, 1, 0, 32)).find("wbits 1"), std::string::npos);
-  // 3 and 2 bits are weight-only: no W8A8, no SmoothQuant; the head stays 4/8/16.
+  // 6 bits is for the embedding / head only: --wbits 6 is refused, pointing at --head-bits 6.
+  EXPECT_NE(msg(Options(QuantMethod::kRtn, 6, 0, 32))
+                .find("wbits 6 is not supported (2, 3, 4 or 8; 6 bits is for the embedding / head: --head-bits 6)"),
+            std::string::npos);
+  FinalizeOptions head6 = Options(QuantMethod::kRtn, 4, 0, 32);
+  head6.head_bits = 6;
+  EXPECT_TRUE(ValidateFinalizeOptions(head6, c).ok());
+  // 3 and 2 bits are weight-only: no W8A8, no SmoothQuant; the head stays 4/6/8/16.
   EXPECT_NE(msg(Options(QuantMethod::kRtn, 3, 8, 0)).find("wbits 3 is weight-only"), std::string::npos);
   EXPECT_NE(msg(Options(QuantMethod::kSmoothQuant, 2, 8, 0)).find("wbits 2 is weight-only"), std::string::npos);
   EXPECT_NE(msg(Options(QuantMethod::kSmoothQuant, 3, 0, 0)).find("wbits 3 is weight-only"), std::string::npos);

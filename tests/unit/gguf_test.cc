@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/file.h"
@@ -274,7 +275,8 @@ TEST(Gguf, ExportMapsWeightsExactlyUpToFp16Scales) {
   };
   for (const Case& c : {Case{"qwen3", 4, true, 2, 8, 8}, Case{"qwen2", 4, false, 3, 4, 2},
                         Case{"llama", 8, true, 8, 16, 1}, Case{"llama", 4, true, 2, 4, 2},
-                        Case{"llama", 4, false, 3, 8, 8}}) {
+                        Case{"llama", 4, false, 3, 8, 8}, Case{"qwen3", 4, false, 3, 6, 8},
+                        Case{"llama", 4, true, 2, 6, 8}}) {
     SCOPED_TRACE(c.arch + " W" + std::to_string(c.wbits) + " head " + std::to_string(c.head_bits));
     const std::string famq = FinalizeRtn(c.arch, c.wbits, c.symmetric, dir + "/x.famq", c.head_bits);
     auto rep = ExportGguf(famq, dir + "/x.gguf");
@@ -313,6 +315,63 @@ TEST(Gguf, ExportMapsWeightsExactlyUpToFp16Scales) {
     }
     EXPECT_EQ(g.tensors.count("blk.0.attn_q.bias"), c.arch == "qwen2" ? 1u : 0u);
     EXPECT_EQ(g.tensors.count("blk.0.attn_q_norm.weight"), c.arch == "qwen3" ? 1u : 0u);
+  }
+}
+
+// A 6-bit embedding / head becomes Q8_0 (its codes are int8 codes, a g32
+// group one block); with fp16 scales (--scale-dtype f16) every weight ggml
+// decodes is the .famq's dequantized weight bit for bit, tied and untied.
+TEST(Gguf, ASixBitHeadWithFp16ScalesIsQ8_0Exactly) {
+  const std::string dir = ::testing::TempDir();
+  for (const char* arch_name : {"qwen3", "llama"}) {
+    const std::string arch = arch_name;
+    SCOPED_TRACE(arch);
+    const std::string src = kData + "/tiny-random-" + arch;
+    auto m = OpenModelDir(src);
+    ASSERT_TRUE(m.ok());
+    auto text = ReadFile(kData + "/tokenizer_corpus.jsonl");
+    ASSERT_TRUE(text.ok());
+    auto calib = CalibrationFromText(m->tokenizer, text->substr(0, 4000), 64, "corpus");
+    ASSERT_TRUE(calib.ok());
+    FinalizeOptions o;
+    o.method = QuantMethod::kRtn;
+    o.wbits = 4;
+    o.group_size = 32;
+    o.symmetric = true;
+    o.f16_scales = true;
+    o.num_threads = 1;
+    o.head_bits = 6;
+    auto contents = Finalize(*m, src, *calib, o);
+    ASSERT_TRUE(contents.ok()) << contents.status().ToString();
+    const std::string famq = WriteQModel(*contents, dir + "/six.famq");
+    auto rep = ExportGguf(famq, dir + "/six.gguf");
+    ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+    auto q = QModel::Open(famq);
+    ASSERT_TRUE(q.ok());
+    ASSERT_EQ(q->embedding_record()->bits(), 6);
+    ReadGguf g = Parse(dir + "/six.gguf");
+    std::vector<std::pair<std::string, Result<QMatrix>>> heads;
+    heads.emplace_back("token_embd.weight", q->EmbeddingMatrix());
+    if (!q->config().tie_word_embeddings) heads.emplace_back("output.weight", q->HeadMatrix());
+    for (const auto& [name, matrix] : heads) {
+      ASSERT_TRUE(matrix.ok()) << matrix.status().ToString();
+      const ReadTensor& t = g.tensors.at(name);
+      ASSERT_EQ(t.type, 8u) << name;  // Q8_0
+      const int blocks = matrix->cols / 32;
+      size_t mismatches = 0;
+      for (int r = 0; r < matrix->rows; ++r) {
+        for (int b = 0; b < blocks; ++b) {
+          const uint8_t* blk = t.data + (static_cast<size_t>(r) * blocks + b) * 34;
+          uint16_t dh;
+          std::memcpy(&dh, blk, 2);
+          for (int j = 0; j < 32; ++j) {
+            const float v = F16ToF32(dh) * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
+            mismatches += v != matrix->Dequant(r, b * 32 + j);
+          }
+        }
+      }
+      EXPECT_EQ(mismatches, 0u) << name;
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 // and ISA selection (FAMQ_FORCE_ISA, ForceIsa).
 #include "kernels/qgemm.h"
 #include "kernels/qgemm_pack.h"
+#include "qmodel/code_packing.h"
 #include "model/dtype.h"
 
 #include <gtest/gtest.h>
@@ -527,6 +528,105 @@ TEST(QGemmPack, ViewsAndTileRangesPackLikeTheQMatrix) {
       }
     }
   }
+}
+
+// The file's bit-stream layout of 2-, 3- and 6-bit codes (code_packing.h).
+std::vector<uint8_t> BitStreamOf(const QMatrix& w) {
+  std::vector<uint8_t> out(PackedCodeBytes(w.bits, w.codes.size()));
+  PackCodes(w.bits, w.codes.data(), w.codes.size(), out.data());
+  return out;
+}
+
+// A bit-stream view (a 2/3/6-bit record read in place) packs byte for byte
+// like the QMatrix holding the same codes one per byte, in every ISA's 8-bit
+// packing and in tile ranges; its rows read back as QMatrix::Dequant; and the
+// linear built from it computes exactly what the one built from the QMatrix does.
+TEST(QGemmPack, BitStreamViewsPackLikeTheQMatrix) {
+  for (Isa isa : kAllIsas) {
+    const QGemmKernels* kernels = GetQGemmKernels(isa);
+    if (kernels == nullptr) continue;  // not in this build
+    const QGemmPacking packing = kernels->w8_packing;
+    for (int bits : {2, 3, 6}) {
+      for (bool asym : {false, true}) {
+        // 96 columns: 3 blocks (an odd count) in groups of 32; 128 in groups of 64.
+        for (const auto& [cols, group] : {std::pair{96, 32}, std::pair{128, 64}}) {
+          SCOPED_TRACE(std::string(IsaName(isa)) + " bits " + std::to_string(bits) + " asym " +
+                       std::to_string(asym) + " cols " + std::to_string(cols));
+          const QMatrix w = RandomQMatrix(bits, 37, cols, group, asym, 29u + static_cast<uint32_t>(bits));
+          const QGemmPackedSizes sizes = PackedSizes(w, packing);
+          std::vector<uint8_t> codes(sizes.code_bytes), offsets(sizes.offset_bytes);
+          std::vector<float> scales(sizes.scale_count);
+          PackQMatrix(w, packing, codes.data(), scales.data(), offsets.data());
+
+          const std::vector<uint8_t> stream = BitStreamOf(w);
+          QMatrixView v = ViewOf(w);
+          v.codes = stream.data();
+          v.bitstream = true;
+          v.code_count = stream.size();
+          ASSERT_EQ(stream.size(), 37u * static_cast<size_t>(cols) * static_cast<size_t>(bits) / 8);
+          ASSERT_TRUE(ValidateQMatrixView(v, "v").ok()) << ValidateQMatrixView(v, "v").message();
+          std::vector<uint8_t> codes2(sizes.code_bytes, 0xAA), offsets2(sizes.offset_bytes, 0xAA);
+          std::vector<float> scales2(sizes.scale_count, -1.0f);
+          for (size_t t = 0; t < sizes.tiles; t += 3) {
+            PackQMatrixTiles(v, packing, t, std::min(t + 3, sizes.tiles), codes2.data(), scales2.data(),
+                             offsets2.data());
+          }
+          EXPECT_EQ(codes, codes2);
+          EXPECT_EQ(scales, scales2);
+          EXPECT_EQ(offsets, offsets2);
+
+          QGemmPackedRows rows;
+          const size_t groups = static_cast<size_t>(cols / group);
+          rows.weights = QGemmWeights{codes2.data(), scales2.data(), offsets2.data(), 37, static_cast<size_t>(cols),
+                                      static_cast<size_t>(group / kQBlock)};
+          rows.packing = packing;
+          rows.bits = bits;
+          rows.groups = groups;
+          std::vector<float> row(static_cast<size_t>(cols));
+          for (int r = 0; r < 37; ++r) {
+            DequantPackedRow(rows, static_cast<size_t>(r), row.data());
+            for (int c = 0; c < cols; ++c) ASSERT_EQ(row[static_cast<size_t>(c)], w.Dequant(r, c)) << r << ", " << c;
+          }
+
+          if (!IsaAvailable(isa)) continue;
+          auto from_view = WeightOnlyLinear::Create(v, {}, 3, isa, "view", nullptr);
+          auto from_matrix = WeightOnlyLinear::Create(w, {}, 3, isa, "matrix");
+          ASSERT_TRUE(from_view.ok()) << from_view.status().message();
+          ASSERT_TRUE(from_matrix.ok()) << from_matrix.status().message();
+          const std::vector<float> x = RandomActivations(3, static_cast<size_t>(cols), 5);
+          std::vector<float> y1(3 * 37), y2(3 * 37);
+          ASSERT_TRUE(from_view->Run(x.data(), y1.data(), 3, nullptr).ok());
+          ASSERT_TRUE(from_matrix->Run(x.data(), y2.data(), 3, nullptr).ok());
+          EXPECT_EQ(y1, y2);
+        }
+      }
+    }
+  }
+}
+
+TEST(QGemmPack, BitStreamViewValidation) {
+  const QMatrix w = RandomQMatrix(6, 4, 64, 32, false, 3);
+  const std::vector<uint8_t> stream = BitStreamOf(w);
+  QMatrixView v = ViewOf(w);
+  v.codes = stream.data();
+  v.bitstream = true;
+  v.code_count = stream.size() - 1;  // a short record
+  Status s = ValidateQMatrixView(v, "rec");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("rec: expected 192 code bytes"), std::string::npos) << s.message();
+  v.code_count = stream.size();
+  EXPECT_TRUE(ValidateQMatrixView(v, "rec").ok());
+  v.bits = 4;  // a bit stream is 2, 3 or 6 bits
+  s = ValidateQMatrixView(v, "rec");
+  EXPECT_NE(s.message().find("only 2-, 3- and 6-bit codes are stored as a bit stream"), std::string::npos)
+      << s.message();
+  v.bits = 6;
+  v.nibbles = true;  // not both
+  EXPECT_EQ(ValidateQMatrixView(v, "rec").code(), StatusCode::kInvalidArgument);
+  v.nibbles = false;
+  v.bits = 5;
+  s = ValidateQMatrixView(v, "rec");
+  EXPECT_NE(s.message().find("take 2-, 3-, 4-, 6- or 8-bit codes, not 5"), std::string::npos) << s.message();
 }
 
 TEST(QGemmPack, ViewValidationNamesWhatIsWrong) {

@@ -426,7 +426,7 @@ TEST(QModelQuantizedHead, TiedAndUntiedRoundTripAsRtnOfTheCheckpoint) {
     auto model = OpenModelDir(dir);
     ASSERT_TRUE(model.ok());
     ASSERT_EQ(model->checkpoint.tied(), tied);
-    for (int bits : {8, 4}) {
+    for (int bits : {8, 6, 4}) {
       SCOPED_TRACE(std::string(fixture) + " head " + std::to_string(bits));
       const std::vector<uint8_t> bytes = Finalized(dir, 4, 32, bits);
       auto q = QModel::FromBytes(bytes, "h.famq");
@@ -438,6 +438,9 @@ TEST(QModelQuantizedHead, TiedAndUntiedRoundTripAsRtnOfTheCheckpoint) {
       // Stored once, quantized; the fp tensors are gone.
       ASSERT_NE(q->embedding_record(), nullptr);
       EXPECT_EQ(q->lm_head_record() != nullptr, !tied);
+      // At true size: vocab x hidden x bits / 8 code bytes (6 bits: 3 bytes per 4 codes).
+      const size_t count = static_cast<size_t>(q->config().vocab_size) * static_cast<size_t>(q->config().hidden_size);
+      EXPECT_EQ(q->embedding_record()->codes()->size(), count * static_cast<size_t>(bits) / 8);
       EXPECT_EQ(q->Tensor("model.embed_tokens.weight").status().code(), StatusCode::kNotFound);
       EXPECT_EQ(q->Tensor("lm_head.weight").status().code(), StatusCode::kNotFound);
       const QMatrix embed = ExpectedRtn(model->checkpoint.embed_tokens(), bits);
@@ -480,14 +483,16 @@ TEST(QModelQuantizedHead, AnOlderFpHeadFileStillLoadsAndRuns) {
   EXPECT_EQ(*now, *logits);
 }
 
-// Tied, the lookup reads the head's packed weights (each ISA's layout).
+// Tied, the lookup reads the head's packed weights (each ISA's layout);
+// untied, the embedding record in place (PackedQuantRows).
 TEST(QModelQuantizedHead, EmbeddingLookupIsExactlyQMatrixDequant) {
   auto active = ActiveIsa();
   ASSERT_TRUE(active.ok());
-  for (int bits : {8, 4})
+  for (const char* fixture : {"tiny-random-qwen3", "tiny-random-llama"})
+  for (int bits : {8, 6, 4})
   for (Isa isa : {Isa::kRef, *active}) {
-    SCOPED_TRACE(IsaName(isa));
-    auto q = QModel::FromBytes(Finalized(kSourceDir + "/tests/data/tiny-random-qwen3", 4, 32, bits), "e.famq");
+    SCOPED_TRACE(std::string(fixture) + " " + IsaName(isa));
+    auto q = QModel::FromBytes(Finalized(kSourceDir + "/tests/data/" + fixture, 4, 32, bits), "e.famq");
     ASSERT_TRUE(q.ok());
     EngineOptions eo;
     eo.num_threads = 1;
@@ -565,6 +570,52 @@ TEST(QModelQuantizedHead, HeadLogitsAreTheDequantizedHeadWithinTheActivationRoun
     CheckHeadLogits("tiny-random-qwen3", 8, isa);
     CheckHeadLogits("tiny-random-qwen3", 4, isa);
     CheckHeadLogits("tiny-random-llama", 4, isa);
+    CheckHeadLogits("tiny-random-qwen3", 6, isa);
+    CheckHeadLogits("tiny-random-llama", 6, isa);
+  }
+}
+
+// A 6-bit embedding / head (stored as a bit stream, decoded straight into the
+// 8-bit packing) computes exactly what the same codes stored one per byte as
+// an 8-bit record compute: the logits of every position are equal, tied
+// (packed head serves the lookup) and untied (the embedding read in place).
+TEST(QModelQuantizedHead, ASixBitHeadRunsExactlyAsTheSameCodesHeldAsEightBit) {
+  auto active = ActiveIsa();
+  ASSERT_TRUE(active.ok());
+  for (const char* fixture : {"tiny-random-qwen3", "tiny-random-llama"}) {
+    SCOPED_TRACE(fixture);
+    auto six = FinalizedContents(kSourceDir + "/tests/data/" + fixture, 6);
+    ASSERT_TRUE(six.ok()) << six.status().ToString();
+    ASSERT_TRUE(six->embedding);
+    QModelContents eight = *six;
+    for (std::optional<QLinearContents>* rec : {&eight.embedding, &eight.lm_head}) {
+      if (*rec) (*rec)->w.bits = 8;  // the same codes, scales and zero points as an 8-bit record
+    }
+    auto six_bytes = SerializeQModel(*six);
+    auto eight_bytes = SerializeQModel(eight);
+    ASSERT_TRUE(six_bytes.ok() && eight_bytes.ok());
+    EXPECT_LT(six_bytes->size(), eight_bytes->size());
+    auto q6 = QModel::FromBytes(*six_bytes, "six.famq");
+    auto q8 = QModel::FromBytes(*eight_bytes, "eight.famq");
+    ASSERT_TRUE(q6.ok()) << q6.status().ToString();
+    ASSERT_TRUE(q8.ok()) << q8.status().ToString();
+    EXPECT_EQ(q6->embedding_record()->bits(), 6);
+    EXPECT_EQ(q8->embedding_record()->bits(), 8);
+    for (Isa isa : {Isa::kRef, *active}) {
+      SCOPED_TRACE(IsaName(isa));
+      EngineOptions eo;
+      eo.num_threads = 1;
+      eo.max_seq_len = 16;
+      auto e6 = CreateQuantizedEngine(*q6, eo, isa);
+      auto e8 = CreateQuantizedEngine(*q8, eo, isa);
+      ASSERT_TRUE(e6.ok()) << e6.status().ToString();
+      ASSERT_TRUE(e8.ok()) << e8.status().ToString();
+      const size_t V = static_cast<size_t>((*e6)->vocab_size());
+      std::vector<float> l6(kPrompt.size() * V), l8(kPrompt.size() * V);
+      ASSERT_TRUE((*e6)->Forward(kPrompt, 0, l6.data(), true).ok());
+      ASSERT_TRUE((*e8)->Forward(kPrompt, 0, l8.data(), true).ok());
+      EXPECT_EQ(l6, l8);
+    }
   }
 }
 
@@ -608,7 +659,7 @@ TEST(QModelQuantizedHead, TheDefaultHeadCostsLessThanHalfAPercentOfPerplexity) {
   ASSERT_GE(ids.size(), 256u);
   ids.resize(256);
   double ppl[17] = {};
-  for (int bits : {16, 8, 4}) {
+  for (int bits : {16, 8, 6, 4}) {
     auto q = QModel::FromBytes(Finalized(dir, 4, 32, bits), "tiny-s.famq");
     ASSERT_TRUE(q.ok());
     auto p = WindowPerplexity(*q, ids);
@@ -616,8 +667,8 @@ TEST(QModelQuantizedHead, TheDefaultHeadCostsLessThanHalfAPercentOfPerplexity) {
     ppl[bits] = *p;
   }
   std::printf("[ info ] famq-tiny-s, RTN W4 g32 blocks, 256 tokens: ppl %.3f (head as stored), %.3f (W8, %+.3f%%), "
-              "%.3f (W4, %+.3f%%)\n", ppl[16], ppl[8], 100 * (ppl[8] / ppl[16] - 1), ppl[4],
-              100 * (ppl[4] / ppl[16] - 1));
+              "%.3f (W6, %+.3f%%), %.3f (W4, %+.3f%%)\n", ppl[16], ppl[8], 100 * (ppl[8] / ppl[16] - 1), ppl[6],
+              100 * (ppl[6] / ppl[16] - 1), ppl[4], 100 * (ppl[4] / ppl[16] - 1));
   ASSERT_EQ(kDefaultHeadBits, 8);
   EXPECT_LE(std::fabs(ppl[8] / ppl[16] - 1), 0.005);
   EXPECT_NE(ppl[8], ppl[16]) << "the quantized head changed nothing: is it used at all?";
@@ -752,9 +803,22 @@ TEST(QModelCodePacking, DenseLayoutsRoundTripAndMatchTheSchemaComment) {
   uint8_t two = 0;
   PackCodes(2, ramp + 2, 4, &two);
   EXPECT_EQ(two, 0xE4);
+  // 6 bits, by hand: codes -32, -1, 0, 31 are u = 0, 31, 32, 63:
+  // 0 | 31 << 6 | 32 << 12 | 63 << 18 = 0xFE07C0, 4 codes in 3 bytes.
+  EXPECT_EQ(PackedCodeBytes(6, 4), 3u);
+  EXPECT_EQ(PackedCodeBytes(6, 5), 4u);  // 30 bits
+  const int8_t six_codes[4] = {-32, -1, 0, 31};
+  uint8_t six[3] = {0, 0, 0};
+  PackCodes(6, six_codes, 4, six);
+  EXPECT_EQ(six[0], 0xC0);
+  EXPECT_EQ(six[1], 0x07);
+  EXPECT_EQ(six[2], 0xFE);
+  EXPECT_TRUE(StoredCodeBitsSupported(6));
+  EXPECT_FALSE(StoredCodeBitsSupported(5));
   std::mt19937 rng(7);
-  for (int bits : {2, 3, 4, 8}) {
-    for (size_t count : {size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{1000}, size_t{4096}}) {
+  for (int bits : {2, 3, 4, 6, 8}) {
+    for (size_t count : {size_t{1}, size_t{3}, size_t{5}, size_t{7}, size_t{8}, size_t{9}, size_t{1000}, size_t{1001},
+                         size_t{4096}}) {
       std::uniform_int_distribution<int> code(-(1 << (bits - 1)), (1 << (bits - 1)) - 1);
       std::vector<int8_t> codes(count);
       for (int8_t& c : codes) c = static_cast<int8_t>(code(rng));
@@ -866,7 +930,12 @@ TEST(QModelLowBits, WrongCodeCountsAndLowBitHeadsAreRefused) {
   };
   // 300 codes take 113 bytes at 3 bits, not what the shape needs.
   refused([](QModelContents* c) { c->linears[1].w.codes.resize(300); }, "layers.0.o_proj: 3-bit codes hold 113 bytes");
-  refused([](QModelContents* c) { c->linears[1].w.bits = 5; }, "layers.0.o_proj: 5-bit codes (this famq reads 2, 3, 4 or 8)");
+  refused([](QModelContents* c) { c->linears[1].w.bits = 5; },
+          "layers.0.o_proj: 5-bit codes (this famq reads 2, 3, 4, 6 or 8)");
+  // 6 bits is a stored width for the embedding / head only: a block linear
+  // holding valid 6-bit codes at their true size is refused, naming it.
+  refused([](QModelContents* c) { c->linears[1].w.bits = 6; },
+          "layers.0.o_proj: 6-bit codes: only a quantized embedding or head is 6-bit");
   refused([](QModelContents* c) { c->linears[2].w.zeros[0] = 4; }, "layers.0.gate_up: zero point 4 outside the code range");
   // The embedding and head are looked up in place as 4- or 8-bit codes.
   auto with_head = FinalizedContents(kSourceDir + "/tests/data/tiny-random-qwen3", 8);
@@ -881,9 +950,17 @@ TEST(QModelLowBits, WrongCodeCountsAndLowBitHeadsAreRefused) {
   ASSERT_TRUE(bytes.ok());
   auto q = QModel::FromBytes(*bytes, "head3.famq");
   ASSERT_FALSE(q.ok());
-  EXPECT_NE(q.status().message().find("model.embed_tokens: 3-bit codes: a quantized embedding or head is 4- or 8-bit"),
-            std::string::npos)
+  EXPECT_NE(
+      q.status().message().find("model.embed_tokens: 3-bit codes: a quantized embedding or head is 4-, 6- or 8-bit"),
+      std::string::npos)
       << q.status().ToString();
+  // A 6-bit head whose codes hold a byte count other than vocab x hidden x 6 / 8.
+  auto six = FinalizedContents(kSourceDir + "/tests/data/tiny-random-llama", 6);
+  ASSERT_TRUE(six.ok());
+  ExpectRefusedOnOpen(*six, [](QModelContents* m) { m->lm_head->w.codes.resize(1001); },
+                      "bad.famq: lm_head: 6-bit codes hold 751 bytes, expected");
+  ExpectRefusedOnOpen(*six, [](QModelContents* m) { m->embedding->w.zeros[3] = 32; },
+                      "model.embed_tokens: zero point 32 outside the code range");
 }
 
 // ---------------------------------------------------------------- fp16 scales, absent zero points

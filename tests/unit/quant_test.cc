@@ -103,8 +103,9 @@ TEST(QuantSpecTest, RejectsWhatTheKernelsCannotRun) {
   EXPECT_TRUE(ValidateQuantSpec({2, 0, true}, 8, 192, "down_proj").ok());
   Status s = ValidateQuantSpec({5, 32, false}, 8, 192, "down_proj");
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(s.message(), "down_proj: wbits 5 is not supported (2, 3, 4 or 8)");
-  for (int bits : {0, 1, 6, 7, 16}) EXPECT_FALSE(ValidateQuantSpec({bits, 32, false}, 8, 192, "x").ok()) << bits;
+  EXPECT_EQ(s.message(), "down_proj: wbits 5 is not supported (2, 3, 4, 6 or 8)");
+  EXPECT_TRUE(ValidateQuantSpec({6, 32, true}, 8, 192, "head").ok());  // finalize's 6-bit head
+  for (int bits : {0, 1, 5, 7, 16}) EXPECT_FALSE(ValidateQuantSpec({bits, 32, false}, 8, 192, "x").ok()) << bits;
   s = ValidateQuantSpec({4, 128, false}, 8, 192, "down_proj");
   EXPECT_EQ(s.message(), "group 128 does not divide down_proj's 192 input features");
   EXPECT_FALSE(ValidateQuantSpec({4, -32, false}, 8, 192, "x").ok());

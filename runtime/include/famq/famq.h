@@ -634,9 +634,10 @@ typedef struct famq_finalize_options {
   int32_t allow_unsigned;    /* nonzero: accept an unsigned bundle; default 0 */
   int32_t allow_foreign_family; /* nonzero: accept a bundle made for another tokenizer; default 0 */
   int32_t num_threads;       /* engine threads while calibrating; 0 (default): one per CPU, at most 8 */
-  int32_t head_bits;         /* token embedding and head: 8 (default) or 4: quantized RTN, symmetric, groups of
-                                32, stored once when tied; 16: kept as the checkpoint stores them. Added after
-                                the first version: a caller built without it gets the default */
+  int32_t head_bits;         /* token embedding and head: 8 (default), 6 or 4: quantized RTN, symmetric, groups
+                                of 32, stored once when tied (6: codes stored at 6 bits, run on the 8-bit
+                                kernels); 16: kept as the checkpoint stores them. Added after the first
+                                version: a caller built without it gets the default */
   int32_t f16_scales;        /* nonzero: every weight scale is rounded to fp16 before its codes are computed and
                                 stored in 2 bytes (a smaller file; `famq-rt finalize --scale-dtype f16`);
                                 default 0: fp32 scales. Added after head_bits: a caller built without it gets

@@ -1,5 +1,5 @@
 // famq-rt finalize --model DIR (--bundle B --trust PUB.pem | --calib-text FILE)
-//   --method {rtn,gptq,awq,smoothquant} --wbits {8,4,3,2} [--abits 8] [--head-bits {8,4,16}]
+//   --method {rtn,gptq,awq,smoothquant} --wbits {8,4,3,2} [--abits 8] [--head-bits {8,6,4,16}]
 //   [--group 32|64|128|channel] [--act-estimator {minmax,percentile,mse}]
 //   [--mix-private FILE --private-weight W] --out Q.famq
 // Verifies the bundle (signature, then family) before anything else, runs the
@@ -160,7 +160,7 @@ void RegisterFinalize(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--group", a->group, "Weights per scale: 32, 64, 128 or channel")->capture_default_str();
   cmd->add_flag("--symmetric", a->symmetric, "Weight-only: symmetric codes (no zero points)");
   cmd->add_option("--head-bits", a->options.head_bits,
-                  "Embedding and head: 8 or 4 (RTN, symmetric, groups of 32; stored once when tied) or 16 (kept as "
+                  "Embedding and head: 8, 6 or 4 (RTN, symmetric, groups of 32; stored once when tied) or 16 (kept as "
                   "stored)")
       ->capture_default_str();
   cmd->add_option("--scale-dtype", a->scale_dtype,
