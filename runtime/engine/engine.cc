@@ -681,6 +681,24 @@ void Engine::Attention(int layer, int n) {
   pthreadpool_parallelize_1d(pool_, AttendChunk, &task, task.chunks, 0);
 }
 
+namespace {
+
+// f(t) for every row t < n, split over the pool's threads when there are
+// several rows (prefill): rows are independent, so every value is computed
+// by the same operations as inline. No allocation.
+template <typename F>
+void ForEachRow(pthreadpool_t pool, int n, F& f) {
+  if (pool == nullptr || n < 2) {
+    for (int t = 0; t < n; ++t) f(t);
+    return;
+  }
+  pthreadpool_parallelize_1d(
+      pool, [](void* context, size_t t) { (*static_cast<F*>(context))(static_cast<int>(t)); }, &f,
+      static_cast<size_t>(n), /*flags=*/0);
+}
+
+}  // namespace
+
 Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
   const ModelConfig& c = config_;
   const size_t H = static_cast<size_t>(c.hidden_size);
@@ -697,14 +715,16 @@ Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
     return observer == nullptr ? Status::Ok() : observer->OnLinear(layer, slot, in, out, n);
   };
 
-  for (int t = 0; t < n; ++t) ops::RmsNorm(&x[t * H], l.input_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
+  auto input_norm = [&](int t) { ops::RmsNorm(&x[t * H], l.input_norm.data(), c.rms_norm_eps, H, &xn_[t * H]); };
+  ForEachRow(pool_, n, input_norm);
   FAMQ_RETURN_IF_ERROR(run(LinearSlot::kQkv, xn_.data(), qkv_.data()));
 
   const size_t slot_heads = static_cast<size_t>(max_seq_) * static_cast<size_t>(c.num_kv_heads);
   const size_t layer_heads = li * static_cast<size_t>(max_sequences_) * slot_heads;
   const size_t elem = KvElementSize(kv_.type);
   const bool scaled = kv_.type == KvType::kInt8;
-  for (int t = 0; t < n; ++t) {
+  // Per row: q/k norms, RoPE, the row's keys and values into its own cache position.
+  auto rope_and_store = [&](int t) {
     float* q = &qkv_[t * qkv_stride];
     float* k = q + q_dim;
     const float* v = k + kv_dim;
@@ -731,14 +751,17 @@ Status Engine::LayerStep(size_t li, float* x, int n, LinearObserver* observer) {
       StoreKvWith(*attn_kernels_, kv_.type, v + h * hd, hd, &kv_.v[at * hd * elem],
                   scaled ? &kv_.v_scale[at] : nullptr);
     }
-  }
+  };
+  ForEachRow(pool_, n, rope_and_store);
   Attention(layer, n);
   FAMQ_RETURN_IF_ERROR(run(LinearSlot::kOProj, attn_.data(), tmp_.data()));
   ops::AddInPlace(x, tmp_.data(), batch * H);
 
-  for (int t = 0; t < n; ++t) ops::RmsNorm(&x[t * H], l.post_norm.data(), c.rms_norm_eps, H, &xn_[t * H]);
+  auto post_norm = [&](int t) { ops::RmsNorm(&x[t * H], l.post_norm.data(), c.rms_norm_eps, H, &xn_[t * H]); };
+  ForEachRow(pool_, n, post_norm);
   FAMQ_RETURN_IF_ERROR(run(LinearSlot::kGateUp, xn_.data(), gu_.data()));
-  for (int t = 0; t < n; ++t) ops::SiluMul(&gu_[t * 2 * ff], &gu_[t * 2 * ff + ff], ff, &act_[t * ff]);
+  auto silu_mul = [&](int t) { ops::SiluMul(&gu_[t * 2 * ff], &gu_[t * 2 * ff + ff], ff, &act_[t * ff]); };
+  ForEachRow(pool_, n, silu_mul);
   FAMQ_RETURN_IF_ERROR(run(LinearSlot::kDown, act_.data(), tmp_.data()));
   ops::AddInPlace(x, tmp_.data(), batch * H);
   return Status::Ok();

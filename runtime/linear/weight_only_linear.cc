@@ -103,7 +103,7 @@ Result<WeightOnlyLinear> WeightOnlyLinear::Create(const QMatrixView& w, std::spa
   lin.out_features_ = w.rows;
   lin.bits_ = w.bits;
   lin.max_batch_ = max_batch;
-  // 2- and 3-bit codes run on the 8-bit packing and kernels (exact for any
+  // 2-, 3- and 6-bit codes run on the 8-bit packing and kernels (exact for any
   // code in [-128, 127], runtime/kernels/qgemm.h): one byte per weight in memory.
   const QGemmPacking& packing = w.bits == 4 ? kernels->w4_packing : kernels->w8_packing;
   lin.gemm_ = w.bits == 4 ? kernels->gemm_w4 : kernels->gemm_w8;

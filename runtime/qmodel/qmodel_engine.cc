@@ -39,16 +39,13 @@ struct PackPool {
   pthreadpool_t pool;
 };
 
-// A weight-only linear packed from the record in place when its width allows
-// (no canonical copy in between), else through the canonical form.
+// A weight-only linear packed from the record in place (every stored width:
+// nibbles, bytes and 2/3-bit streams; no canonical copy in between).
 Result<WeightOnlyLinear> PackWeightOnly(const QModel& q, int index, std::span<const float> bias, int max_batch, Isa isa,
                                         const std::string& name, pthreadpool_t pool,
                                         std::shared_ptr<HugePageArena> arena) {
-  auto view = q.MatrixView(index);  // verifies the record before its fields are read
-  if (view.ok()) return WeightOnlyLinear::Create(*view, bias, max_batch, isa, name, pool, std::move(arena));
-  if (view.status().code() != StatusCode::kUnsupported) return view.status();
-  FAMQ_ASSIGN_OR_RETURN(const QMatrix m, q.Matrix(index));
-  return WeightOnlyLinear::Create(ViewOf(m), bias, max_batch, isa, name, pool, std::move(arena));
+  FAMQ_ASSIGN_OR_RETURN(const QMatrixView view, q.MatrixView(index));  // verifies the record before its fields are read
+  return WeightOnlyLinear::Create(view, bias, max_batch, isa, name, pool, std::move(arena));
 }
 
 // Every weight-only linear verified, packed and (optionally) released, one
