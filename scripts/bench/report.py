@@ -45,6 +45,9 @@ def main():
         f["prefill"] = [r["prefill_tokens_per_s"] for r in short]
         f["prefill2"] = [r["prefill_tokens_per_s"] for r in long_]
         f["open"] = [r["open_to_first_token_ms"] for r in short]
+        # Its parts (famq-rt bench since 96ce2ee): reading + verifying the file, building the engine.
+        f["open_read"] = [r["open_ms"] for r in short if "open_ms" in r]
+        f["open_engine"] = [r["engine_build_ms"] for r in short if "engine_build_ms" in r]
         by_run = {}
         for r in short + long_:
             by_run[r["run"]] = max(by_run.get(r["run"], 0.0), r["peak_rss_mib"])
@@ -98,6 +101,8 @@ def main():
     row(f"prefill tok/s ({p}-token prompt)", "prefill", "{:.1f}", True)
     row(f"prefill tok/s ({p2}-token prompt)", "prefill2", "{:.1f}", True)
     row(f"open to first token, ms ({p}-token prompt)", "open", "{:.0f}")
+    row("of which famq opens the file (read, verify), ms", "open_read", "{:.0f}", True, famq_only=True)
+    row("of which famq builds the engine (packing), ms", "open_engine", "{:.0f}", True, famq_only=True)
     row(f"peak RSS, MiB (llama.cpp: net of a bare Node process, {bare:.0f} MiB)", "rss", "{:.0f}")
     row("model file, MiB", "file", "{:.1f}")
     row("bytes one decode step reads, MiB (famq's engine)", "bpt", "{:.1f}", famq_only=True)
