@@ -260,10 +260,14 @@ TEST(Finalize, GptqBeatsRtnOnTheCalibrationDistribution) {
 // where fp32 packs a copy (XNNPACK): the same weights, fp32 sums in another
 // order, so the calibration statistics differ in the last bits. GPTQ's codes
 // may then round the other way only where a weight sits on a rounding
-// boundary (measured here: none of 86,016 moved); AWQ's discrete searches
-// (scale exponent, clip ratio) may pick a neighbouring candidate for a whole
-// channel (measured: 196 codes, 0.23 %). Either way the quantized models'
-// logit errors against fp32 must agree. An fp32-only checkpoint is refused.
+// boundary (measured: none of 86,016 moved, x86 and aarch64); AWQ's discrete
+// searches (scale exponent, clip ratio) may pick a neighbouring candidate for
+// whole channels, and how many depends on the ISA's summation order
+// (measured: 196 codes and logit errors equal to 1e-5 on x86 AVX-512; 3,909
+// codes, 4.5 %, and errors 0.1286 vs 0.1303, 1.3 % apart, on aarch64 NEON).
+// So GPTQ is held to (almost) the same codes, AWQ to a model of the same
+// quality: its logit error within 5 % of the fp32 calibration's, at most
+// 10 % of its codes moved. An fp32-only checkpoint is refused.
 TEST(Finalize, Bf16CalibrationWeightsGiveTheSameModelUpToRounding) {
   Fixture f = Open("tiny-random-qwen3");  // BF16
   CalibrationSet calib = TextCalib(f);
@@ -292,10 +296,11 @@ TEST(Finalize, Bf16CalibrationWeightsGiveTheSameModelUpToRounding) {
     if (m == QuantMethod::kGptq) {
       EXPECT_LE(differ, codes / 1000) << "more than 0.1 % of GPTQ's codes moved";
       EXPECT_EQ(far, 0u) << "a GPTQ code moved by more than one step";
+      EXPECT_NEAR(err16, err32, 0.01 * err32);
     } else {
-      EXPECT_LE(differ, codes / 100) << "more than 1 % of AWQ's codes moved";
+      EXPECT_LE(differ, codes / 10) << "more than 10 % of AWQ's codes moved";
+      EXPECT_NEAR(err16, err32, 0.05 * err32);
     }
-    EXPECT_NEAR(err16, err32, 0.01 * err32);
   }
   Fixture f32 = Open("tiny-random-qwen2");  // F32
   FinalizeOptions o = Options(QuantMethod::kGptq, 4, 0, 32);
