@@ -96,23 +96,50 @@ Status AccumulateHessian(const float* x, const float* token_weights, size_t toke
 Status AccumulateHessianUpper(const float* x, const float* token_weights, size_t tokens, int k, double* h,
                               pthreadpool_t pool) {
   if (k <= 0) return InvalidArgument("Hessian accumulation over " + std::to_string(k) + " features");
-  FAMQ_RETURN_IF_ERROR(CheckWeights(token_weights, tokens));
-  const size_t K = static_cast<size_t>(k);
-  const auto blocks = UpperBlocks(K);
-  const size_t threads = pool != nullptr ? pthreadpool_get_threads_count(pool) : 1;
-  // Task s handles blocks s, s + tasks, s + 2 tasks, ... (disjoint parts of h)
-  // with scratch of its own; a few tasks per thread balance the unequal blocks.
-  const size_t tasks = std::min(blocks.size(), 3 * std::max<size_t>(threads, 1));
-  std::vector<float> scratch(tasks * kBlock * kBlock);
-  ForEachChunk(x, token_weights, tokens, K, [&](const float* xt, const float* xw, size_t n) {
-    ParallelFor(pool, tasks, [&](size_t s) {
-      float* block = scratch.data() + s * kBlock * kBlock;
-      for (size_t b = s; b < blocks.size(); b += tasks) {
-        AccumulateBlock(xt, xw, n, K, blocks[b].first, blocks[b].second, /*mirror=*/false, h, block);
-      }
-    });
-  });
+  UpperHessianBatcher batcher(k, h, pool, /*pending_tokens=*/tokens);
+  FAMQ_RETURN_IF_ERROR(batcher.Add(x, token_weights, tokens));
+  batcher.Flush();
   return Status::Ok();
+}
+
+UpperHessianBatcher::UpperHessianBatcher(int k, double* h, pthreadpool_t pool, size_t pending_tokens)
+    : k_(static_cast<size_t>(std::max(k, 1))), h_(h), pool_(pool), pending_limit_(std::max<size_t>(pending_tokens, 1)) {}
+
+Status UpperHessianBatcher::Add(const float* x, const float* token_weights, size_t tokens) {
+  FAMQ_RETURN_IF_ERROR(CheckWeights(token_weights, tokens));
+  ForEachChunk(x, token_weights, tokens, k_, [&](const float* xt, const float* xw, size_t n) {
+    const size_t at = chunk_data_.size();
+    chunk_data_.resize(at + 2 * n * k_);
+    std::copy(xt, xt + n * k_, chunk_data_.begin() + static_cast<std::ptrdiff_t>(at));
+    std::copy(xw, xw + n * k_, chunk_data_.begin() + static_cast<std::ptrdiff_t>(at + n * k_));
+    chunks_.push_back({at, n});
+    pending_ += n;
+  });
+  if (pending_ >= pending_limit_) Flush();
+  return Status::Ok();
+}
+
+void UpperHessianBatcher::Flush() {
+  if (chunks_.empty()) return;
+  const auto blocks = UpperBlocks(k_);
+  const size_t threads = pool_ != nullptr ? pthreadpool_get_threads_count(pool_) : 1;
+  // Task s handles blocks s, s + tasks, ... (disjoint parts of h), each
+  // block through every pending chunk in arrival order while it is in cache.
+  const size_t tasks = std::min(blocks.size(), 3 * std::max<size_t>(threads, 1));
+  scratch_.resize(tasks * kBlock * kBlock);
+  ParallelFor(pool_, tasks, [&](size_t s) {
+    float* block = scratch_.data() + s * kBlock * kBlock;
+    for (size_t b = s; b < blocks.size(); b += tasks) {
+      for (const Chunk& c : chunks_) {
+        const float* xt = chunk_data_.data() + c.offset;
+        AccumulateBlock(xt, xt + c.tokens * k_, c.tokens, k_, blocks[b].first, blocks[b].second, /*mirror=*/false,
+                        h_, block);
+      }
+    }
+  });
+  chunks_.clear();
+  chunk_data_.clear();
+  pending_ = 0;
 }
 
 void MirrorUpperToLower(double* h, int k) {

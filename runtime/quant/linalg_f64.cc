@@ -2,57 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
+#include "quant/dense_kernels.h"
 #include "quant/parallel_for.h"
 
 namespace famq::quant {
 namespace {
 
-// GNU vector extension (GCC and Clang): 2 doubles, SSE2 on x86-64, NEON on
-// AArch64 (emulated, still correct, on ARMv7).
-typedef double V2 __attribute__((vector_size(16)));
-
-inline V2 Load(const double* p) {
-  V2 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void Store(double* p, V2 v) { std::memcpy(p, &v, sizeof v); }
-
-constexpr size_t kMr = 4, kNr = 4;      // micro-tile of c: 4 x 4 doubles = 8 vector registers
-constexpr size_t kKc = 128, kNc = 128;  // b block: 128 x 128 doubles = 128 KiB (L2)
-constexpr size_t kNb = 64;              // factorization panel width
-
-// c[4][4] += alpha * a[4][kc] * b[kc][4], accumulators in registers.
-inline void MicroTile(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
-                      size_t kc) {
-  V2 acc[kMr][2] = {};
-  for (size_t p = 0; p < kc; ++p) {
-    const V2 b0 = Load(b + p * ldb), b1 = Load(b + p * ldb + 2);
-    for (size_t r = 0; r < kMr; ++r) {
-      const double av = a[r * lda + p];
-      acc[r][0] += av * b0;
-      acc[r][1] += av * b1;
-    }
-  }
-  for (size_t r = 0; r < kMr; ++r) {
-    Store(c + r * ldc, Load(c + r * ldc) + alpha * acc[r][0]);
-    Store(c + r * ldc + 2, Load(c + r * ldc + 2) + alpha * acc[r][1]);
-  }
-}
-
-void EdgeTile(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
-              size_t kc, size_t mr, size_t nr) {
-  for (size_t r = 0; r < mr; ++r) {
-    for (size_t j = 0; j < nr; ++j) {
-      double sum = 0;
-      for (size_t p = 0; p < kc; ++p) sum += a[r * lda + p] * b[p * ldb + j];
-      c[r * ldc + j] += alpha * sum;
-    }
-  }
-}
+constexpr size_t kNc = 128;  // GemmF64 task width in columns (128 x 128 doubles of b = 128 KiB, L2)
+constexpr size_t kNb = 64;   // factorization panel width
 
 // The unblocked factorization of the diagonal block a[k0..k1)^2 and the
 // panel below it (rows k1..n), once earlier panels' updates are applied.
@@ -78,45 +37,25 @@ bool FactorPanel(double* a, size_t n, size_t k0, size_t k1, size_t* bad_col, dou
   return true;
 }
 
-// c[m][n0..n1) += alpha * a b[.][n0..n1): one column block, all of k.
-void GemmColumnBlock(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
-                     size_t m, size_t k, size_t n0, size_t n1) {
-  for (size_t k0 = 0; k0 < k; k0 += kKc) {
-    const size_t kc = std::min(kKc, k - k0);
-    for (size_t i0 = 0; i0 < m; i0 += kMr) {
-      const size_t mr = std::min(kMr, m - i0);
-      for (size_t j0 = n0; j0 < n1; j0 += kNr) {
-        const size_t nr = std::min(kNr, n1 - j0);
-        const double* at = a + i0 * lda + k0;
-        const double* bt = b + k0 * ldb + j0;
-        double* ct = c + i0 * ldc + j0;
-        if (mr == kMr && nr == kNr) {
-          MicroTile(alpha, at, lda, bt, ldb, ct, ldc, kc);
-        } else {
-          EdgeTile(alpha, at, lda, bt, ldb, ct, ldc, kc, mr, nr);
-        }
-      }
-    }
-  }
-}
-
 }  // namespace
 
 void GemmF64(double alpha, const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
              size_t k, size_t n, pthreadpool_t pool) {
-  // Tasks: row bands (a multiple of kMr rows, so every element meets the
-  // same micro-tile as in one pass) x column blocks of kNc.
+  // Tasks: row bands (a multiple of the register tile's rows, so the bands
+  // split no tile) x column blocks of kNc.
+  const DenseKernels kernels = ActiveDenseKernels();
+  const size_t tile_rows = kernels.gemm_f64_rows;
   const size_t threads = pool != nullptr ? pthreadpool_get_threads_count(pool) : 1;
   const size_t col_blocks = (n + kNc - 1) / kNc;
   size_t band = m;
   if (threads > 1 && col_blocks < 4 * threads) {
     const size_t want_bands = (4 * threads + col_blocks - 1) / col_blocks;
-    band = std::max(kMr, (m / want_bands + kMr - 1) / kMr * kMr);
+    band = std::max(tile_rows, (m / want_bands + tile_rows - 1) / tile_rows * tile_rows);
   }
   const size_t bands = m == 0 ? 0 : (m + band - 1) / band;
   ParallelFor(threads > 1 ? pool : nullptr, bands * col_blocks, [&](size_t task) {
     const size_t r0 = (task / col_blocks) * band, n0 = (task % col_blocks) * kNc;
-    GemmColumnBlock(alpha, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, std::min(band, m - r0), k, n0,
+    kernels.gemm_f64_block(alpha, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, std::min(band, m - r0), k, n0,
                     std::min(n0 + kNc, n));
   });
 }

@@ -14,6 +14,7 @@
 #include "model/dtype.h"
 #include "quant/act_range.h"
 #include "quant/awq.h"
+#include "quant/dense_kernels.h"
 #include "quant/gptq.h"
 #include "quant/input_stats.h"
 #include "quant/linalg_f64.h"
@@ -541,6 +542,68 @@ TEST(LinalgTest, MatrixProductsOnOddShapes) {
   }
 }
 
+// ------------------------------------------- ISA levels: the same bits as the portable tiles
+
+TEST(DenseKernelsTest, EveryIsaLevelGivesThePortableBits) {
+  // Shapes with edges in every dimension, several k and column blocks, and
+  // the Hessian's own (256 x 256 output blocks over <= 256 tokens).
+  struct Shape {
+    size_t m, k, n;
+  };
+  const Shape shapes[] = {{37, 300, 390}, {256, 64, 256}, {9, 513, 17}, {1, 1, 1}};
+  const DenseKernels portable = GetDenseKernels(Isa::kRef);
+  int compared = 0;
+  for (const Isa isa : kAllIsas) {
+    if (isa == Isa::kRef || !IsaAvailable(isa)) continue;
+    SCOPED_TRACE(IsaName(isa));
+    const DenseKernels kernels = GetDenseKernels(isa);
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE(testing::Message() << s.m << " x " << s.k << " x " << s.n);
+      const std::vector<float> a = RandomNormal(s.m * s.k, 81), b = RandomNormal(s.k * s.n, 82);
+      std::vector<float> c_ref(s.m * s.n, 7.0f), c_isa(s.m * s.n, -7.0f);
+      portable.matmul_f32(a.data(), s.k, b.data(), s.n, c_ref.data(), s.n, s.m, s.k, s.n);
+      kernels.matmul_f32(a.data(), s.k, b.data(), s.n, c_isa.data(), s.n, s.m, s.k, s.n);
+      EXPECT_EQ(std::memcmp(c_ref.data(), c_isa.data(), c_ref.size() * sizeof(float)), 0);
+
+      std::vector<double> ad(a.begin(), a.end()), bd(b.begin(), b.end());
+      std::vector<double> d_ref(s.m * s.n, 0.25), d_isa(s.m * s.n, 0.25);
+      portable.gemm_f64_block(-1.5, ad.data(), s.k, bd.data(), s.n, d_ref.data(), s.n, s.m, s.k, 0, s.n);
+      kernels.gemm_f64_block(-1.5, ad.data(), s.k, bd.data(), s.n, d_isa.data(), s.n, s.m, s.k, 0, s.n);
+      EXPECT_EQ(std::memcmp(d_ref.data(), d_isa.data(), d_ref.size() * sizeof(double)), 0);
+      ++compared;
+    }
+  }
+  if (compared == 0) GTEST_SKIP() << "no SIMD level of the dense kernels on this machine";
+}
+
+TEST(DenseKernelsTest, GptqCodesDoNotDependOnTheIsaLevel) {
+  // The whole path (Hessian, Cholesky, inverse, lazy updates) through the
+  // dispatch: pinned to the reference, then to the best level.
+  const int rows = 24, cols = 160;  // three factorization panels, two lazy blocks
+  const std::vector<float> w = RandomNormal(size_t(rows) * cols, 91), x = RandomNormal(size_t(300) * cols, 92);
+  const std::vector<float> weights(300, 1.0f);
+  auto run = [&](Isa isa, QMatrix* out) {
+    ASSERT_TRUE(ForceIsa(isa).ok());
+    std::vector<double> h(size_t(cols) * cols, 0.0);
+    ASSERT_TRUE(AccumulateHessianUpper(x.data(), weights.data(), 300, cols, h.data()).ok());
+    MirrorUpperToLower(h.data(), cols);
+    GptqOptions options;
+    options.spec.bits = 4;
+    options.spec.group_size = 32;
+    auto r = QuantizeGptq(w.data(), rows, cols, std::move(h), options, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    *out = std::move(r.value());
+  };
+  const Isa best = DetectIsa();
+  if (best == Isa::kRef) GTEST_SKIP() << "no SIMD level on this machine";
+  QMatrix ref, simd;
+  run(Isa::kRef, &ref);
+  run(best, &simd);
+  ASSERT_TRUE(ForceIsa(std::nullopt).ok());
+  EXPECT_EQ(ref.codes, simd.codes);
+  EXPECT_EQ(std::memcmp(ref.scales.data(), simd.scales.data(), ref.scales.size() * sizeof(float)), 0);
+}
+
 // ------------------------------------------- threads: the same bits as one thread
 
 TEST(ThreadedTest, GemmAndFactorizationsOnThreadsAreBitIdentical) {
@@ -583,16 +646,22 @@ TEST(ThreadedTest, UpperHessianOnThreadsEqualsTheReferenceBitForBit) {
   for (int threads : {1, 2, 3}) {
     SCOPED_TRACE(threads);
     ThreadPool pool(threads);
-    std::vector<double> ref(size_t(k) * k, 0.0), upper(size_t(k) * k, 0.0);
+    std::vector<double> ref(size_t(k) * k, 0.0), upper(size_t(k) * k, 0.0), batched(size_t(k) * k, 0.0);
+    // The batcher keeps up to 100 tokens: flushes inside Add and at the end.
+    UpperHessianBatcher batcher(k, batched.data(), pool.get(), 100);
     for (size_t t0 = 0; t0 < tokens;) {
       const size_t n = std::min<size_t>(t0 < 300 ? 37 : 300, tokens - t0);
       ASSERT_TRUE(AccumulateHessian(x.data() + t0 * k, weights.data() + t0, n, k, ref.data()).ok());
       ASSERT_TRUE(AccumulateHessianUpper(x.data() + t0 * k, weights.data() + t0, n, k, upper.data(), pool.get()).ok());
+      ASSERT_TRUE(batcher.Add(x.data() + t0 * k, weights.data() + t0, n).ok());
       t0 += n;
     }
+    batcher.Flush();
     for (size_t i = 1; i < size_t(k); ++i) EXPECT_EQ(upper[i * k], 0.0) << "the lower triangle is not touched";
     MirrorUpperToLower(upper.data(), k);
+    MirrorUpperToLower(batched.data(), k);
     EXPECT_EQ(std::memcmp(ref.data(), upper.data(), ref.size() * sizeof(double)), 0);
+    EXPECT_EQ(std::memcmp(ref.data(), batched.data(), ref.size() * sizeof(double)), 0);
   }
   std::vector<double> h(4, 0.0);
   const float bad_weight = -1.0f, row[2] = {1.0f, 2.0f};
