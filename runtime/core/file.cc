@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -250,6 +253,12 @@ void ReleasePages(const void* p, size_t n) {
 #else
   (void)p;
   (void)n;
+#endif
+}
+
+void ReturnFreedMemory() {
+#if defined(__GLIBC__)
+  (void)malloc_trim(0);
 #endif
 }
 

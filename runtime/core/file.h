@@ -64,6 +64,12 @@ Result<FileBytes> ReadFileBytes(const std::string& path, size_t max_bytes);
 // must not be passed. A no-op where madvise is missing.
 void ReleasePages(const void* p, size_t n);
 
+// Hands memory the process has freed back to the system (glibc: malloc_trim,
+// which also returns free chunks in the middle of the heap; large buffers
+// freed there otherwise stay resident). For the ends of long phases that
+// freed much (a finalized block, each record serialized); a no-op elsewhere.
+void ReturnFreedMemory();
+
 // Writes `size` bytes to `path` atomically: readers see the old file or the
 // new one, never a partial one, and a crash leaves no temporary file behind
 // (except after a power loss mid-write). The bytes go to a new file beside

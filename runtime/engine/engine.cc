@@ -127,6 +127,21 @@ Result<LayerLinear> CheckpointLinear(WeightType type, Isa isa, const std::vector
   return LayerLinear(std::move(lin));
 }
 
+// The four linears of block `t` (index i, for names), as `type` says.
+Status BlockLinears(const LayerTensors& t, WeightType type, Isa isa, size_t i, LayerLinear* lin) {
+  const std::string p = "layer " + std::to_string(i) + " ";
+  FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kQkv)],
+                        CheckpointLinear(type, isa, {&t.q_proj, &t.k_proj, &t.v_proj},
+                                         {&t.q_bias, &t.k_bias, &t.v_bias}, p + "qkv"));
+  FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kOProj)],
+                        CheckpointLinear(type, isa, {&t.o_proj}, {}, p + "o_proj"));
+  FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kGateUp)],
+                        CheckpointLinear(type, isa, {&t.gate_proj, &t.up_proj}, {}, p + "gate_up"));
+  FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kDown)],
+                        CheckpointLinear(type, isa, {&t.down_proj}, {}, p + "down_proj"));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const EngineOptions& options) {
@@ -143,22 +158,12 @@ Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const Engin
   w.embed.fp = ck.embed_tokens();
   for (size_t i = 0; i < ck.layers().size(); ++i) {
     const LayerTensors& t = ck.layers()[i];
-    const std::string p = "layer " + std::to_string(i) + " ";
     EngineLayer l;
     l.input_norm = ToF32(t.input_norm);
     l.post_norm = ToF32(t.post_attention_norm);
     if (t.q_norm) l.q_norm = ToF32(*t.q_norm);
     if (t.k_norm) l.k_norm = ToF32(*t.k_norm);
-    auto& lin = l.linears;
-    FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kQkv)],
-                          CheckpointLinear(type, isa, {&t.q_proj, &t.k_proj, &t.v_proj},
-                                           {&t.q_bias, &t.k_bias, &t.v_bias}, p + "qkv"));
-    FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kOProj)],
-                          CheckpointLinear(type, isa, {&t.o_proj}, {}, p + "o_proj"));
-    FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kGateUp)],
-                          CheckpointLinear(type, isa, {&t.gate_proj, &t.up_proj}, {}, p + "gate_up"));
-    FAMQ_ASSIGN_OR_RETURN(lin[static_cast<int>(LinearSlot::kDown)],
-                          CheckpointLinear(type, isa, {&t.down_proj}, {}, p + "down_proj"));
+    if (!options.defer_block_linears) FAMQ_RETURN_IF_ERROR(BlockLinears(t, type, isa, i, l.linears));
     w.layers.push_back(std::move(l));
   }
   w.final_norm = ToF32(ck.final_norm());
@@ -166,6 +171,27 @@ Result<std::unique_ptr<Engine>> Engine::Create(const Checkpoint& ck, const Engin
     FAMQ_ASSIGN_OR_RETURN(w.lm_head, CheckpointLinear(type, isa, {&ck.lm_head()}, {}, "lm_head"));
   }
   return Create(ck.config(), std::move(w), options);
+}
+
+Status Engine::LoadBlockLinears(const Checkpoint& ck, int layer, WeightType type) {
+  if (layer < 0 || layer >= static_cast<int>(layers_.size()) || static_cast<size_t>(layer) >= ck.layers().size()) {
+    return InvalidArgument("LoadBlockLinears: no layer " + std::to_string(layer));
+  }
+  FAMQ_ASSIGN_OR_RETURN(const Isa isa, ActiveIsa());
+  LayerLinear built[kLinearSlots];
+  FAMQ_RETURN_IF_ERROR(BlockLinears(ck.layers()[static_cast<size_t>(layer)], type, isa, static_cast<size_t>(layer), built));
+  for (int s = 0; s < kLinearSlots; ++s) {
+    const LinearShape shape = LinearSlotShape(config_, static_cast<LinearSlot>(s));
+    if (built[s].in_features() != shape.cols ||
+        built[s].out_features() != shape.rows) {
+      return InvalidArgument(std::string("LoadBlockLinears: ") + LinearSlotName(static_cast<LinearSlot>(s)) +
+                             " shape mismatch (another checkpoint?)");
+    }
+  }
+  for (int s = 0; s < kLinearSlots; ++s) {
+    layers_[static_cast<size_t>(layer)].linears[s] = std::move(built[s]);
+  }
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeights weights,
@@ -225,6 +251,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& c, EngineWeigh
   for (const EngineLayer& l : weights.layers) {
     for (int s = 0; s < kLinearSlots; ++s) {
       const LinearShape shape = LinearSlotShape(c, static_cast<LinearSlot>(s));
+      if (options.defer_block_linears && l.linears[s].empty()) continue;  // LoadBlockLinears builds them
       if (l.linears[s].in_features() != shape.cols || l.linears[s].out_features() != shape.rows) {
         return Internal(std::string("engine: ") + LinearSlotName(static_cast<LinearSlot>(s)) + " shape mismatch");
       }

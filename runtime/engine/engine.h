@@ -67,6 +67,11 @@ struct EngineOptions {
   // 4 bytes x vocab x hidden). Asking such an engine for logits fails
   // (kInternal, "empty layer"); ForwardLayer and Embed work.
   bool lm_head = true;
+  // Create(checkpoint, ...): true builds no block linears; LoadBlockLinears
+  // builds one block's when it is needed (finalize: only the block being
+  // calibrated is held in fp32, never the whole model). A block without them
+  // fails to run (kInternal, "empty layer").
+  bool defer_block_linears = false;
 };
 
 // The default bound on EngineOptions::max_kv_cache_bytes: 8 GiB (an 8B model
@@ -215,6 +220,10 @@ class Engine {
   // been propagated: it never runs again). Running the layer afterwards fails
   // (kInternal, "empty layer"). InvalidArgument for a layer out of range.
   Status ReleaseLinears(int layer);
+  // Builds the four linears of `layer` from `ck` (the checkpoint the engine
+  // was created from) as `type` says, as Create(checkpoint, ...) would: the
+  // same numerics. InvalidArgument for a layer out of range.
+  Status LoadBlockLinears(const Checkpoint& ck, int layer, WeightType type);
   const LayerLinear& linear(int layer, LinearSlot slot) const {
     return layers_[static_cast<size_t>(layer)].linears[static_cast<int>(slot)];
   }

@@ -104,10 +104,16 @@ Status ValidateFinalizeOptions(const FinalizeOptions& o, const ModelConfig& c) {
 
 namespace {
 
+// Counted tokens whose rows a Hessian keeps before it sweeps its matrix
+// (UpperHessianBatcher): 8 x cols bytes each, 29 MB for the four inputs of a
+// Qwen3-0.6B block; eight 64-token windows per sweep.
+constexpr size_t kHessianPendingTokens = 512;
+
 // What one linear of the current block accumulates.
 struct SlotStats {
   int rows = 0, cols = 0;
-  std::vector<double> hessian;      // GPTQ: sum_t w_t x_t x_t^T, [cols][cols]
+  std::vector<double> hessian;      // GPTQ: sum_t w_t x_t x_t^T, [cols][cols] (upper triangle until mirrored)
+  std::unique_ptr<quant::UpperHessianBatcher> hessian_batcher;  // GPTQ: accumulates into `hessian`
   std::vector<float> in_absmax;     // SmoothQuant / ranges: max |x_j| over counted tokens
   float out_absmax = 0.0f;          // W8A8: max |y| over counted tokens
   std::vector<float> awq_x, awq_w;  // AWQ: a deterministic subsample of counted tokens and their weights
@@ -127,6 +133,13 @@ class StatsObserver : public LinearObserver {
     pass_ = pass;
   }
 
+  // After the statistics pass: every Hessian complete (its upper triangle).
+  void Finish() {
+    for (SlotStats& s : *slots_) {
+      if (s.hessian_batcher != nullptr) s.hessian_batcher->Flush();
+    }
+  }
+
   Status OnLinear(int, LinearSlot slot, const float* x, const float* y, int n) override {
     SlotStats& s = (*slots_)[static_cast<size_t>(slot)];
     const size_t K = static_cast<size_t>(s.cols), N = static_cast<size_t>(s.rows);
@@ -143,10 +156,10 @@ class StatsObserver : public LinearObserver {
       }
       return Status::Ok();
     }
-    if (!s.hessian.empty()) {
-      // Upper triangle only, on every thread; mirrored once the block's statistics are complete.
-      FAMQ_RETURN_IF_ERROR(
-          quant::AccumulateHessianUpper(x, tw_, static_cast<size_t>(n), s.cols, s.hessian.data(), pool_));
+    if (s.hessian_batcher != nullptr) {
+      // Upper triangle only, on every thread, several samples per sweep of the
+      // matrix; flushed (Finish) and mirrored once the block's statistics are complete.
+      FAMQ_RETURN_IF_ERROR(s.hessian_batcher->Add(x, tw_, static_cast<size_t>(n)));
     }
     for (int t = 0; t < n; ++t) {
       if (!(tw_[t] > 0.0f)) continue;
@@ -243,6 +256,9 @@ Result<QLinearContents> QuantizeEmbedding(const TensorView& t, int bits, bool f1
     const int n = std::min(kChunkRows, rows - r0);
     chunk.resize(static_cast<size_t>(n) * static_cast<size_t>(cols));
     ConvertToF32(t.dtype, t.data + static_cast<size_t>(r0) * row_bytes, chunk.size(), chunk.data());
+    // Read once: the chunk's mapped pages go now, not after the whole matrix
+    // (311 MB of BF16 for a 151,936 x 1,024 embedding).
+    ReleasePages(t.data + static_cast<size_t>(r0) * row_bytes, static_cast<size_t>(n) * row_bytes);
     FAMQ_ASSIGN_OR_RETURN(QMatrix m, quant::QuantizeRtn(chunk.data(), n, cols, spec, nullptr, name));
     q.w.codes.insert(q.w.codes.end(), m.codes.begin(), m.codes.end());
     q.w.scales.insert(q.w.scales.end(), m.scales.begin(), m.scales.end());
@@ -359,12 +375,11 @@ Status FinalizeRun::Start() {
   eo.max_batch = calib_.seq_len;
   eo.weights = o_.calib_weights;
   eo.lm_head = false;  // the block pass computes no logits
+  // Each block's fp linears are built when the block is calibrated
+  // (FinalizeBlock) and replaced by its quantized ones: one block in fp32
+  // at a time, never the whole model.
+  eo.defer_block_linears = true;
   FAMQ_ASSIGN_OR_RETURN(engine_, Engine::Create(ck_, eo));
-  // An fp32 engine holds its own copies: the mapped blocks are read again
-  // one at a time (LoadWeights), so none has to stay resident now.
-  if (o_.calib_weights == WeightType::kF32) {
-    for (size_t l = 0; l < ck_.layers().size(); ++l) ck_.ReleaseLayerPages(l);
-  }
   max_batch_ = engine_->max_batch();
   const size_t H = static_cast<size_t>(c_.hidden_size);
   x_.resize(calib_.samples.size());
@@ -385,7 +400,11 @@ std::vector<SlotStats> FinalizeRun::NewSlotStats() const {
     st.rows = shape.rows;
     st.cols = shape.cols;
     const size_t K = static_cast<size_t>(st.cols);
-    if (o_.method == QuantMethod::kGptq) st.hessian.assign(K * K, 0.0);
+    if (o_.method == QuantMethod::kGptq) {
+      st.hessian.assign(K * K, 0.0);
+      st.hessian_batcher =
+          std::make_unique<quant::UpperHessianBatcher>(st.cols, st.hessian.data(), pool(), kHessianPendingTokens);
+    }
     if (W8A8(o_)) st.in_absmax.assign(K, 0.0f);
   }
   return slots;
@@ -527,7 +546,9 @@ Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
   auto t = Clock::now();
   // A. statistics over the fp32 block.
   if (!calibration_free_) {
+    FAMQ_RETURN_IF_ERROR(engine_->LoadBlockLinears(ck_, l, o_.calib_weights));
     FAMQ_RETURN_IF_ERROR(ObserveBlock(l, &observer, StatsObserver::Pass::kStatistics, "statistics", 0));
+    observer.Finish();
   }
   timings_.statistics += SecondsSince(t);
   // Weights, smoothing, then (W8A8) B. the activation ranges of the smoothed inputs.
@@ -548,6 +569,7 @@ Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
       q.act_out = act_out[i];
     }
     FAMQ_RETURN_IF_ERROR(SwapIn(l, s, q));
+    if (o_.compact_records) PackRecordCodes(&q);
     out->linears.push_back(std::move(q));
   }
   // The block's fp weights are no longer read (its quantized linears run
@@ -559,6 +581,8 @@ Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
   FAMQ_RETURN_IF_ERROR(Propagate(l));
   // The block has done its work: its quantized linears never run again.
   if (engine_ != nullptr) FAMQ_RETURN_IF_ERROR(engine_->ReleaseLinears(l));
+  slots.clear();  // the Hessians (72 MB for a 3,072-feature input) and other statistics
+  ReturnFreedMemory();
   timings_.propagate += SecondsSince(t);
   return Status::Ok();
 }
@@ -652,19 +676,25 @@ Result<QModelContents> Finalize(const ModelDir& model, const std::string& model_
   FAMQ_RETURN_IF_ERROR(ValidateFinalizeOptions(o, ck.config()));
   FAMQ_RETURN_IF_ERROR(CheckCalibration(calib, ck.config()));
 
-  FinalizeRun run(ck, calib, o);
-  FAMQ_RETURN_IF_ERROR(run.Start());
+  auto run = std::make_unique<FinalizeRun>(ck, calib, o);
+  FAMQ_RETURN_IF_ERROR(run->Start());
   QModelContents out = NewContents(o);
-  for (int l = 0; l < ck.config().num_layers; ++l) FAMQ_RETURN_IF_ERROR(run.FinalizeBlock(l, &out));
+  for (int l = 0; l < ck.config().num_layers; ++l) FAMQ_RETURN_IF_ERROR(run->FinalizeBlock(l, &out));
+  // The calibration engine and the residual stream are done with: freed
+  // before the embedding is quantized and the file is built.
+  FinalizeTimings run_timings = run->timings();
+  const uint64_t counted = run->calibration_free() ? 0 : run->counted_tokens();
+  run.reset();
+  ReturnFreedMemory();
 
   const auto t_assemble = Clock::now();
   FAMQ_RETURN_IF_ERROR(AddFloatTensors(ck, o.head_bits, o.f16_scales, &out));
   FAMQ_RETURN_IF_ERROR(AddModelFiles(model, model_dir_path, &out));
-  FillProvenance(calib, o, run.calibration_free() ? 0 : run.counted_tokens(), &out.provenance);
-  run.timings().assemble += SecondsSince(t_assemble);
+  FillProvenance(calib, o, counted, &out.provenance);
+  run_timings.assemble += SecondsSince(t_assemble);
   out.provenance.seconds = static_cast<float>(SecondsSince(t0));
   out.provenance.peak_rss_bytes = PeakRssBytes();
-  if (timings != nullptr) *timings = run.timings();
+  if (timings != nullptr) *timings = run_timings;
   return out;
 }
 

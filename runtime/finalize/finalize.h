@@ -53,13 +53,12 @@ struct FinalizeOptions {
   bool gptq_act_order = false;
   int awq_max_tokens = 4096;     // calibration tokens AWQ's searches evaluate
   int num_threads = 0;           // engine threads (0: one per CPU, at most 8)
-  // How the calibration forward holds the fp blocks not yet quantized
-  // (--calib-weights): kF32, an fp32 copy of every linear packed up front
-  // (about 4 bytes per weight on top of the mapped checkpoint; the reference
-  // arithmetic), or kBf16, a BF16 checkpoint's weights read in place (about
-  // 2 bytes per weight, and only the block being calibrated is resident: each
-  // block's mapped pages are dropped once it is quantized). The two differ in
-  // fp32 summation order only (docs/DEVICE.md "Finalize memory").
+  // How the calibration forward holds the block being calibrated (only that
+  // one: each block's fp linears are built when it is calibrated and dropped
+  // once it is quantized) (--calib-weights): kF32, an fp32 copy packed for
+  // XNNPACK (about 4 bytes per weight of one block; the reference
+  // arithmetic), or kBf16, a BF16 checkpoint's weights read in place. The
+  // two differ in fp32 summation order only (docs/DEVICE.md "Finalize memory").
   WeightType calib_weights = WeightType::kF32;
   Isa isa = Isa::kRef;           // kernels the quantized blocks run on while calibrating
   // The token embedding and the head: 16 keeps them as the checkpoint stores
@@ -71,6 +70,11 @@ struct FinalizeOptions {
   // before its codes are computed and stored in 2 bytes (--scale-dtype f16;
   // quant::QuantSpec::f16_scales). false: fp32 scales, as before.
   bool f16_scales = false;
+  // true: each finished linear's codes are packed at their stored width as
+  // soon as the block is done (QLinearContents::packed_codes, w.codes left
+  // empty): half the memory for 4-bit codes held until the file is built.
+  // FinalizeToFile sets it; false keeps w.codes for callers that read them.
+  bool compact_records = false;
 
   // Progress: return false to cancel (Finalize then returns kCancelled).
   std::function<bool(const struct FinalizeProgress&)> on_progress;

@@ -54,16 +54,19 @@ Result<FinalizeReport> FinalizeToFile(const FinalizeRequest& r) {
   FAMQ_RETURN_IF_ERROR(ValidateFinalizeOptions(r.options, model.checkpoint.config()));
   FAMQ_ASSIGN_OR_RETURN(const CalibrationSet calib, LoadCalibration(r, model));
   FinalizeReport report;
-  std::vector<uint8_t> bytes;
+  SerializedQModel serialized;
   {
-    FAMQ_ASSIGN_OR_RETURN(QModelContents q, Finalize(model, r.model_dir, calib, r.options, &report.timings));
+    FinalizeOptions options = r.options;
+    options.compact_records = true;  // only the file is wanted: codes held at their stored width
+    FAMQ_ASSIGN_OR_RETURN(QModelContents q, Finalize(model, r.model_dir, calib, options, &report.timings));
     report.provenance = q.provenance;
-    // Each record's weights are freed as they go into the buffer, and the rest with q here.
-    FAMQ_ASSIGN_OR_RETURN(bytes, SerializeQModel(std::move(q)));
+    // Each record's weights are freed as they go into the buffer, and the
+    // rest with q here; the buffer built is the one written (no copy).
+    FAMQ_ASSIGN_OR_RETURN(serialized, SerializeQModelInPlace(std::move(q)));
   }
   // Read back what is about to be written (the bytes move in, no copy): a
   // file that fails verification never lands.
-  auto check = QModel::FromBytes(std::move(bytes), r.out_path);
+  auto check = QModel::FromSerialized(std::move(serialized), r.out_path);
   if (!check.ok()) return Internal("the finalized model does not verify: " + check.status().message());
   FAMQ_RETURN_IF_ERROR(WriteFileAtomic(r.out_path, check->bytes().data(), check->bytes().size()));
   report.file_bytes = check->file_size();

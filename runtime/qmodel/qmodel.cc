@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -175,12 +176,33 @@ Status ChecksumMismatch(const std::string& at, uint64_t stored, uint64_t compute
                        "): the file is corrupt or was modified after finalize");
 }
 
+}  // namespace
+
+void PackRecordCodes(QLinearContents* l) {
+  if (l->w.codes.empty()) return;
+  std::vector<uint8_t> packed(CodeBytes(l->w.bits, l->w.codes.size()), 0);
+  PackCodes(l->w.bits, l->w.codes.data(), l->w.codes.size(), packed.data());
+  l->packed_codes = std::move(packed);
+  std::vector<int8_t>().swap(l->w.codes);
+}
+
+namespace {
+
 flatbuffers::Offset<fb::QuantLinear> BuildLinear(flatbuffers::FlatBufferBuilder& b, const QLinearContents& l) {
   const QMatrix& w = l.w;
-  std::vector<uint8_t> packed(CodeBytes(w.bits, w.codes.size()), 0);
-  PackCodes(w.bits, w.codes.data(), w.codes.size(), packed.data());
   const auto name = b.CreateString(l.name);
-  const auto codes = b.CreateVector(packed);
+  // Packed straight into the buffer (no packed copy beside it); the pointer
+  // is used before the next builder call can move the buffer.
+  const bool prepacked = w.codes.empty() && !l.packed_codes.empty();
+  const size_t packed_bytes = prepacked ? l.packed_codes.size() : CodeBytes(w.bits, w.codes.size());
+  uint8_t* packed = nullptr;
+  const auto codes = b.CreateUninitializedVector(packed_bytes, &packed);
+  if (prepacked) {
+    std::memcpy(packed, l.packed_codes.data(), packed_bytes);
+  } else {
+    std::memset(packed, 0, packed_bytes);
+    PackCodes(w.bits, w.codes.data(), w.codes.size(), packed);
+  }
   // fp16 scales when every scale is exactly one (finalize --scale-dtype f16
   // rounds them so): half the bytes, nothing lost; zero points only when
   // some group has one.
@@ -288,12 +310,14 @@ QMatrix UnpackQuantLinear(const fb::QuantLinear& l) {
   return m;
 }
 
-Status SealQModel(std::vector<uint8_t>* bytes) {
-  flatbuffers::Verifier v(bytes->data(), bytes->size(), /*max_depth=*/16, /*max_tables=*/1u << 22);
-  if (bytes->size() < 12 || !fb::VerifySizePrefixedQModelBuffer(v)) {
+Status SealQModel(std::vector<uint8_t>* bytes) { return SealQModel(bytes->data(), bytes->size()); }
+
+Status SealQModel(uint8_t* data, size_t size) {
+  flatbuffers::Verifier v(data, size, /*max_depth=*/16, /*max_tables=*/1u << 22);
+  if (size < 12 || !fb::VerifySizePrefixedQModelBuffer(v)) {
     return InvalidFormat("SealQModel: not a verifiable quantized model");
   }
-  const fb::QModel& m = *fb::GetSizePrefixedQModel(bytes->data());
+  const fb::QModel& m = *fb::GetSizePrefixedQModel(data);
   const fb::QIntegrity* in = m.integrity();
   const size_t linears = m.linears() == nullptr ? 0 : m.linears()->size();
   const size_t tensors = m.float_tensors() == nullptr ? 0 : m.float_tensors()->size();
@@ -322,9 +346,42 @@ Status SealQModel(std::vector<uint8_t>* bytes) {
 
 namespace {
 
+// The FlatBuffers builder's memory as AllocateAligned buffers (untouched
+// until written, huge pages), the last one handed out by Take() instead of
+// being copied. Declared before the builder, so it outlives it.
+class TakeableAllocator : public flatbuffers::Allocator {
+ public:
+  uint8_t* allocate(size_t size) override {
+    uint8_t* p = AllocateAligned(size, /*huge_pages=*/true);
+    if (p == nullptr) throw std::bad_alloc();  // as flatbuffers' default allocator (operator new)
+    current_ = p;
+    current_size_ = size;
+    return p;
+  }
+  void deallocate(uint8_t* p, size_t) override {
+    if (p == nullptr || p == taken_) return;
+    if (p == current_) current_ = nullptr;
+    std::free(p);
+  }
+  // The buffer the builder holds now (its end holds the finished bytes),
+  // and its size; the builder's later deallocate of it does nothing.
+  AlignedBuffer Take(size_t* size) {
+    taken_ = current_;
+    *size = current_size_;
+    current_ = nullptr;
+    return AlignedBuffer(taken_);
+  }
+
+ private:
+  uint8_t* current_ = nullptr;
+  uint8_t* taken_ = nullptr;
+  size_t current_size_ = 0;
+};
+
 // owned: c itself, writable, when its records' weights are to be freed as
-// they are added (SerializeQModel(&&)); nullptr otherwise.
-Result<std::vector<uint8_t>> Serialize(const QModelContents& c, QModelContents* owned) {
+// they are added (SerializeQModel(&&)); nullptr otherwise. The finished,
+// sealed bytes are at the end of the builder's buffer, which is returned.
+Result<SerializedQModel> Serialize(const QModelContents& c, QModelContents* owned) {
   size_t estimate = c.config_json.size() + c.tokenizer_json.size() + c.tokenizer_config_json.size() + 4096;
   for (const auto& t : c.float_tensors) estimate += t.raw.size() + 256;
   std::vector<const QLinearContents*> all;
@@ -333,14 +390,16 @@ Result<std::vector<uint8_t>> Serialize(const QModelContents& c, QModelContents* 
   if (c.lm_head) all.push_back(&*c.lm_head);
   for (const QLinearContents* lp : all) {
     const QLinearContents& l = *lp;
-    estimate += CodeBytes(l.w.bits, l.w.codes.size()) + 5 * l.w.scales.size() +  // at most: fp32 scales, zeros
+    estimate += l.packed_codes.size() + CodeBytes(l.w.bits, l.w.codes.size()) +
+                5 * l.w.scales.size() +  // at most: fp32 scales, zeros
                 4 * (l.bias.size() + l.input_multiplier.size()) + 256;
   }
   if (estimate > kMaxQModelBytes) {
     return Unsupported("the quantized model would take about " + std::to_string(estimate >> 20) +
                        " MiB, above the 2 GiB FlatBuffers limit of the qmodel format");
   }
-  flatbuffers::FlatBufferBuilder b(estimate);
+  TakeableAllocator allocator;
+  flatbuffers::FlatBufferBuilder b(estimate, &allocator);
   std::vector<flatbuffers::Offset<fb::FloatTensor>> tensors;
   for (const FloatTensorContents& t : c.float_tensors) {
     const auto name = b.CreateString(t.name);
@@ -367,10 +426,17 @@ Result<std::vector<uint8_t>> Serialize(const QModelContents& c, QModelContents* 
   std::vector<flatbuffers::Offset<fb::QuantLinear>> linears;
   for (size_t i = 0; i < c.linears.size(); ++i) {
     linears.push_back(BuildLinear(b, c.linears[i]));
-    if (owned != nullptr) owned->linears[i].w = QMatrix();  // frees the codes, scales and zero points
+    if (owned != nullptr) {
+      owned->linears[i].w = QMatrix();  // frees the codes, scales and zero points
+      std::vector<uint8_t>().swap(owned->linears[i].packed_codes);
+      if (i % 4 == 3) ReturnFreedMemory();  // once per block's four records
+    }
   }
   const auto embedding = c.embedding ? BuildLinear(b, *c.embedding) : 0;
-  if (owned != nullptr && owned->embedding) owned->embedding->w = QMatrix();
+  if (owned != nullptr && owned->embedding) {
+    owned->embedding->w = QMatrix();
+    ReturnFreedMemory();
+  }
   const auto lm_head = c.lm_head ? BuildLinear(b, *c.lm_head) : 0;
   if (owned != nullptr && owned->lm_head) owned->lm_head->w = QMatrix();
   const QModelProvenanceContents& p = c.provenance;
@@ -393,16 +459,31 @@ Result<std::vector<uint8_t>> Serialize(const QModelContents& c, QModelContents* 
       b.CreateVector(tensors), b.CreateVector(linears), prov, integrity, embedding, lm_head);
   // Size-prefixed: a reader knows the exact length, so any truncation shows.
   fb::FinishSizePrefixedQModelBuffer(b, root);
-  std::vector<uint8_t> out(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
-  FAMQ_RETURN_IF_ERROR(SealQModel(&out));
+  FAMQ_RETURN_IF_ERROR(SealQModel(b.GetBufferPointer(), b.GetSize()));
+  SerializedQModel out;
+  size_t reserved = 0;
+  out.size = b.GetSize();
+  const uint8_t* begin = b.GetBufferPointer();
+  out.buffer = allocator.Take(&reserved);
+  out.offset = static_cast<size_t>(begin - out.buffer.get());
   return out;
 }
 
+std::vector<uint8_t> CopyOut(const SerializedQModel& s) { return std::vector<uint8_t>(s.data(), s.data() + s.size); }
+
 }  // namespace
 
-Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& contents) { return Serialize(contents, nullptr); }
+Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& contents) {
+  FAMQ_ASSIGN_OR_RETURN(const SerializedQModel s, Serialize(contents, nullptr));
+  return CopyOut(s);
+}
 
-Result<std::vector<uint8_t>> SerializeQModel(QModelContents&& contents) { return Serialize(contents, &contents); }
+Result<std::vector<uint8_t>> SerializeQModel(QModelContents&& contents) {
+  FAMQ_ASSIGN_OR_RETURN(const SerializedQModel s, Serialize(contents, &contents));
+  return CopyOut(s);
+}
+
+Result<SerializedQModel> SerializeQModelInPlace(QModelContents&& contents) { return Serialize(contents, &contents); }
 
 Result<QModel> QModel::Open(const std::string& path) {
   // Read, not mapped: a mapping dies of SIGBUS if the file is truncated underneath.
@@ -412,6 +493,16 @@ Result<QModel> QModel::Open(const std::string& path) {
   q.owned_ = std::move(f.data);
   q.data_ = q.owned_.get();
   q.size_ = f.size;
+  FAMQ_RETURN_IF_ERROR(q.Validate());
+  return q;
+}
+
+Result<QModel> QModel::FromSerialized(SerializedQModel serialized, const std::string& origin) {
+  QModel q;
+  q.origin_ = origin;
+  q.owned_ = std::move(serialized.buffer);
+  q.data_ = q.owned_.get() + serialized.offset;
+  q.size_ = serialized.size;
   FAMQ_RETURN_IF_ERROR(q.Validate());
   return q;
 }

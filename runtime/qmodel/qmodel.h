@@ -60,6 +60,9 @@ inline constexpr size_t kMaxQModelBytes = (size_t{1} << 31) - 1;  // FlatBuffers
 struct QLinearContents {
   std::string name;                    // "layers.3.qkv"
   QMatrix w;
+  // Set by PackRecordCodes: w's codes at their stored width (w.codes then
+  // empty, w's other fields kept); serialized as they are.
+  std::vector<uint8_t> packed_codes;
   std::vector<float> bias;             // [rows] or empty
   std::vector<float> input_multiplier; // [cols] or empty
   ActQuantParams act_in, act_out;      // W8A8 static only
@@ -101,6 +104,10 @@ struct QModelContents {
   QModelProvenanceContents provenance;
 };
 
+// Packs l->w.codes at the width l->w.bits stores them (what serialization
+// would write) into l->packed_codes and frees w.codes. No-op when packed.
+void PackRecordCodes(QLinearContents* l);
+
 inline constexpr char kQEmbeddingName[] = "model.embed_tokens";
 inline constexpr char kQLmHeadName[] = "lm_head";
 
@@ -112,11 +119,25 @@ Result<std::vector<uint8_t>> SerializeQModel(const QModelContents& contents);
 // contents on top); `contents` keeps its other fields (provenance, names).
 Result<std::vector<uint8_t>> SerializeQModel(QModelContents&& contents);
 
+// A serialized model in the buffer it was built in: its bytes are
+// buffer.get() + offset .. + size (FlatBuffers builds back to front, so the
+// file sits at the buffer's end; the pages before it were never touched).
+struct SerializedQModel {
+  AlignedBuffer buffer;
+  size_t offset = 0, size = 0;
+  const uint8_t* data() const { return buffer.get() + offset; }
+};
+
+// SerializeQModel(&&) without the copy: the builder's own buffer is returned
+// (peak: the remaining records and the buffer, never the file twice).
+Result<SerializedQModel> SerializeQModelInPlace(QModelContents&& contents);
+
 // Recomputes every integrity digest of a serialized model in place (the last
 // step of SerializeQModel). `bytes` must pass the FlatBuffers verifier and
 // carry a QIntegrity table whose lists match the tensor counts; otherwise
 // kInvalidFormat and nothing is changed.
 Status SealQModel(std::vector<uint8_t>* bytes);
+Status SealQModel(uint8_t* data, size_t size);
 
 // --- reading ---------------------------------------------------------------
 
@@ -129,6 +150,8 @@ class QModel {
   static Result<QModel> Open(const std::string& path);
   // The same on bytes in memory; `origin` names them in errors.
   static Result<QModel> FromBytes(std::vector<uint8_t> bytes, const std::string& origin);
+  // The same on a model just serialized (SerializeQModelInPlace), no copy.
+  static Result<QModel> FromSerialized(SerializedQModel serialized, const std::string& origin);
 
   const fb::QModel& root() const { return *root_; }
   const ModelConfig& config() const { return config_; }
@@ -183,7 +206,7 @@ class QModel {
   Result<uint32_t> FindTensor(const std::string& name) const;  // unverified
   TensorView View(uint32_t index) const;
 
-  AlignedBuffer owned_;  // Open: the file's bytes
+  AlignedBuffer owned_;  // Open: the file's bytes; FromSerialized: the builder's buffer
   std::vector<uint8_t> bytes_;         // FromBytes
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -268,6 +269,42 @@ TEST(Finalize, GptqBeatsRtnOnTheCalibrationDistribution) {
 // So GPTQ is held to (almost) the same codes, AWQ to a model of the same
 // quality: its logit error within 5 % of the fp32 calibration's, at most
 // 10 % of its codes moved. An fp32-only checkpoint is refused.
+// FinalizeToFile's memory-saving paths write the same file: codes packed as
+// each block finishes (compact_records), the file built in the builder's own
+// buffer (SerializeQModelInPlace), one block's fp linears at a time.
+TEST(Finalize, CompactRecordsAndInPlaceSerializationWriteTheSameFile) {
+  Fixture f = Open("tiny-random-qwen3");
+  const CalibrationSet calib = TextCalib(f);
+  struct Case {
+    QuantMethod method;
+    int wbits, abits;
+  };
+  for (const Case c : {Case{QuantMethod::kGptq, 4, 0}, Case{QuantMethod::kGptq, 3, 0}, Case{QuantMethod::kAwq, 4, 0},
+                       Case{QuantMethod::kSmoothQuant, 8, 8}}) {
+    SCOPED_TRACE(std::string(QuantMethodName(c.method)) + " W" + std::to_string(c.wbits));
+    FinalizeOptions o = Options(c.method, c.wbits, c.abits, c.abits == 8 ? 0 : 32);
+    auto plain = Finalize(f.model, f.dir, calib, o);
+    o.compact_records = true;
+    auto compact = Finalize(f.model, f.dir, calib, o);
+    ASSERT_TRUE(plain.ok() && compact.ok()) << plain.status().ToString() << compact.status().ToString();
+    for (const QLinearContents& l : compact->linears) {
+      EXPECT_TRUE(l.w.codes.empty()) << l.name;
+      EXPECT_FALSE(l.packed_codes.empty()) << l.name;
+    }
+    // The provenance's clock and memory readings differ between two runs.
+    compact->provenance.seconds = plain->provenance.seconds;
+    compact->provenance.peak_rss_bytes = plain->provenance.peak_rss_bytes;
+    auto want = SerializeQModel(*plain);
+    ASSERT_TRUE(want.ok()) << want.status().ToString();
+    auto got = SerializeQModelInPlace(std::move(*compact));
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->size, want->size());
+    EXPECT_EQ(std::memcmp(got->data(), want->data(), want->size()), 0);
+    auto opened = QModel::FromSerialized(std::move(*got), "in-place");
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  }
+}
+
 TEST(Finalize, Bf16CalibrationWeightsGiveTheSameModelUpToRounding) {
   Fixture f = Open("tiny-random-qwen3");  // BF16
   CalibrationSet calib = TextCalib(f);

@@ -557,6 +557,7 @@ TEST(DenseKernelsTest, EveryIsaLevelGivesThePortableBits) {
     if (isa == Isa::kRef || !IsaAvailable(isa)) continue;
     SCOPED_TRACE(IsaName(isa));
     const DenseKernels kernels = GetDenseKernels(isa);
+    if (kernels.matmul_f32 == portable.matmul_f32) continue;  // the level has no tiles of its own (NEON)
     for (const Shape& s : shapes) {
       SCOPED_TRACE(testing::Message() << s.m << " x " << s.k << " x " << s.n);
       const std::vector<float> a = RandomNormal(s.m * s.k, 81), b = RandomNormal(s.k * s.n, 82);

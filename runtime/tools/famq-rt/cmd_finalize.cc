@@ -176,8 +176,8 @@ void RegisterFinalize(CLI::App& app, ExitCode* exit_code) {
   cmd->add_option("--mix-private", a->mix_private, "On-device text mixed into the statistics (never leaves the device)");
   cmd->add_option("--private-weight", a->private_weight, "Mass of the --mix-private text, in (0, 1)");
   cmd->add_option("--calib-weights", a->calib_weights,
-                  "Calibration forward's fp weights: fp32 (a packed copy, the reference) or bf16 (a BF16 "
-                  "checkpoint read in place: about half the memory)")
+                  "Calibration forward's fp weights, one block at a time: fp32 (a packed copy, the reference) or "
+                  "bf16 (a BF16 checkpoint read in place: less memory)")
       ->capture_default_str();
   cmd->add_option("--threads", a->options.num_threads, "Worker threads (0: one per CPU, at most 8)")
       ->check(CLI::Range(0, 256));
