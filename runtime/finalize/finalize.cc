@@ -125,8 +125,8 @@ struct SlotStats {
 class StatsObserver : public LinearObserver {
  public:
   enum class Pass { kStatistics, kRanges };
-  StatsObserver(const FinalizeOptions& o, std::vector<SlotStats>* slots, int awq_stride, pthreadpool_t pool)
-      : o_(o), slots_(slots), awq_stride_(awq_stride), pool_(pool) {}
+  StatsObserver(const FinalizeOptions& o, std::vector<SlotStats>* slots, int awq_stride)
+      : o_(o), slots_(slots), awq_stride_(awq_stride) {}
 
   void BeginSample(const float* token_weights, Pass pass) {
     tw_ = token_weights;
@@ -187,7 +187,6 @@ class StatsObserver : public LinearObserver {
   const float* tw_ = nullptr;
   Pass pass_ = Pass::kStatistics;
   int awq_stride_ = 1;
-  pthreadpool_t pool_ = nullptr;
   int64_t awq_counter_ = 0;
 };
 
@@ -542,7 +541,7 @@ Status FinalizeRun::Propagate(int l) {
 
 Status FinalizeRun::FinalizeBlock(int l, QModelContents* out) {
   std::vector<SlotStats> slots = NewSlotStats();
-  StatsObserver observer(o_, &slots, awq_stride_, pool());
+  StatsObserver observer(o_, &slots, awq_stride_);
   auto t = Clock::now();
   // A. statistics over the fp32 block.
   if (!calibration_free_) {
