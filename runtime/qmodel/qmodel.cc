@@ -355,7 +355,6 @@ class TakeableAllocator : public flatbuffers::Allocator {
     uint8_t* p = AllocateAligned(size, /*huge_pages=*/true);
     if (p == nullptr) throw std::bad_alloc();  // as flatbuffers' default allocator (operator new)
     current_ = p;
-    current_size_ = size;
     return p;
   }
   void deallocate(uint8_t* p, size_t) override {
@@ -363,11 +362,10 @@ class TakeableAllocator : public flatbuffers::Allocator {
     if (p == current_) current_ = nullptr;
     std::free(p);
   }
-  // The buffer the builder holds now (its end holds the finished bytes),
-  // and its size; the builder's later deallocate of it does nothing.
-  AlignedBuffer Take(size_t* size) {
+  // The buffer the builder holds now (its end holds the finished bytes);
+  // the builder's later deallocate of it does nothing.
+  AlignedBuffer Take() {
     taken_ = current_;
-    *size = current_size_;
     current_ = nullptr;
     return AlignedBuffer(taken_);
   }
@@ -375,7 +373,6 @@ class TakeableAllocator : public flatbuffers::Allocator {
  private:
   uint8_t* current_ = nullptr;
   uint8_t* taken_ = nullptr;
-  size_t current_size_ = 0;
 };
 
 // owned: c itself, writable, when its records' weights are to be freed as
@@ -461,10 +458,9 @@ Result<SerializedQModel> Serialize(const QModelContents& c, QModelContents* owne
   fb::FinishSizePrefixedQModelBuffer(b, root);
   FAMQ_RETURN_IF_ERROR(SealQModel(b.GetBufferPointer(), b.GetSize()));
   SerializedQModel out;
-  size_t reserved = 0;
   out.size = b.GetSize();
   const uint8_t* begin = b.GetBufferPointer();
-  out.buffer = allocator.Take(&reserved);
+  out.buffer = allocator.Take();
   out.offset = static_cast<size_t>(begin - out.buffer.get());
   return out;
 }

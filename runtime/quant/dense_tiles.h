@@ -22,6 +22,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include "quant/dense_kernels.h"
+
 // Everything here has internal linkage and uses no inline C++ library code
 // (memcpy is a builtin): the AVX2 / AVX-512 files' copies must never become
 // the ones the linker keeps for the baseline code (x86/README.md).
@@ -180,6 +182,13 @@ void GemmF64ColumnBlockTiled(double alpha, const double* a, size_t lda, const do
       }
     }
   }
+}
+
+// The DenseKernels of one instantiation: float tiles of MrF rows x NvF
+// vectors of Wf floats, double tiles of MrD rows x NvD vectors of Wd doubles.
+template <size_t Wf, size_t MrF, size_t NvF, size_t Wd, size_t MrD, size_t NvD>
+DenseKernels Instantiate() {
+  return DenseKernels{&MatMulF32Tiled<Wf, MrF, NvF>, &GemmF64ColumnBlockTiled<Wd, MrD, NvD>, MrD};
 }
 
 }  // namespace
